@@ -1,0 +1,451 @@
+"""Typed records passed between the stages of a run.
+
+Stages talk through these small records, never through loose dicts. Column-oriented records
+(`FrameBatch`, `Candidates`) keep one numpy array per column so that thousands of frames cost a
+handful of objects, and convert to and from Arrow for the datapool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+FileKind = Literal["image", "video"]
+FileStatus = Literal["ok", "corrupt", "skipped"]
+
+IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"})
+VIDEO_EXTENSIONS = frozenset({"mp4", "mov", "avi", "mkv", "webm", "m4v"})
+
+
+def kind_of(key: str) -> FileKind | None:
+    """Return the media kind a key's extension names, or None for anything else."""
+    ext = key.rsplit(".", 1)[-1].lower() if "." in key.rsplit("/", 1)[-1] else ""
+    if ext in IMAGE_EXTENSIONS:
+        return "image"
+    if ext in VIDEO_EXTENSIONS:
+        return "video"
+    return None
+
+
+def sample_id_for(key: str, fingerprint: str, frame_index: int) -> str:
+    """Stable id of one sample: a hash of the file's key, its fingerprint and the frame index."""
+    digest = hashlib.blake2b(f"{key}\0{fingerprint}\0{frame_index}".encode(), digest_size=12)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """One media file found in the source.
+
+    Attributes:
+        key: Path of the file relative to the source root, with `/` separators.
+        fingerprint: Identity of the content: `etag:<etag>:<size>` on S3,
+            `mtime:<mtime_ns>:<size>` on a local folder. A new fingerprint means a changed file.
+        size_bytes: Size of the file.
+        kind: `image` or `video`, from the extension.
+    """
+
+    key: str
+    fingerprint: str
+    size_bytes: int
+    kind: FileKind
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A unit of decode+embed work: tens of files, checkpointed (staged) as one piece.
+
+    Attributes:
+        index: Position of the shard in the run's plan (for progress and logs).
+        shard_id: Stable hash of the files (keys + fingerprints) it holds; names its staged part.
+        files: The files, in a deterministic order.
+    """
+
+    index: int
+    shard_id: str
+    files: tuple[FileRef, ...]
+
+    @staticmethod
+    def id_for(files: tuple[FileRef, ...]) -> str:
+        """Stable id of a set of files (independent of shard position)."""
+        h = hashlib.blake2b(digest_size=10)
+        for f in files:
+            h.update(f"{f.key}\0{f.fingerprint}\n".encode())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one file in a run: one row of the datapool's `files` table.
+
+    Attributes:
+        key: Key relative to the source root.
+        fingerprint: As in `FileRef`.
+        size_bytes: Size of the file.
+        kind: `image` or `video`.
+        status: `ok`, `corrupt` (could not be decoded; see `error`) or `skipped`
+            (decoded but gave no frame, or excluded by a rule; see `error`).
+        error: The reason for a corrupt or skipped file, else None.
+        frames_total: Frames in the file (1 for an image; container count or demuxed packets
+            for a video), used to zero-pad exported frame names.
+        frames_sampled: Frames taken from the file as candidates.
+        width: Width of the stored picture (after rotation), 0 when unknown.
+        height: Height of the stored picture (after rotation), 0 when unknown.
+    """
+
+    key: str
+    fingerprint: str
+    size_bytes: int
+    kind: FileKind
+    status: FileStatus
+    error: str | None = None
+    frames_total: int = 0
+    frames_sampled: int = 0
+    width: int = 0
+    height: int = 0
+
+    @classmethod
+    def for_ref(cls, ref: FileRef, **values: Any) -> FileResult:
+        """Build a result for `ref`, copying its identity fields."""
+        return cls(
+            key=ref.key,
+            fingerprint=ref.fingerprint,
+            size_bytes=ref.size_bytes,
+            kind=ref.kind,
+            **values,
+        )
+
+
+FILES_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("fingerprint", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("kind", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("frames_total", pa.int64()),
+        ("frames_sampled", pa.int64()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+    ]
+)
+
+
+def files_to_arrow(results: list[FileResult]) -> pa.Table:
+    """Convert file results to a table with `FILES_SCHEMA`."""
+    cols = {name: [getattr(r, name) for r in results] for name in FILES_SCHEMA.names}
+    return pa.table(cols, schema=FILES_SCHEMA)
+
+
+def files_from_arrow(table: pa.Table) -> list[FileResult]:
+    """Convert a `FILES_SCHEMA` table back to file results."""
+    names = [f.name for f in dataclasses.fields(FileResult)]
+    rows = table.select(names).to_pylist()
+    return [FileResult(**row) for row in rows]
+
+
+# Per-frame metadata columns shared by decoded frames and embedded candidates.
+META_COLUMNS: dict[str, np.dtype] = {
+    "frame_index": np.dtype(np.int64),
+    "pts_seconds": np.dtype(np.float64),
+    "width": np.dtype(np.int32),
+    "height": np.dtype(np.int32),
+    "brightness": np.dtype(np.float32),
+    "contrast": np.dtype(np.float32),
+    "sharpness": np.dtype(np.float32),
+}
+STRING_COLUMNS = ("sample_id", "key", "fingerprint", "content_hash")
+
+
+@dataclass
+class SampleColumns:
+    """Column-oriented per-frame metadata; base of `FrameBatch` and `Candidates`.
+
+    Attributes:
+        sample_id: Stable ids (`sample_id_for`).
+        key: Source key of the frame's file.
+        fingerprint: Fingerprint of the frame's file.
+        content_hash: Hash of the decoded pixels at model size, for exact duplicates.
+        frame_index: Frame number in presentation order (0 for an image).
+        pts_seconds: Presentation time in seconds (0.0 for an image).
+        width: Width of the full-size frame, after rotation.
+        height: Height of the full-size frame, after rotation.
+        brightness: Mean luma in [0, 1].
+        contrast: Standard deviation of luma in [0, 1].
+        sharpness: Variance of the Laplacian of luma (on the model-size frame).
+    """
+
+    sample_id: np.ndarray
+    key: np.ndarray
+    fingerprint: np.ndarray
+    content_hash: np.ndarray
+    frame_index: np.ndarray
+    pts_seconds: np.ndarray
+    width: np.ndarray
+    height: np.ndarray
+    brightness: np.ndarray
+    contrast: np.ndarray
+    sharpness: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.sample_id)
+
+    def meta_dict(self) -> dict[str, np.ndarray]:
+        """The metadata columns by name (no pixels, no embeddings)."""
+        return {name: getattr(self, name) for name in (*STRING_COLUMNS, *META_COLUMNS)}
+
+    @classmethod
+    def empty_meta(cls) -> dict[str, np.ndarray]:
+        """Empty metadata columns with the right dtypes."""
+        cols: dict[str, np.ndarray] = {name: np.array([], dtype=object) for name in STRING_COLUMNS}
+        cols.update({name: np.array([], dtype=dt) for name, dt in META_COLUMNS.items()})
+        return cols
+
+
+@dataclass
+class FrameBatch(SampleColumns):
+    """Decoded frames at model input size, with their metadata.
+
+    Attributes:
+        pixels: uint8 array (N, H, W, 3), RGB, at the model's input size.
+    """
+
+    pixels: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0, 3), np.uint8))
+
+
+@dataclass
+class Candidates(SampleColumns):
+    """Embedded frames: the rows of the datapool's `samples` table.
+
+    Attributes:
+        embedding: float16 array (N, D), L2-normalised.
+        run_id: The run that produced each row (empty string before commit).
+    """
+
+    embedding: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float16))
+    run_id: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+
+    @classmethod
+    def empty(cls, dim: int = 0) -> Candidates:
+        """No candidates, with embeddings of width `dim`."""
+        return cls(
+            **cls.empty_meta(),
+            embedding=np.zeros((0, dim), np.float16),
+            run_id=np.array([], dtype=object),
+        )
+
+    @classmethod
+    def from_frames(
+        cls, frames: SampleColumns, embedding: np.ndarray, run_id: str = ""
+    ) -> Candidates:
+        """Attach embeddings (N, D) to the metadata of decoded frames."""
+        if len(embedding) != len(frames):
+            raise ValueError(f"{len(embedding)} embeddings for {len(frames)} frames")
+        return cls(
+            **frames.meta_dict(),
+            embedding=np.asarray(embedding, dtype=np.float16),
+            run_id=np.full(len(frames), run_id, dtype=object),
+        )
+
+    @classmethod
+    def concat(cls, parts: list[Candidates]) -> Candidates:
+        """Concatenate candidates row-wise (all parts must share the embedding width)."""
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty()
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in names})
+
+    def take(self, indices: np.ndarray | list[int]) -> Candidates:
+        """Rows at `indices`, in that order."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return Candidates(**{f.name: getattr(self, f.name)[idx] for f in dataclasses.fields(self)})
+
+    def with_run_id(self, run_id: str) -> Candidates:
+        """A copy whose rows all carry `run_id`."""
+        return dataclasses.replace(self, run_id=np.full(len(self), run_id, dtype=object))
+
+    def to_arrow(self) -> pa.Table:
+        """Arrow table with `samples_schema(dim)`; embeddings as fixed-size lists of float16."""
+        dim = self.embedding.shape[1] if self.embedding.ndim == 2 else 0
+        arrays = []
+        schema = samples_schema(dim)
+        for f in schema:
+            if f.name == "embedding":
+                flat = pa.array(np.ascontiguousarray(self.embedding, np.float16).reshape(-1))
+                arrays.append(pa.FixedSizeListArray.from_arrays(flat, dim))
+            else:
+                arrays.append(pa.array(getattr(self, f.name), type=f.type))
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table) -> Candidates:
+        """Inverse of `to_arrow`."""
+        if table.num_rows == 0:
+            dim = (
+                table.schema.field("embedding").type.list_size
+                if "embedding" in table.schema.names
+                else 0
+            )
+            return cls.empty(max(dim, 0))
+        cols: dict[str, np.ndarray] = {}
+        for name in STRING_COLUMNS + ("run_id",):
+            cols[name] = np.array(table.column(name).to_pylist(), dtype=object)
+        for name, dt in META_COLUMNS.items():
+            cols[name] = table.column(name).to_numpy().astype(dt, copy=False)
+        emb = table.column("embedding").combine_chunks()
+        dim = emb.type.list_size
+        values = emb.values.to_numpy(zero_copy_only=False).astype(np.float16, copy=False)
+        cols["embedding"] = values.reshape(-1, dim)
+        return cls(**cols)
+
+
+def samples_schema(dim: int) -> pa.Schema:
+    """Schema of the datapool's `samples` table for embeddings of width `dim`."""
+    fields = [(name, pa.string()) for name in STRING_COLUMNS]
+    fields += [(name, pa.from_numpy_dtype(dt)) for name, dt in META_COLUMNS.items()]
+    fields += [("embedding", pa.list_(pa.float16(), dim)), ("run_id", pa.string())]
+    return pa.schema(fields)
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """The embedding model a pool was built with.
+
+    Attributes:
+        name: Registry name, e.g. `resnet18`.
+        weights: Weights fingerprint: `torchvision:<enum member>`, `none:seed=<seed>` or
+            `checkpoint:<sha256 prefix>`.
+        input_size: Square input size in pixels.
+        dim: Width of the embedding.
+    """
+
+    name: str
+    weights: str
+    input_size: int
+    dim: int
+
+    def describe(self) -> str:
+        """Human-readable one-liner."""
+        return f"{self.name} ({self.weights}, {self.input_size}px, {self.dim}-d)"
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One selected sample and why it was picked.
+
+    Attributes:
+        sample_id: The candidate's sample id.
+        index: Row of the candidate in the run's `Candidates`.
+        distance: Distance to the nearest dataset or already-picked sample when it was picked
+            (NaN when the strategy has no distance, e.g. random without embeddings).
+        score: The combined strategy score at pick time.
+        reason: Short text, e.g. `diversity: farthest from dataset (0.41)`.
+    """
+
+    sample_id: str
+    index: int
+    distance: float
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The outcome of the select stage.
+
+    Attributes:
+        picks: Picked samples in pick order.
+        n_candidates: Candidates considered (after deduplication and thresholds).
+        n_removed_duplicates: Candidates removed as exact or near duplicates.
+        n_removed_thresholds: Candidates removed by metadata thresholds.
+        coverage_before: Max over candidates of the distance to the nearest dataset sample
+            before this run (inf when the dataset is empty).
+        coverage_after: The same, after adding the picks.
+        mean_pick_distance: Mean distance of the picks to the dataset as it was before the run.
+        mean_random_distance: Mean distance to the dataset of a same-size random pick from the
+            same candidates (seeded): the baseline the picks should beat.
+        stop_reason: Why selection stopped (`n_samples`, `proportion`, `min_distance`,
+            `exhausted`).
+    """
+
+    picks: tuple[Pick, ...]
+    n_candidates: int
+    n_removed_duplicates: int = 0
+    n_removed_thresholds: int = 0
+    coverage_before: float = float("inf")
+    coverage_after: float = float("inf")
+    mean_pick_distance: float = float("nan")
+    mean_random_distance: float = float("nan")
+    stop_reason: str = "exhausted"
+
+    @property
+    def sample_ids(self) -> list[str]:
+        """Ids of the picks, in pick order."""
+        return [p.sample_id for p in self.picks]
+
+    @property
+    def indices(self) -> np.ndarray:
+        """Candidate rows of the picks, in pick order."""
+        return np.array([p.index for p in self.picks], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class TagRecord:
+    """A named, versioned selection: one row of the datapool's `tags` table.
+
+    Attributes:
+        name: Tag name, unique in the pool.
+        parent: Name of the previous tag (None for the first).
+        run_id: The run that created it.
+        created: ISO-8601 UTC time of the commit.
+        parameters: The run's parameters as JSON text (credentials never included).
+        counts: Counts of the run as JSON text (files new/corrupt/skipped, candidates, selected).
+        sample_ids: Members of the tag.
+        coverage_before: Coverage radius before the run.
+        coverage_after: Coverage radius after the run.
+    """
+
+    name: str
+    parent: str | None
+    run_id: str
+    created: str
+    parameters: str
+    counts: str
+    sample_ids: tuple[str, ...]
+    coverage_before: float = float("nan")
+    coverage_after: float = float("nan")
+
+
+TAGS_SCHEMA = pa.schema(
+    [
+        ("name", pa.string()),
+        ("parent", pa.string()),
+        ("run_id", pa.string()),
+        ("created", pa.string()),
+        ("parameters", pa.string()),
+        ("counts", pa.string()),
+        ("sample_ids", pa.list_(pa.string())),
+        ("coverage_before", pa.float64()),
+        ("coverage_after", pa.float64()),
+    ]
+)
+
+
+def tags_to_arrow(tags: list[TagRecord]) -> pa.Table:
+    """Convert tags to a table with `TAGS_SCHEMA`."""
+    cols = {name: [getattr(t, name) for t in tags] for name in TAGS_SCHEMA.names}
+    cols["sample_ids"] = [list(t.sample_ids) for t in tags]
+    return pa.table(cols, schema=TAGS_SCHEMA)
+
+
+def tags_from_arrow(table: pa.Table) -> list[TagRecord]:
+    """Convert a `TAGS_SCHEMA` table back to tags."""
+    rows = table.select(TAGS_SCHEMA.names).to_pylist()
+    return [TagRecord(**{**row, "sample_ids": tuple(row["sample_ids"] or ())}) for row in rows]
