@@ -449,3 +449,75 @@ def tags_from_arrow(table: pa.Table) -> list[TagRecord]:
     """Convert a `TAGS_SCHEMA` table back to tags."""
     rows = table.select(TAGS_SCHEMA.names).to_pylist()
     return [TagRecord(**{**row, "sample_ids": tuple(row["sample_ids"] or ())}) for row in rows]
+
+
+@dataclass
+class RunSummary:
+    """What one run did: returned by the flow, shown in the summary artifact and the report.
+
+    Attributes:
+        run_id: The run's id (the Prefect flow run id, or a local uuid).
+        source: URL of the raw data.
+        output: URL of the output prefix.
+        pool_version_before: Datapool version the run started from (0 for an empty pool).
+        pool_version_after: Version the run committed, or None if it committed nothing.
+        tag: Name of the tag the run registered, or None.
+        parent_tag: The previous tag, or None.
+        nothing_new: True when discovery found no new file (the run did no work).
+        files_listed: Media files listed in the source (after `relevant_filenames`).
+        files_new: Files new or changed since the last run.
+        files_known: Files skipped because the pool already holds them unchanged.
+        files_ok: New files decoded successfully.
+        files_corrupt: New files that could not be decoded.
+        files_skipped: New files decoded to no usable frame.
+        corrupt: (key, reason) for corrupt and skipped files (at most 100).
+        candidates: Frames embedded in this run.
+        selected: Frames picked.
+        removed_duplicates: Candidates dropped as exact or near duplicates.
+        removed_thresholds: Candidates dropped by metadata thresholds.
+        coverage_before: Coverage radius of the dataset over this run's candidates, before.
+        coverage_after: The same, after adding the picks.
+        mean_pick_distance: Mean distance of picks to the dataset before the run.
+        mean_random_distance: The same for a seeded random pick of the same size.
+        stop_reason: Why selection stopped.
+        model: The embedding model, described.
+        outputs: Name → URL of the exported files (report, embedding plot, lists).
+        seconds: Stage name → wall-clock seconds.
+    """
+
+    run_id: str
+    source: str
+    output: str
+    pool_version_before: int = 0
+    pool_version_after: int | None = None
+    tag: str | None = None
+    parent_tag: str | None = None
+    nothing_new: bool = False
+    files_listed: int = 0
+    files_new: int = 0
+    files_known: int = 0
+    files_ok: int = 0
+    files_corrupt: int = 0
+    files_skipped: int = 0
+    corrupt: list[tuple[str, str]] = field(default_factory=list)
+    candidates: int = 0
+    selected: int = 0
+    removed_duplicates: int = 0
+    removed_thresholds: int = 0
+    coverage_before: float = float("nan")
+    coverage_after: float = float("nan")
+    mean_pick_distance: float = float("nan")
+    mean_random_distance: float = float("nan")
+    stop_reason: str = ""
+    model: str = ""
+    outputs: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (non-finite floats become None)."""
+        out = dataclasses.asdict(self)
+        for k, v in out.items():
+            if isinstance(v, float) and not np.isfinite(v):
+                out[k] = None
+        out["corrupt"] = [list(c) for c in self.corrupt]
+        return out
