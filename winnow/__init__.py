@@ -1,0 +1,1 @@
+"""Winnow: incremental data curation for computer vision (core, orchestrator-free)."""
