@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from winnow.errors import ConfigError, NotFound, StorageError, TransientStorageError
+from winnow.errors import (
+    ConfigError,
+    NotFound,
+    StorageError,
+    TransientStorageError,
+    WinnowError,
+)
 
 _TMP_PREFIX = ".winnow-tmp-"
 
@@ -149,15 +155,22 @@ class LocalStore(ObjectStore):
             return
         if not start.is_dir():
             return
-        for dirpath, dirnames, filenames in os.walk(start):
-            dirnames.sort()
-            for name in sorted(filenames):
-                if name.startswith(_TMP_PREFIX):
-                    continue
-                path = Path(dirpath, name)
+        yield from self._walk(start)
+
+    def _walk(self, folder: Path) -> Iterator[ObjectInfo]:
+        """Depth-first walk in key order, as S3 lists (a folder sorts as its name plus '/')."""
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:  # removed while listing
+            return
+        entries.sort(key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(entry.path))
+            elif entry.is_file() and not entry.name.startswith(_TMP_PREFIX):
                 try:
-                    yield self._info(path)
-                except FileNotFoundError:  # removed while listing
+                    yield self._info(Path(entry.path))
+                except FileNotFoundError:
                     continue
 
     def _info(self, path: Path) -> ObjectInfo:
@@ -344,7 +357,9 @@ class S3Store(ObjectStore):
             ConnectionError as BotoConnectionError,
         )
 
-        where = f"s3://{self.bucket}/{self._k(key)}" if key else self.url
+        if isinstance(exc, WinnowError):  # e.g. a bad key, already clear
+            return exc
+        where = f"s3://{self.bucket}/{_join(self.prefix, key)}" if key else self.url
         if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
             return StorageError(
                 f"{op} {where}: no AWS credentials found; set AWS_ACCESS_KEY_ID/"
@@ -579,3 +594,11 @@ def redact(text: str, options: S3Options | None) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def read_url(url: str, s3: S3Options | None = None) -> bytes:
+    """Read one object named by a full URL (`s3://bucket/key`, `file://…`) or a local path."""
+    parent, _, name = url.rstrip("/").rpartition("/")
+    if not name or parent in ("s3:/", "s3:", ""):
+        raise ConfigError(f"{url!r} does not name an object")
+    return open_store(parent, s3).get(name)

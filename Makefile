@@ -1,0 +1,42 @@
+# Commands people type. Everything runs from the project's own virtual environment.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: install demo test test-fast bench lint format clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install  ## make a sample bucket in ./demo-data, curate it twice
+	rm -rf demo-data
+	$(VENV)/bin/winnow demo --dir demo-data
+
+test: install  ## the whole suite (CI runs exactly this)
+	$(PY) -m pytest -q
+
+test-fast: install  ## unit tests only
+	$(PY) -m pytest -q tests/unit
+
+bench: install  ## benchmarks; each prints one JSON line last
+	$(PY) bench/selection.py
+	$(PY) bench/throughput.py
+	$(PY) bench/discover.py
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf demo-data .prefect .pytest_cache tests/artifacts

@@ -1,0 +1,121 @@
+"""Parameters of the curate flow: the Prefect UI form, the CLI options and their validation.
+
+Each top-level parameter is declared once here as an `Annotated` type with its description and
+bounds; `CurateParams` groups them and the flow's signature reuses the same types, so the
+deployment's parameter schema, the server-side validation and `winnow run --help` agree.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from winnow.embedding import EmbeddingOptions
+from winnow.media import FrameOptions
+from winnow.selection import SelectionConfig
+
+from winnow.storage import sibling_url
+
+_TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class StorageParams(BaseModel):
+    """How to reach S3 (ignored for local folders). Credentials are never parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="Storage")
+
+    endpoint_url: str | None = Field(
+        None,
+        description="S3-compatible endpoint (MinIO, Ceph, …); empty for AWS S3.",
+        examples=["http://127.0.0.1:9000"],
+    )
+    region: str | None = Field(None, description="AWS region; empty for the boto3 default chain.")
+    profile: str | None = Field(
+        None, description="Named AWS profile (~/.aws/config) on the worker; empty for the default."
+    )
+    credentials_block: str | None = Field(
+        None,
+        description="Name of a Prefect AwsCredentials block (prefect-aws) holding the keys; "
+        "empty for the boto3 default chain (env vars, profile, instance role).",
+    )
+    max_attempts: int = Field(
+        8, ge=1, le=30, description="boto3 attempts per S3 call on throttling, 5xx and resets."
+    )
+
+
+Source = Annotated[
+    str,
+    Field(
+        min_length=1,
+        description="Raw data: a local folder or s3://bucket/prefix. Only read, never written.",
+        examples=["s3://my-bucket/raw", "./data/raw"],
+    ),
+]
+Output = Annotated[
+    str | None,
+    Field(
+        description="Where the datapool, frames and exports go (local folder or s3://…). "
+        "Empty: a '.winnow' folder beside the source.",
+    ),
+]
+RelevantFilenames = Annotated[
+    str | None,
+    Field(
+        description="A text file listing the keys, folder prefixes (ending in '/') or glob "
+        "patterns to consider, one per line: a key in the source or a full URL/path.",
+    ),
+]
+ProcessAll = Annotated[
+    bool,
+    Field(description="Reprocess every file, not only new ones, into a fresh tag."),
+]
+TagName = Annotated[
+    str | None,
+    Field(
+        pattern=_TAG_RE.pattern,
+        description="Name of the tag this run creates; empty: run-0001, run-0002, …",
+    ),
+]
+ShardFiles = Annotated[
+    int,
+    Field(ge=1, le=10_000, description="Files per shard (the unit of progress and of resume)."),
+]
+
+
+class CurateParams(BaseModel):
+    """Everything one curate run needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Source
+    output: Output = None
+    relevant_filenames: RelevantFilenames = None
+    process_all: ProcessAll = False
+    tag_name: TagName = None
+    frames: FrameOptions = Field(default_factory=FrameOptions)
+    embedding: EmbeddingOptions = Field(default_factory=EmbeddingOptions)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    storage: StorageParams = Field(default_factory=StorageParams)
+    shard_files: ShardFiles = 32
+
+    @model_validator(mode="after")
+    def _check_urls(self) -> CurateParams:
+        for name in ("source", "output"):
+            url = getattr(self, name)
+            if url and "://" in url and not url.startswith(("s3://", "file://")):
+                raise ValueError(f"{name} {url!r}: use a local path, file:// or s3://bucket/prefix")
+        if self.source.startswith("s3://") and not self.source[5:].split("/", 1)[0]:
+            raise ValueError(f"source {self.source!r} names no bucket")
+        if self.output and self.output.rstrip("/") == self.source.rstrip("/"):
+            raise ValueError("output must differ from source (outputs would be rediscovered)")
+        return self
+
+    @property
+    def output_url(self) -> str:
+        """The output URL, defaulting to `.winnow` beside the source."""
+        return self.output or sibling_url(self.source, ".winnow")
+
+    def public_dict(self) -> dict:
+        """Parameters as JSON-ready data, safe to store and show (no secrets are parameters)."""
+        return self.model_dump(mode="json")

@@ -1,0 +1,59 @@
+"""Tasks: load the datapool snapshot, discover new files and plan shards."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+from flows.params import CurateParams
+from tasks.connect import STORAGE_RETRIES, Stores, s3_options
+from winnow import discover
+from winnow.datapool import PoolSnapshot
+from winnow.records import Shard
+from winnow.storage import read_url
+
+
+@task(name="load-pool", cache_policy=NO_CACHE, **STORAGE_RETRIES)
+def load_pool(stores: Stores) -> PoolSnapshot:
+    """Load the latest datapool snapshot."""
+    snapshot = stores.pool.load()
+    get_run_logger().info(
+        "datapool %s: version %d, %d files, %d tags",
+        stores.pool.url,
+        snapshot.version,
+        snapshot.files.num_rows,
+        len(snapshot.tags),
+    )
+    return snapshot
+
+
+@task(name="discover", cache_policy=NO_CACHE, **STORAGE_RETRIES)
+def discover_files(
+    params: CurateParams, stores: Stores, snapshot: PoolSnapshot
+) -> tuple[discover.Discovery, tuple[Shard, ...]]:
+    """List the source, keep new and changed media files, plan shards."""
+    relevant = None
+    if name := params.relevant_filenames:
+        is_url = "://" in name or name.startswith("/")
+        data = read_url(name, s3_options(params.storage)) if is_url else stores.source.get(name)
+        relevant = discover.parse_relevant_filenames(data.decode("utf-8"))
+    found = discover.list_new_files(
+        stores.source,
+        known=snapshot.fingerprints,
+        relevant=relevant,
+        process_all=params.process_all,
+        exclude_prefixes=[stores.output_inside_source or ""],
+    )
+    shards = discover.plan_shards(found.new, max_files=params.shard_files)
+    get_run_logger().info(
+        "discover %s: %d media files listed, %d new (%d changed), %d already in the pool, "
+        "%d shards",
+        stores.source.url,
+        found.listed,
+        len(found.new),
+        found.changed,
+        found.known,
+        len(shards),
+    )
+    return found, shards

@@ -1,0 +1,52 @@
+"""Progress for long stages: a Prefect progress artifact (the UI's bar) and rate logging."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.context import TaskRunContext
+from prefect.logging import get_run_logger
+
+
+class Progress:
+    """Track `total` units of work; log rate and ETA, keep a progress artifact up to date."""
+
+    def __init__(self, total: int, *, unit: str, description: str) -> None:
+        """Start tracking (creates the artifact when running inside a Prefect task)."""
+        self.total = max(total, 1)
+        self.unit = unit
+        self.description = description
+        self.done = 0
+        self.items = 0
+        self.started = time.perf_counter()
+        self._logger: logging.Logger | logging.LoggerAdapter = (
+            get_run_logger() if TaskRunContext.get() else logging.getLogger("winnow")
+        )
+        self._artifact = None
+        if TaskRunContext.get():
+            self._artifact = create_progress_artifact(
+                progress=0.0, description=f"{description}: 0/{total} {unit}"
+            )
+
+    def advance(self, units: int, *, items: int = 0, note: str = "") -> None:
+        """Mark `units` more done (`items` counts e.g. frames, for the rate)."""
+        self.done += units
+        self.items += items
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        rate = self.items / elapsed
+        eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+        pct = 100.0 * self.done / self.total
+        text = f"{self.description}: {self.done}/{self.total} {self.unit}"
+        self._logger.info(
+            "%s (%.0f%%), %d frames at %.1f frames/s, ETA %.0f s %s",
+            text,
+            pct,
+            self.items,
+            rate,
+            eta,
+            note,
+        )
+        if self._artifact is not None:
+            update_progress_artifact(self._artifact, progress=pct, description=text)

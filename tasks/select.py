@@ -1,0 +1,63 @@
+"""Task: select this run's picks with the existing dataset as already-chosen centers."""
+
+from __future__ import annotations
+
+import numpy as np
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+from winnow.embedding import Embedder
+from winnow.engine import embed_keys
+
+from flows.params import CurateParams
+from tasks.connect import STORAGE_RETRIES, Stores, s3_options
+from winnow import selection
+from winnow.datapool import PoolSnapshot
+from winnow.records import Candidates, Selection
+from winnow.storage import read_url
+
+
+@task(name="select", cache_policy=NO_CACHE, **STORAGE_RETRIES)
+def select_samples(
+    params: CurateParams,
+    stores: Stores,
+    snapshot: PoolSnapshot,
+    candidates: Candidates,
+    embedder: Embedder,
+) -> tuple[Selection, np.ndarray]:
+    """Pick samples; return the selection and the dataset's embeddings before the run."""
+    logger = get_run_logger()
+    config = params.selection
+    dataset = snapshot.dataset().embedding.astype(np.float32)
+    columns = None
+    if name := config.predictions:
+        is_url = "://" in name or name.startswith("/")
+        data = read_url(name, s3_options(params.storage)) if is_url else stores.source.get(name)
+        columns = selection.join_predictions(candidates, data, filename=name)
+    query_keys = [k for s in config.strategies for k in getattr(s, "query_keys", None) or []]
+    queries = None
+    if query_keys:
+        queries = embed_keys(
+            query_keys, source=stores.source, frames=params.frames, embedder=embedder
+        )
+    result = selection.select(
+        candidates,
+        dataset=dataset,
+        config=config,
+        columns=columns,
+        queries=queries,
+        device=params.embedding.device,
+    )
+    logger.info(
+        "selected %d of %d candidates (dataset: %d samples; stop: %s); mean distance to the "
+        "dataset %.3f vs %.3f for random picks; coverage radius %.3f -> %.3f",
+        len(result.picks),
+        len(candidates),
+        len(dataset),
+        result.stop_reason,
+        result.mean_pick_distance,
+        result.mean_random_distance,
+        result.coverage_before,
+        result.coverage_after,
+    )
+    return result, dataset

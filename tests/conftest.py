@@ -1,0 +1,71 @@
+"""Shared fixtures: environment hygiene and a real S3 endpoint (moto's server over HTTP)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+# Before anything imports Prefect: keep its state in a temporary home, no telemetry.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="winnow-test-prefect-")
+os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+# Credentials for moto only; boto3 must never find a real account from tests.
+os.environ["AWS_ACCESS_KEY_ID"] = "testing-key-id"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing-secret-key"
+os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 at a random port, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> str:
+    """A fresh, empty bucket (name) on the moto server."""
+    import boto3
+
+    name = f"winnow-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(params=["local", "s3"])
+def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """Root URL of an empty store, on each backend."""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    bucket = request.getfixturevalue("s3_bucket")
+    return f"s3://{bucket}/root"
+
+
+@pytest.fixture
+def s3_options(s3_endpoint: str):
+    """Options that reach the moto server."""
+    from winnow.storage import S3Options
+
+    return S3Options(endpoint_url=s3_endpoint, region="us-east-1", max_attempts=2)
+
+
+@pytest.fixture
+def open_test_store(s3_options):
+    """Open a store URL with the moto options (local paths ignore them)."""
+    from winnow.storage import open_store
+
+    return lambda url: open_store(url, s3_options)

@@ -1,0 +1,167 @@
+"""The ObjectStore contract, run on the local backend and on S3 over HTTP (moto's server)."""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from winnow.errors import ConfigError, NotFound, StorageError
+from winnow.storage import (
+    LocalStore,
+    S3Options,
+    S3Store,
+    open_store,
+    read_url,
+    relative_prefix,
+    sibling_url,
+)
+
+
+def test_put_get_list_exists_delete(store_url, open_test_store):
+    store = open_test_store(store_url)
+    store.put("b/2.bin", b"two")
+    store.put("a.bin", b"one")
+    store.put("b/c/3.bin", b"three")
+    assert store.get("a.bin") == b"one"
+    infos = list(store.list())
+    assert [i.key for i in infos] == ["a.bin", "b/2.bin", "b/c/3.bin"]
+    assert [i.size_bytes for i in infos] == [3, 3, 5]
+    assert all(i.fingerprint.endswith(f":{i.size_bytes}") for i in infos)
+    assert [i.key for i in store.list("b")] == ["b/2.bin", "b/c/3.bin"]
+    assert list(store.list("nope")) == []
+    assert store.exists("b/2.bin") and not store.exists("b/9.bin")
+    store.delete(["b/2.bin", "missing.bin"])
+    assert not store.exists("b/2.bin")
+    with pytest.raises(NotFound):
+        store.get("b/2.bin")
+
+
+def test_prefix_lists_a_folder_not_a_name_prefix(store_url, open_test_store):
+    store = open_test_store(store_url)
+    store.put("ab/x.bin", b"1")
+    store.put("a/y.bin", b"2")
+    assert [i.key for i in store.list("a")] == ["a/y.bin"]
+
+
+def test_replacing_an_object_changes_its_fingerprint(store_url, open_test_store):
+    store = open_test_store(store_url)
+    store.put("f.bin", b"first")
+    before = next(iter(store.list())).fingerprint
+    store.put("f.bin", b"second!")
+    after = next(iter(store.list())).fingerprint
+    assert before != after
+    assert store.get("f.bin") == b"second!"
+
+
+def test_put_if_absent_creates_once(store_url, open_test_store):
+    store = open_test_store(store_url)
+    assert store.put_if_absent("v/1.json", b"winner") is True
+    assert store.put_if_absent("v/1.json", b"loser") is False
+    assert store.get("v/1.json") == b"winner"
+
+
+def test_put_if_absent_races_have_exactly_one_winner(store_url, open_test_store):
+    store = open_test_store(store_url)
+    results: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def attempt(i: int) -> None:
+        barrier.wait()
+        results.append(store.put_if_absent("race.json", f"writer {i}".encode()))
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 7 + [True]
+    assert store.get("race.json").startswith(b"writer ")
+
+
+def test_put_from_a_file_and_local_copy(store_url, open_test_store, tmp_path):
+    store = open_test_store(store_url)
+    src = tmp_path / "big.bin"
+    payload = bytes(range(256)) * 4096
+    src.write_bytes(payload)
+    store.put("media/big.bin", src)
+    with store.local_copy("media/big.bin") as path:
+        assert Path(path).read_bytes() == payload
+        copy_path = Path(path)
+    if store_url.startswith("s3://"):
+        assert not copy_path.exists()  # the temporary copy is removed
+
+
+def test_child_store_is_rooted_below(store_url, open_test_store):
+    store = open_test_store(store_url)
+    child = store.child("pool")
+    child.put("x.json", b"{}")
+    assert store.get("pool/x.json") == b"{}"
+    assert [i.key for i in child.list()] == ["x.json"]
+
+
+@pytest.mark.parametrize(
+    ("key", "match"),
+    [("../escape", "'..'"), ("/abs", "relative"), ("a/../../b", "'..'"), ("", "relative")],
+)
+def test_keys_cannot_escape_the_root(store_url, open_test_store, key, match):
+    store = open_test_store(store_url)
+    with pytest.raises(ConfigError, match=match):
+        store.put(key, b"x")
+
+
+def test_presign_gives_a_link_that_opens(store_url, open_test_store):
+    store = open_test_store(store_url)
+    store.put("doc/report.html", b"<p>hi</p>")
+    url = store.presign("doc/report.html")
+    with urllib.request.urlopen(url) as resp:  # noqa: S310 - file:// or the local moto server
+        assert resp.read() == b"<p>hi</p>"
+    assert "testing-secret-key" not in url
+
+
+def test_missing_local_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(NotFound, match="does not exist"):
+        list(LocalStore(tmp_path / "nope").list())
+
+
+def test_missing_bucket_is_a_clear_error(s3_options):
+    store = S3Store("no-such-bucket-here", "raw", s3_options)
+    with pytest.raises(NotFound, match="bucket 'no-such-bucket-here' does not exist"):
+        list(store.list())
+
+
+def test_unreachable_endpoint_fails_once_with_the_endpoint_named():
+    options = S3Options(endpoint_url="http://127.0.0.1:9", region="us-east-1", max_attempts=1)
+    with pytest.raises(StorageError, match=r"cannot connect to http://127.0.0.1:9"):
+        list(S3Store("bucket", "raw", options).list())
+
+
+def test_repr_of_options_hides_secrets():
+    options = S3Options(
+        access_key_id="AKIAEXAMPLE", secret_access_key="s3cr3t", session_token="tok"
+    )
+    text = repr(options) + repr(S3Store("b", "p", options))
+    assert "s3cr3t" not in text and "AKIAEXAMPLE" not in text and "tok'" not in text
+
+
+def test_open_store_and_url_helpers(tmp_path):
+    assert isinstance(open_store(str(tmp_path)), LocalStore)
+    assert isinstance(open_store(f"file://{tmp_path}"), LocalStore)
+    s3 = open_store("s3://bucket/raw/cam")
+    assert isinstance(s3, S3Store) and s3.bucket == "bucket" and s3.prefix == "raw/cam"
+    with pytest.raises(ConfigError, match="unsupported"):
+        open_store("gs://bucket/x")
+    assert sibling_url("s3://b/raw", ".winnow") == "s3://b/.winnow"
+    assert sibling_url("s3://b", ".winnow") == "s3://b/.winnow"
+    assert sibling_url(str(tmp_path / "raw"), ".winnow") == str(tmp_path / ".winnow")
+    assert relative_prefix(open_store("s3://b"), open_store("s3://b/.winnow")) == ".winnow/"
+    assert relative_prefix(open_store("s3://b/raw"), open_store("s3://b/out")) is None
+    assert relative_prefix(LocalStore(tmp_path), LocalStore(tmp_path / "o")) == "o/"
+
+
+def test_read_url_reads_one_object(store_url, open_test_store, s3_options):
+    store = open_test_store(store_url)
+    store.put("lists/relevant.txt", b"cam1/\n")
+    assert read_url(store.url_for("lists/relevant.txt"), s3_options) == b"cam1/\n"

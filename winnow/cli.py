@@ -1,0 +1,313 @@
+"""The `winnow` command: run, demo, tags, status, export.
+
+The one module of winnow/ that imports the flow (it is the entry point); everything else in
+winnow/ runs without Prefect.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Winnow: keep only the new images and video frames worth labelling.",
+)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _set(d: dict, path: str, value: Any) -> None:
+    """Set a nested key ('selection.n_samples') when a CLI option was given."""
+    if value is None:
+        return
+    *parents, last = path.split(".")
+    for p in parents:
+        d = d.setdefault(p, {})
+    d[last] = value
+
+
+def build_params(base: dict, options: dict[str, Any]) -> Any:
+    """Merge CLI options over a parameters dict and validate them as `CurateParams`."""
+    from pydantic import ValidationError
+
+    from flows.params import CurateParams
+
+    data = json.loads(json.dumps(base))
+    for path, value in options.items():
+        _set(data, path, value)
+    try:
+        return CurateParams.model_validate(data)
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in e['loc']) or 'parameters'}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        _fail("invalid parameters:\n" + "\n".join(lines))
+
+
+def run_curate(params: Any) -> dict:
+    """Run the curate flow with validated parameters; return its summary."""
+    from flows.curate import curate
+    from winnow.errors import WinnowError
+
+    try:
+        return curate(**{name: getattr(params, name) for name in type(params).model_fields})
+    except WinnowError as exc:
+        _fail(str(exc), code=1)
+    raise AssertionError("unreachable")
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def print_summary(summary: dict) -> None:
+    """Print what a run did, for people."""
+    if summary["nothing_new"]:
+        typer.echo(
+            f"nothing new: {summary['files_known']} files already in the pool; "
+            "no decoding, no embedding, no tag"
+        )
+        return
+    typer.echo(
+        f"files: {summary['files_new']} new ({summary['files_ok']} ok, "
+        f"{summary['files_corrupt']} corrupt, {summary['files_skipped']} skipped), "
+        f"{summary['files_known']} already in the pool"
+    )
+    for key, reason in summary["corrupt"][:10]:
+        typer.echo(f"  ! {key}: {reason}")
+    typer.echo(
+        f"candidates: {summary['candidates']}, selected: {summary['selected']} "
+        f"(stopped by {summary['stop_reason']}) -> tag {summary['tag']}"
+    )
+    typer.echo(
+        f"mean distance of picks to the existing dataset: {_fmt(summary['mean_pick_distance'])} "
+        f"(random picks: {_fmt(summary['mean_random_distance'])}); coverage radius "
+        f"{_fmt(summary['coverage_before'])} -> {_fmt(summary['coverage_after'])}"
+    )
+    typer.echo(f"datapool version {summary['pool_version_after']}, outputs in {summary['output']}")
+    for name, url in summary["outputs"].items():
+        typer.echo(f"  {name}: {url}")
+
+
+@app.command()
+def run(
+    source: Annotated[str, typer.Option(help="Raw data: local folder or s3://bucket/prefix.")],
+    output: Annotated[
+        str | None, typer.Option(help="Output folder or s3:// prefix (default: .winnow beside source).")
+    ] = None,
+    n_samples: Annotated[int | None, typer.Option(help="Samples to select.")] = None,
+    proportion: Annotated[float | None, typer.Option(help="Fraction of candidates to select.")] = None,
+    min_distance: Annotated[float | None, typer.Option(help="Stop below this distance.")] = None,
+    model: Annotated[str | None, typer.Option(help="Embedding model (resnet18, resnet50, …).")] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="'default' (pretrained), 'none' or a checkpoint path.")
+    ] = None,
+    input_size: Annotated[int | None, typer.Option(help="Model input size in pixels.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Frames per model batch.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    every_n_frames: Annotated[int | None, typer.Option(help="Keep every n-th video frame.")] = None,
+    sample_fps: Annotated[float | None, typer.Option(help="Video frames per second to keep.")] = None,
+    keyframes_only: Annotated[
+        bool | None, typer.Option("--keyframes-only", help="Keep only video keyframes.")
+    ] = None,
+    max_frames_per_video: Annotated[int | None, typer.Option(help="Cap frames per video.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the selection.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Name of the tag to create.")] = None,
+    process_all: Annotated[
+        bool | None, typer.Option("--process-all", help="Reprocess every file.")
+    ] = None,
+    relevant_filenames: Annotated[
+        str | None, typer.Option(help="File listing keys, folders/ or globs to consider.")
+    ] = None,
+    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region.")] = None,
+    profile: Annotated[str | None, typer.Option(help="AWS profile name.")] = None,
+    credentials_block: Annotated[
+        str | None, typer.Option(help="Prefect AwsCredentials block name.")
+    ] = None,
+    params_file: Annotated[
+        Path | None, typer.Option(help="JSON file of curate parameters; options override it.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Curate the new files of SOURCE into a new tag (runs the Prefect flow locally)."""
+    base = json.loads(params_file.read_text()) if params_file else {}
+    params = build_params(
+        base,
+        {
+            "source": source,
+            "output": output,
+            "tag_name": tag,
+            "process_all": process_all,
+            "relevant_filenames": relevant_filenames,
+            "selection.n_samples": n_samples,
+            "selection.proportion": proportion,
+            "selection.min_distance": min_distance,
+            "selection.seed": seed,
+            "embedding.model": model,
+            "embedding.weights": weights,
+            "embedding.input_size": input_size,
+            "embedding.batch_size": batch_size,
+            "embedding.device": device,
+            "frames.every_n_frames": every_n_frames,
+            "frames.sample_fps": sample_fps,
+            "frames.keyframes_only": keyframes_only,
+            "frames.max_frames_per_video": max_frames_per_video,
+            "storage.endpoint_url": endpoint_url,
+            "storage.region": region,
+            "storage.profile": profile,
+            "storage.credentials_block": credentials_block,
+        },
+    )
+    summary = run_curate(params)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1))
+    else:
+        print_summary(summary)
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Where the demo bucket goes.")] = Path(
+        "demo-data"
+    ),
+    videos: Annotated[int, typer.Option(help="Videos per batch.")] = 4,
+    frames: Annotated[int, typer.Option(help="Frames per video.")] = 300,
+    n_samples: Annotated[int, typer.Option(help="Samples to select per run.")] = 50,
+    input_size: Annotated[int, typer.Option(help="Model input size (small is fast).")] = 112,
+    every_n_frames: Annotated[int, typer.Option(help="Keep every n-th frame.")] = 3,
+) -> None:
+    """Make a sample bucket, curate it, add new videos, curate again."""
+    from winnow import demo as demo_media
+    from winnow.storage import LocalStore
+
+    raw = directory / "raw"
+    if raw.exists() and any(raw.iterdir()):
+        _fail(f"{raw} is not empty: remove {directory} or pass --dir to start afresh")
+    store = LocalStore(raw)
+    params = build_params(
+        {},
+        {
+            "source": str(raw),
+            "output": str(directory / "output"),
+            "selection.n_samples": n_samples,
+            "embedding.weights": "none",
+            "embedding.input_size": input_size,
+            "frames.every_n_frames": every_n_frames,
+        },
+    )
+    typer.secho(
+        "note: this demo uses weights='none' (random weights: pretrained weights cannot be "
+        "downloaded offline); selections are only as good as the embedding.",
+        fg=typer.colors.YELLOW,
+    )
+    typer.secho(f"\n== batch 1: {videos} videos, a few images and broken files -> {raw}", bold=True)
+    demo_media.write_demo_files(store, n_videos=videos, first=0, frames_per_video=frames)
+    demo_media.write_corrupt_files(store)
+    print_summary(run_curate(params))
+    typer.secho(f"\n== batch 2: {videos} more videos", bold=True)
+    demo_media.write_demo_files(store, n_videos=videos, n_images=0, first=videos, frames_per_video=frames)
+    print_summary(run_curate(params))
+    typer.secho("\n== batch 3: no new file", bold=True)
+    print_summary(run_curate(params))
+
+
+def _open_pool(output: str, endpoint_url: str | None) -> Any:
+    from winnow.datapool import Datapool
+    from winnow.storage import S3Options, open_store
+
+    options = S3Options(endpoint_url=endpoint_url) if endpoint_url else None
+    return Datapool(open_store(output, options).child("pool"))
+
+
+@app.command()
+def tags(
+    output: Annotated[str, typer.Option(help="The run's output folder or s3:// prefix.")],
+    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
+) -> None:
+    """List the tags of a datapool."""
+    snapshot = _open_pool(output, endpoint_url).load()
+    if not snapshot.tags:
+        typer.echo("no tags yet")
+    for t in snapshot.tags:
+        counts = json.loads(t.counts)
+        typer.echo(
+            f"{t.name}\t{len(t.sample_ids)} samples\tparent {t.parent or '-'}\t{t.created}\t"
+            f"new files {counts.get('files_new', '?')}\tcoverage {_fmt(t.coverage_before)} -> "
+            f"{_fmt(t.coverage_after)}"
+        )
+
+
+@app.command()
+def status(
+    output: Annotated[str, typer.Option(help="The run's output folder or s3:// prefix.")],
+    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
+) -> None:
+    """Show a datapool's version, model and counts."""
+    pool = _open_pool(output, endpoint_url)
+    snapshot = pool.load()
+    statuses = snapshot.files.column("status").to_pylist()
+    typer.echo(f"datapool {pool.url}: version {snapshot.version}")
+    typer.echo(f"model: {snapshot.model.describe() if snapshot.model else 'none yet'}")
+    typer.echo(
+        f"files: {len(snapshot.fingerprints)} "
+        + ", ".join(f"{s} {statuses.count(s)}" for s in ("ok", "corrupt", "skipped"))
+    )
+    counts = snapshot.manifest.counts if snapshot.manifest else {}
+    typer.echo(f"samples: {counts.get('samples', 0)}, dataset: {len(snapshot.dataset_ids)}")
+    typer.echo(f"tags: {', '.join(t.name for t in snapshot.tags) or 'none'}")
+
+
+@app.command()
+def export(
+    output: Annotated[str, typer.Option(help="The run's output folder or s3:// prefix.")],
+    tag: Annotated[str, typer.Option(help="Tag to export.")],
+    cumulative: Annotated[
+        bool, typer.Option(help="Include the tag's ancestors (the dataset up to the tag).")
+    ] = False,
+    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
+) -> None:
+    """Print the filenames of a tag (frames as exported PNG names, images as source keys)."""
+    from winnow.errors import WinnowError
+    from winnow.outputs import export_name
+
+    snapshot = _open_pool(output, endpoint_url).load()
+    try:
+        chain = [snapshot.tag(tag)]
+    except WinnowError as exc:
+        _fail(str(exc), code=1)
+    while cumulative and chain[-1].parent:
+        chain.append(snapshot.tag(chain[-1].parent))
+    ids = [s for t in reversed(chain) for s in t.sample_ids]
+    samples = snapshot.samples(ids)
+    files = snapshot.files
+    totals = dict(zip(files.column("key").to_pylist(), files.column("frames_total").to_pylist()))
+    kinds = dict(zip(files.column("key").to_pylist(), files.column("kind").to_pylist()))
+    by_id = {sid: i for i, sid in enumerate(samples.sample_id)}
+    for sid in ids:
+        i = by_id[sid]
+        key = str(samples.key[i])
+        sys.stdout.write(
+            export_name(key, kinds.get(key, "video"), int(samples.frame_index[i]), totals.get(key, 1))
+            + "\n"
+        )
+
+
+def main() -> None:
+    """Entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

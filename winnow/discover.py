@@ -1,0 +1,147 @@
+"""Discover: list the source, keep media files the pool has not processed, plan shards."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from winnow.errors import ConfigError
+from winnow.records import FileRef, Shard, kind_of
+from winnow.storage import ObjectStore, check_key
+
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class RelevantFilter:
+    """Which keys a run may consider: exact keys, folder prefixes and glob patterns."""
+
+    keys: frozenset[str]
+    prefixes: tuple[str, ...]
+    globs: tuple[str, ...]
+
+    def __call__(self, key: str) -> bool:
+        """Whether `key` is relevant."""
+        if key in self.keys or key.startswith(self.prefixes):
+            return True
+        return any(fnmatch.fnmatchcase(key, g) for g in self.globs)
+
+
+def parse_relevant_filenames(text: str) -> RelevantFilter:
+    """Parse a relevant-filenames list: one entry per line.
+
+    An entry is a key (`cam1/a.mp4`), a folder prefix ending in `/` (`cam2/`) or a glob
+    (`cam3/*.mp4`, `**` is not special: `*` matches across `/`). Blank lines and lines
+    starting with `#` are ignored; a leading `/` or `./` is dropped.
+
+    Raises:
+        ConfigError: If an entry contains `..` or the list has no entry.
+    """
+    keys: set[str] = set()
+    prefixes: list[str] = []
+    globs: list[str] = []
+    for n, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        while line.startswith(("./", "/")):
+            line = line[2:] if line.startswith("./") else line[1:]
+        if ".." in line.split("/"):
+            raise ConfigError(f"relevant_filenames line {n}: {raw.strip()!r} contains '..'")
+        if _GLOB_CHARS & set(line):
+            globs.append(line)
+        elif line.endswith("/"):
+            prefixes.append(line)
+        else:
+            keys.add(check_key(line))
+    if not (keys or prefixes or globs):
+        raise ConfigError("relevant_filenames lists no file, folder or pattern")
+    return RelevantFilter(frozenset(keys), tuple(prefixes), tuple(globs))
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What discovery found.
+
+    Attributes:
+        new: Media files to process in this run (new, changed, or all with `process_all`).
+        listed: Media files listed (after the relevant filter and output exclusion).
+        known: Listed files the pool already holds with the same fingerprint.
+        changed: New files whose key the pool holds with another fingerprint.
+        ignored: Listed objects that are not media (by extension) or not relevant.
+    """
+
+    new: tuple[FileRef, ...]
+    listed: int
+    known: int
+    changed: int
+    ignored: int
+
+
+def list_new_files(
+    source: ObjectStore,
+    *,
+    known: Mapping[str, str],
+    relevant: RelevantFilter | None = None,
+    process_all: bool = False,
+    exclude_prefixes: Iterable[str] = (),
+) -> Discovery:
+    """List the source and keep the media files the pool has not processed yet.
+
+    Args:
+        source: The raw data.
+        known: Key → fingerprint of the files the pool holds.
+        relevant: Only keys it accepts are considered.
+        process_all: Treat every listed media file as new.
+        exclude_prefixes: Key prefixes never considered (the output prefix when it lies
+            inside the source).
+
+    Returns:
+        The new files in key order, with counts.
+
+    Raises:
+        NotFound: If the source does not exist.
+        StorageError: If it cannot be listed.
+    """
+    excluded = tuple(p for p in exclude_prefixes if p)
+    new: list[FileRef] = []
+    listed = known_n = changed = ignored = 0
+    for info in source.list():
+        if excluded and info.key.startswith(excluded):
+            continue
+        kind = kind_of(info.key)
+        if kind is None or (relevant is not None and not relevant(info.key)):
+            ignored += 1
+            continue
+        listed += 1
+        previous = known.get(info.key)
+        if previous == info.fingerprint and not process_all:
+            known_n += 1
+            continue
+        if previous is not None and previous != info.fingerprint:
+            changed += 1
+        new.append(FileRef(info.key, info.fingerprint, info.size_bytes, kind))
+    return Discovery(tuple(new), listed, known_n, changed, ignored)
+
+
+def plan_shards(
+    files: Iterable[FileRef], *, max_files: int = 32, max_bytes: int = 256 << 20
+) -> tuple[Shard, ...]:
+    """Group files into shards of at most `max_files` files and about `max_bytes` bytes.
+
+    A shard's id hashes its files, so the same files plan to the same shard ids on a re-run
+    and staged shards of a crashed run are found again.
+    """
+    shards: list[Shard] = []
+    group: list[FileRef] = []
+    size = 0
+    for f in files:
+        if group and (len(group) >= max_files or size + f.size_bytes > max_bytes):
+            shards.append(Shard(len(shards), Shard.id_for(tuple(group)), tuple(group)))
+            group, size = [], 0
+        group.append(f)
+        size += f.size_bytes
+    if group:
+        shards.append(Shard(len(shards), Shard.id_for(tuple(group)), tuple(group)))
+    return tuple(shards)
