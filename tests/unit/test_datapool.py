@@ -42,7 +42,8 @@ def make_run(keys: list[str], frames: int = 3, seed: int = 0):
     idx = np.array([i for _ in keys for i in range(frames)], dtype=np.int64)
     cands = Candidates(
         sample_id=np.array(
-            [sample_id_for(k, f"fp-{k}", int(i)) for k, i in zip(key_col, idx, strict=True)], dtype=object
+            [sample_id_for(k, f"fp-{k}", int(i)) for k, i in zip(key_col, idx, strict=True)],
+            dtype=object,
         ),
         key=key_col,
         fingerprint=np.array([f"fp-{k}" for k in key_col], dtype=object),
