@@ -104,12 +104,17 @@ def print_summary(summary: dict) -> None:
 def run(
     source: Annotated[str, typer.Option(help="Raw data: local folder or s3://bucket/prefix.")],
     output: Annotated[
-        str | None, typer.Option(help="Output folder or s3:// prefix (default: .winnow beside source).")
+        str | None,
+        typer.Option(help="Output folder or s3:// prefix (default: .winnow beside source)."),
     ] = None,
     n_samples: Annotated[int | None, typer.Option(help="Samples to select.")] = None,
-    proportion: Annotated[float | None, typer.Option(help="Fraction of candidates to select.")] = None,
+    proportion: Annotated[
+        float | None, typer.Option(help="Fraction of candidates to select.")
+    ] = None,
     min_distance: Annotated[float | None, typer.Option(help="Stop below this distance.")] = None,
-    model: Annotated[str | None, typer.Option(help="Embedding model (resnet18, resnet50, …).")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Embedding model (resnet18, resnet50, …).")
+    ] = None,
     weights: Annotated[
         str | None, typer.Option(help="'default' (pretrained), 'none' or a checkpoint path.")
     ] = None,
@@ -117,7 +122,9 @@ def run(
     batch_size: Annotated[int | None, typer.Option(help="Frames per model batch.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     every_n_frames: Annotated[int | None, typer.Option(help="Keep every n-th video frame.")] = None,
-    sample_fps: Annotated[float | None, typer.Option(help="Video frames per second to keep.")] = None,
+    sample_fps: Annotated[
+        float | None, typer.Option(help="Video frames per second to keep.")
+    ] = None,
     keyframes_only: Annotated[
         bool | None, typer.Option("--keyframes-only", help="Keep only video keyframes.")
     ] = None,
@@ -217,7 +224,9 @@ def demo(
     demo_media.write_corrupt_files(store)
     print_summary(run_curate(params))
     typer.secho(f"\n== batch 2: {videos} more videos", bold=True)
-    demo_media.write_demo_files(store, n_videos=videos, n_images=0, first=videos, frames_per_video=frames)
+    demo_media.write_demo_files(
+        store, n_videos=videos, n_images=0, first=videos, frames_per_video=frames
+    )
     print_summary(run_curate(params))
     typer.secho("\n== batch 3: no new file", bold=True)
     print_summary(run_curate(params))
@@ -292,14 +301,20 @@ def export(
     ids = [s for t in reversed(chain) for s in t.sample_ids]
     samples = snapshot.samples(ids)
     files = snapshot.files
-    totals = dict(zip(files.column("key").to_pylist(), files.column("frames_total").to_pylist()))
-    kinds = dict(zip(files.column("key").to_pylist(), files.column("kind").to_pylist()))
+    totals = dict(
+        zip(files.column("key").to_pylist(), files.column("frames_total").to_pylist(), strict=True)
+    )
+    kinds = dict(
+        zip(files.column("key").to_pylist(), files.column("kind").to_pylist(), strict=True)
+    )
     by_id = {sid: i for i, sid in enumerate(samples.sample_id)}
     for sid in ids:
         i = by_id[sid]
         key = str(samples.key[i])
         sys.stdout.write(
-            export_name(key, kinds.get(key, "video"), int(samples.frame_index[i]), totals.get(key, 1))
+            export_name(
+                key, kinds.get(key, "video"), int(samples.frame_index[i]), totals.get(key, 1)
+            )
             + "\n"
         )
 

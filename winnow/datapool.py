@@ -329,10 +329,13 @@ class Datapool:
     def staged_shard_ids(self, plan_hash: str) -> set[str]:
         """Ids of the shards staged under a plan."""
         out = set()
-        for info in self.store.list(f"staging/{plan_hash}"):
-            name = info.key.rsplit("/", 1)[-1]
-            if name.startswith("shard-") and name.endswith(".parquet"):
-                out.add(name[len("shard-") : -len(".parquet")])
+        try:
+            for info in self.store.list(f"staging/{plan_hash}"):
+                name = info.key.rsplit("/", 1)[-1]
+                if name.startswith("shard-") and name.endswith(".parquet"):
+                    out.add(name[len("shard-") : -len(".parquet")])
+        except NotFound:  # the pool's folder does not exist before its first write
+            return set()
         return out
 
     def clear_staged(self, plan_hash: str, shard_ids: Iterable[str]) -> None:
