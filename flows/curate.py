@@ -18,6 +18,7 @@ from flows.params import (
     Source,
     StorageParams,
     TagName,
+    document_parameters,
 )
 from flows.summary import publish_summary
 from tasks.connect import open_stores
@@ -44,7 +45,12 @@ def _timed(summary: RunSummary, stage: str):
         summary.seconds[stage] = round(time.perf_counter() - start, 3)
 
 
-@flow(name="curate", log_prints=True)
+@flow(
+    name="curate",
+    description="Keep only what is worth labelling from the new files of a bucket or folder.",
+    log_prints=True,
+)
+@document_parameters
 def curate(
     source: Source,
     output: Output = None,
@@ -123,9 +129,7 @@ def curate(
     exported = None
     if selection.picks:
         with _timed(summary, "upload"):
-            exported = upload_outputs(
-                stores, tag, candidates, selection, files, dataset, summary
-            )
+            exported = upload_outputs(stores, tag, candidates, selection, files, dataset, summary)
         summary.outputs = dict(exported.links)
 
     with _timed(summary, "register_tag"):

@@ -7,14 +7,16 @@ deployment's parameter schema, the server-side validation and `winnow run --help
 
 from __future__ import annotations
 
+import inspect
 import re
+from collections.abc import Callable
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from winnow.embedding import EmbeddingOptions
 from winnow.media import FrameOptions
 from winnow.selection import SelectionConfig
-
 from winnow.storage import sibling_url
 
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -119,3 +121,23 @@ class CurateParams(BaseModel):
     def public_dict(self) -> dict:
         """Parameters as JSON-ready data, safe to store and show (no secrets are parameters)."""
         return self.model_dump(mode="json")
+
+
+def parameter_docs() -> str:
+    """An `Args:` section (Google style) with the description of every parameter.
+
+    Prefect 3.9 builds a deployment's parameter schema (the UI form) from the flow's signature
+    and takes each top-level parameter's description from the flow docstring's `Args:`, not
+    from `Annotated[..., Field(description=...)]`; nested models keep their own descriptions.
+    """
+    lines = ["Args:"]
+    for name, field in CurateParams.model_fields.items():
+        text = field.description or inspect.getdoc(field.annotation).splitlines()[0]
+        lines.append(f"    {name}: {text}")
+    return "\n".join(lines)
+
+
+def document_parameters(fn: Callable) -> Callable:
+    """Append `parameter_docs()` to a flow function's docstring (apply it under `@flow`)."""
+    fn.__doc__ = f"{inspect.cleandoc(fn.__doc__ or '')}\n\n{parameter_docs()}"
+    return fn

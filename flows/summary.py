@@ -54,12 +54,18 @@ def summary_markdown(summary: RunSummary) -> str:
         f"(random picks: {_num(summary.mean_random_distance)}) |",
     ]
     if summary.outputs:
-        lines += ["", "**Outputs:** " + " · ".join(f"[{k}]({v})" for k, v in summary.outputs.items())]
+        lines += [
+            "",
+            "**Outputs:** " + " · ".join(f"[{k}]({v})" for k, v in summary.outputs.items()),
+        ]
     if summary.corrupt:
         lines += ["", "### Corrupt or skipped files", "", "| file | reason |", "|---|---|"]
         lines += [f"| `{_md(k)}` | {_md(reason)} |" for k, reason in summary.corrupt]
     if summary.seconds:
-        lines += ["", "Stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary.seconds.items())]
+        lines += [
+            "",
+            "Stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary.seconds.items()),
+        ]
     return "\n".join(lines)
 
 

@@ -48,7 +48,9 @@ class FaultProxy:
                     self.connection.close()
                     return
                 if fault in ("slowdown", "deny"):
-                    payload, status = (SLOW_DOWN, 503) if fault == "slowdown" else (ACCESS_DENIED, 403)
+                    payload, status = (
+                        (SLOW_DOWN, 503) if fault == "slowdown" else (ACCESS_DENIED, 403)
+                    )
                     self.send_response(status)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(payload)))
@@ -97,7 +99,9 @@ def proxy(s3_endpoint):
 
 
 def _store(proxy: FaultProxy, bucket: str, attempts: int) -> S3Store:
-    return S3Store(bucket, "raw", S3Options(endpoint_url=proxy.url, region="us-east-1", max_attempts=attempts))
+    return S3Store(
+        bucket, "raw", S3Options(endpoint_url=proxy.url, region="us-east-1", max_attempts=attempts)
+    )
 
 
 @pytest.mark.parametrize("mode", ["slowdown", "reset"])
@@ -114,14 +118,18 @@ def test_transient_faults_are_retried_by_boto3(proxy, s3_bucket, mode):
 def test_transient_faults_beyond_the_attempts_are_transient_errors(proxy, s3_bucket):
     store = _store(proxy, s3_bucket, attempts=2)
     proxy.inject("slowdown", fail=100)
-    with pytest.raises(TransientStorageError, match=f"s3://{s3_bucket}/raw/a.jpg: transient S3 error SlowDown"):
+    with pytest.raises(
+        TransientStorageError, match=f"s3://{s3_bucket}/raw/a.jpg: transient S3 error SlowDown"
+    ):
         store.get("a.jpg")
 
 
 def test_access_denied_stops_with_one_message_naming_bucket_and_permission(proxy, s3_bucket):
     store = _store(proxy, s3_bucket, attempts=5)
     proxy.inject("deny")
-    with pytest.raises(StorageError, match=rf"list s3://{s3_bucket}/raw: access denied.*s3:ListBucket"):
+    with pytest.raises(
+        StorageError, match=rf"list s3://{s3_bucket}/raw: access denied.*s3:ListBucket"
+    ):
         list(store.list())
     assert proxy.seen == 1  # permanent: not retried
 
