@@ -44,6 +44,15 @@ class StorageParams(BaseModel):
     max_attempts: int = Field(
         8, ge=1, le=30, description="boto3 attempts per S3 call on throttling, 5xx and resets."
     )
+    presign_links: bool = Field(
+        False,
+        description="Put presigned HTTPS links (instead of s3:// URLs) in the report, Label "
+        "Studio tasks and the Prefect UI. They carry the access key id (and the session token "
+        "of temporary credentials), so they are off unless asked for.",
+    )
+    presign_expiry_hours: int = Field(
+        168, ge=1, le=168, description="Lifetime of presigned links (S3 allows at most 7 days)."
+    )
 
 
 Source = Annotated[

@@ -43,6 +43,8 @@ def s3_options(storage: StorageParams) -> S3Options:
         region=region,
         profile=storage.profile,
         max_attempts=storage.max_attempts,
+        presign_links=storage.presign_links,
+        presign_expires_s=storage.presign_expiry_hours * 3600,
         **keys,
     )
 

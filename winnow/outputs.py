@@ -145,7 +145,8 @@ class Exported:
             an empty string for a frame in `missing`.
         keys: `filenames`, `samples_csv`, `labelstudio`, `embedding_plot`, `report` → key of
             that file in the output store.
-        links: The same names → browsable URL (presigned for S3, `file://` for local).
+        links: The same names → link (`ObjectStore.link`: `file://` locally; `s3://`, or
+            presigned HTTPS when asked for, on S3).
         missing: Frame name → `<key>: <reason>`, for picked frames that could not be
             re-decoded (the video was removed or can no longer be decoded). They are left out of
             `filenames.txt`, `samples.csv` and `labelstudio.json`, logged as a warning and
@@ -270,9 +271,9 @@ def _upload_selection(
         if row["error"] is not None:
             missing[row["filename"]] = f"{row['key']}: {row['error']}"
         elif row["kind"] == "video":
-            row["url"] = output.presign(row["filename"])
+            row["url"] = output.link(row["filename"])
         else:
-            row["url"] = source.presign(row["key"])
+            row["url"] = source.link(row["key"])
     exported_rows = [r for r in rows if r["error"] is None]
 
     output.put(keys["filenames"], _filenames_txt(exported_rows))
@@ -290,7 +291,7 @@ def _upload_selection(
     )
     output.put(keys["embedding_plot"], plot)
 
-    links = {name: output.presign(key) for name, key in keys.items()}
+    links = {name: output.link(key) for name, key in keys.items()}
     summary.outputs = dict(links)
     report = render_report(summary=summary, picks=rows, plot_png=plot)
     output.put(keys["report"], report.encode("utf-8"))

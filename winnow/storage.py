@@ -126,6 +126,10 @@ class ObjectStore(ABC):
         """Full URL of a key, for messages and exports (never carries credentials)."""
         return _join(self.url, check_key(key))
 
+    def link(self, key: str) -> str:
+        """The link put in reports, exports and the UI for a key (see `S3Options.presign_links`)."""
+        return self.presign(key)
+
     def check(self) -> None:
         """Fail early with one clear message if the root cannot be listed."""
         next(iter(self.list()), None)
@@ -267,6 +271,10 @@ class S3Options:
         secret_access_key: Explicit secret key.
         session_token: Explicit session token.
         max_attempts: boto3 attempts per call for transient errors (throttling, 5xx, resets).
+        presign_links: Put presigned HTTPS links in reports and exports instead of `s3://` URLs.
+            A presigned URL carries the access key id (and, with temporary credentials, the
+            session token), so this is off unless asked for.
+        presign_expires_s: Lifetime of presigned links.
     """
 
     endpoint_url: str | None = None
@@ -276,6 +284,8 @@ class S3Options:
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
     max_attempts: int = 8
+    presign_links: bool = False
+    presign_expires_s: int = 7 * 24 * 3600
 
 
 _CLIENTS: dict[S3Options, Any] = {}
@@ -516,6 +526,12 @@ class S3Store(ObjectStore):
             )
         except Exception as exc:
             raise self._fail(exc, "presign", key) from exc
+
+    def link(self, key: str) -> str:
+        """An `s3://` URL, or a presigned HTTPS URL when `presign_links` is on."""
+        if self.options.presign_links:
+            return self.presign(key, self.options.presign_expires_s)
+        return self.url_for(key)
 
     def child(self, prefix: str) -> S3Store:
         """A store rooted at `prefix` below this one, sharing the client."""

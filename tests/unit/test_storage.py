@@ -165,3 +165,18 @@ def test_read_url_reads_one_object(store_url, open_test_store, s3_options):
     store = open_test_store(store_url)
     store.put("lists/relevant.txt", b"cam1/\n")
     assert read_url(store.url_for("lists/relevant.txt"), s3_options) == b"cam1/\n"
+
+
+def test_s3_links_are_plain_urls_unless_presigning_is_asked_for(s3_bucket, s3_endpoint):
+    plain = S3Store(s3_bucket, "out", S3Options(endpoint_url=s3_endpoint, region="us-east-1"))
+    assert plain.link("tags/t/report.html") == f"s3://{s3_bucket}/out/tags/t/report.html"
+    signed = S3Store(
+        s3_bucket,
+        "out",
+        S3Options(
+            endpoint_url=s3_endpoint, region="us-east-1", presign_links=True, presign_expires_s=600
+        ),
+    )
+    link = signed.link("tags/t/report.html")
+    assert link.startswith(f"{s3_endpoint}/{s3_bucket}/out/tags/t/report.html?")
+    assert "Expires=" in link or "X-Amz-Expires=600" in link
