@@ -103,7 +103,8 @@ def curate(
     with _timed(summary, "decode_embed"):
         embedder = load_model(params)
         plan = plan_hash(model, params.frames.model_dump(mode="json"))
-        candidates, files = decode_embed_shards(params, stores, shards, embedder, plan)
+        candidates, files, resumed = decode_embed_shards(params, stores, shards, embedder, plan)
+    summary.shards, summary.shards_resumed = len(shards), resumed
     summary.files_ok = sum(f.status == "ok" for f in files)
     summary.files_corrupt = sum(f.status == "corrupt" for f in files)
     summary.files_skipped = sum(f.status == "skipped" for f in files)

@@ -45,6 +45,8 @@ def summary_markdown(summary: RunSummary) -> str:
         f"| decoded | {summary.files_ok} |",
         f"| corrupt | {summary.files_corrupt} |",
         f"| skipped | {summary.files_skipped} |",
+        f"| shards (reused from an interrupted attempt) | {summary.shards} "
+        f"({summary.shards_resumed}) |",
         f"| candidates (frames) | {summary.candidates} |",
         f"| duplicates removed | {summary.removed_duplicates} |",
         f"| selected | {summary.selected} (stopped by {summary.stop_reason or 'n/a'}) |",

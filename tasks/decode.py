@@ -26,8 +26,8 @@ def decode_embed_shards(
     shards: tuple[Shard, ...],
     embedder: Embedder,
     plan_hash: str,
-) -> tuple[Candidates, list[FileResult]]:
-    """Decode and embed every shard not staged yet; return all candidates and file results."""
+) -> tuple[Candidates, list[FileResult], int]:
+    """Decode and embed the shards not staged yet; return candidates, file results, reused."""
     logger = get_run_logger()
     pool = stores.pool
     staged = pool.staged_shard_ids(plan_hash)
@@ -64,4 +64,4 @@ def decode_embed_shards(
         progress.advance(
             1, items=len(result.candidates), note=f"({bad} corrupt/skipped)" if bad else ""
         )
-    return Candidates.concat(parts), files
+    return Candidates.concat(parts), files, len(shards) - len(todo)

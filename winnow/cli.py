@@ -84,6 +84,11 @@ def print_summary(summary: dict) -> None:
         f"{summary['files_corrupt']} corrupt, {summary['files_skipped']} skipped), "
         f"{summary['files_known']} already in the pool"
     )
+    if summary["shards_resumed"]:
+        typer.echo(
+            f"resumed: {summary['shards_resumed']} of {summary['shards']} shards were finished "
+            "by an interrupted earlier attempt and reused"
+        )
     for key, reason in summary["corrupt"][:10]:
         typer.echo(f"  ! {key}: {reason}")
     typer.echo(

@@ -471,6 +471,8 @@ class RunSummary:
         files_corrupt: New files that could not be decoded.
         files_skipped: New files decoded to no usable frame.
         corrupt: (key, reason) for corrupt and skipped files (at most 100).
+        shards: Shards of decode+embed work planned.
+        shards_resumed: Shards reused from an interrupted earlier attempt (staged).
         candidates: Frames embedded in this run.
         selected: Frames picked.
         removed_duplicates: Candidates dropped as exact or near duplicates.
@@ -500,6 +502,8 @@ class RunSummary:
     files_corrupt: int = 0
     files_skipped: int = 0
     corrupt: list[tuple[str, str]] = field(default_factory=list)
+    shards: int = 0
+    shards_resumed: int = 0
     candidates: int = 0
     selected: int = 0
     removed_duplicates: int = 0
