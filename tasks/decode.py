@@ -10,12 +10,12 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
-from winnow.embedding import Embedder
 
 from flows.params import CurateParams
 from tasks.connect import STORAGE_RETRIES, Stores
 from tasks.progress import Progress
 from winnow import engine
+from winnow.embedding import Embedder
 from winnow.records import Candidates, FileResult, Shard
 
 

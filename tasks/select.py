@@ -6,13 +6,13 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
-from winnow.embedding import Embedder
-from winnow.engine import embed_keys
 
 from flows.params import CurateParams
 from tasks.connect import STORAGE_RETRIES, Stores, s3_options
 from winnow import selection
 from winnow.datapool import PoolSnapshot
+from winnow.embedding import Embedder
+from winnow.engine import embed_keys
 from winnow.records import Candidates, Selection
 from winnow.storage import read_url
 
