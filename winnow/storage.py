@@ -27,6 +27,9 @@ from winnow.errors import (
 )
 
 _TMP_PREFIX = ".winnow-tmp-"
+# Files above this size go up to S3 as multipart uploads of MULTIPART_CHUNK bytes per part.
+MULTIPART_THRESHOLD = 64 << 20
+MULTIPART_CHUNK = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -460,7 +463,9 @@ class S3Store(ObjectStore):
             if isinstance(data, Path):
                 from boto3.s3.transfer import TransferConfig
 
-                config = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=16 << 20)
+                config = TransferConfig(
+                    multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNK
+                )
                 self.client.upload_file(str(data), self.bucket, self._k(key), Config=config)
             else:
                 self.client.put_object(Bucket=self.bucket, Key=self._k(key), Body=data)
