@@ -28,7 +28,8 @@ def select_samples(
     """Pick samples; return the selection and the dataset's embeddings before the run."""
     logger = get_run_logger()
     config = params.selection
-    dataset = snapshot.dataset().embedding.astype(np.float32)
+    existing = snapshot.dataset()
+    dataset = existing.embedding.astype(np.float32)
     columns = None
     if name := config.predictions:
         is_url = "://" in name or name.startswith("/")
@@ -47,6 +48,7 @@ def select_samples(
         columns=columns,
         queries=queries,
         device=params.embedding.device,
+        dataset_ids=existing.sample_id,
     )
     logger.info(
         "selected %d of %d candidates (dataset: %d samples; stop: %s); mean distance to the "
