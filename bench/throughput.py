@@ -1,0 +1,373 @@
+"""Decode, model and end-to-end throughput, measured side by side in one process.
+
+Makes synthetic street videos (640x360 h264, 1 s GoP) with winnow.demo in a temporary folder,
+then, in rounds that alternate the order of the measurements (the machine may be shared and
+noisy; every rate is the median over rounds, every ratio the median of per-round ratios):
+
+- decode-only (winnow.media.decode_file at the model's input size, one file at a time) for each
+  sampling mode, and FFmpeg's raw decoder ceiling (`ffmpeg -benchmark -i FILE -f null -`);
+- model-only (frames decoded beforehand) for resnet18 and resnet50;
+- the engine (winnow.engine.embed_shards, resnet18) with decoder threads, and with decoder
+  processes, against min(decode-only, model-only);
+- a naive baseline: one file at a time, PyAV frames to PIL, PIL resize, then torchvision's
+  `to_tensor` + `normalize` per frame and a plain fp32 torchvision model in batches (no overlap,
+  contiguous NCHW); and the same loop with winnow's Embedder (channels_last) in place of the
+  plain model, which isolates the gain of overlapping decode with the model.
+
+    .venv/bin/python bench/throughput.py            # a few minutes: stable numbers
+    .venv/bin/python bench/throughput.py --quick    # under a minute: smoke test
+
+The last line of output is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# Imports of torch and winnow happen inside main(): decoder processes (spawned) re-import this
+# file and must stay light.
+
+SAMPLING = {
+    "all_frames": {},
+    "every_n_frames=10": {"every_n_frames": 10},
+    "sample_fps=2": {"sample_fps": 2.0},
+    "keyframes_only": {"keyframes_only": True},
+}
+
+
+def _log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def _rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("nan")
+
+
+def _median(values: list[float]) -> float | None:
+    values = [v for v in values if v == v]  # drop NaN
+    return round(statistics.median(values), 3) if values else None
+
+
+def _make_videos(folder: Path, args) -> list[Path]:
+    from winnow import demo
+
+    paths = []
+    for i in range(args.videos):
+        path = folder / f"cam{i % 2}" / f"drive-{i:03d}.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        demo.make_video(
+            path,
+            n_frames=args.frames,
+            width=args.width,
+            height=args.height,
+            fps=30,
+            seed=i,
+            scene=i,
+            gop=30,
+        )
+        paths.append(path)
+    return paths
+
+
+def _ffmpeg_rate(paths: list[Path], frames_per_video: int) -> float | None:
+    """Frames per second of FFmpeg decoding the same files to nothing (its `rtime`)."""
+    total = 0.0
+    for path in paths:
+        out = subprocess.run(
+            [
+                "ffmpeg",
+                "-hide_banner",
+                "-nostats",
+                "-benchmark",
+                "-i",
+                str(path),
+                "-f",
+                "null",
+                "-",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        match = re.search(r"rtime=([0-9.]+)s", out.stderr)
+        if not match:
+            return None
+        total += float(match.group(1))
+    return _rate(frames_per_video * len(paths), total)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: under a minute")
+    parser.add_argument("--videos", type=int, default=None, help="videos (default 4; quick 2)")
+    parser.add_argument("--frames", type=int, default=None, help="frames per video (150; quick 48)")
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=360)
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 4; quick 1)")
+    parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--r50-frames", type=int, default=None, help="frames for resnet50")
+    parser.add_argument("--decode-workers", type=int, default=None)
+    args = parser.parse_args()
+    args.videos = args.videos or (2 if args.quick else 4)
+    args.frames = args.frames or (48 if args.quick else 150)
+    args.rounds = args.rounds or (1 if args.quick else 4)
+    args.r50_frames = args.r50_frames or (32 if args.quick else 128)
+
+    import av
+    import numpy as np
+    import torch
+    import torchvision
+    from PIL import Image
+
+    from winnow import engine, media
+    from winnow.embedding import EmbeddingOptions, load_embedder
+    from winnow.records import FileRef, FileResult, Shard
+    from winnow.storage import LocalStore
+
+    started = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="winnow-bench-"))
+    try:
+        _log(f"making {args.videos} videos of {args.frames} frames, {args.width}x{args.height}")
+        paths = _make_videos(tmp, args)
+        store = LocalStore(tmp)
+        refs = [
+            FileRef(p.relative_to(tmp).as_posix(), "bench", p.stat().st_size, "video")
+            for p in paths
+        ]
+        shards = [Shard(i, Shard.id_for((r,)), (r,)) for i, r in enumerate(refs)]
+        n_frames = args.videos * args.frames
+        size = args.input_size
+
+        def options(model: str, **extra) -> EmbeddingOptions:
+            return EmbeddingOptions(
+                model=model,
+                weights="none",  # speed does not depend on the values of the weights
+                input_size=size,
+                batch_size=args.batch_size,
+                device=args.device,
+                **extra,
+            )
+
+        r18 = load_embedder(options("resnet18"))
+        r50 = load_embedder(options("resnet50"))
+        device = r18.device
+        _log(f"device {device}, torch threads {torch.get_num_threads()}")
+
+        # Frames decoded once, for the model-only measurements.
+        pixels = np.concatenate(
+            [
+                item.pixels
+                for ref in refs
+                for item in media.decode_file(
+                    tmp / ref.key, ref, size=size, options=media.FrameOptions()
+                )
+                if not isinstance(item, FileResult)
+            ]
+        )
+        assert len(pixels) == n_frames, (len(pixels), n_frames)
+        r18.embed(pixels[: args.batch_size])  # warm-up: allocator, oneDNN primitives, cuDNN
+        r50.embed(pixels[: args.batch_size])
+
+        sampled: dict[str, int] = {}
+
+        def decode_only(mode: str) -> float:
+            opts = media.FrameOptions(**SAMPLING[mode])
+            t0 = time.perf_counter()
+            n = 0
+            for ref in refs:
+                for item in media.decode_file(tmp / ref.key, ref, size=size, options=opts):
+                    if not isinstance(item, FileResult):
+                        n += len(item)
+            sampled[mode] = n
+            return _rate(n, time.perf_counter() - t0)
+
+        def model_only(embedder, frames) -> float:
+            t0 = time.perf_counter()
+            embedder.embed(frames)
+            return _rate(len(frames), time.perf_counter() - t0)
+
+        last_stats: dict[str, engine.EngineStats] = {}
+
+        def engine_run(backend: str) -> float:
+            stats = engine.EngineStats()
+            t0 = time.perf_counter()
+            n = 0
+            for result in engine.embed_shards(
+                shards,
+                source=store,
+                frames=media.FrameOptions(),
+                embedder=r18,
+                decode_workers=args.decode_workers,
+                backend=backend,
+                stats=stats,
+            ):
+                n += len(result.candidates)
+            seconds = time.perf_counter() - t0
+            assert n == n_frames, (n, n_frames)
+            last_stats[backend] = stats
+            return _rate(n, seconds)
+
+        # The textbook loop: torchvision's functional transforms per frame, a plain model.
+        import torchvision.transforms.functional as tf
+
+        plain = torchvision.models.resnet18().eval()
+        plain.fc = torch.nn.Identity()
+        plain = plain.to(device)
+        mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+        def plain_embed(images: list) -> None:
+            with torch.inference_mode():
+                for i in range(0, len(images), args.batch_size):
+                    batch = [
+                        tf.normalize(tf.to_tensor(im), mean, std)
+                        for im in images[i : i + args.batch_size]
+                    ]
+                    x = torch.stack(batch).to(device)
+                    feats = torch.nn.functional.normalize(plain(x), dim=1)
+                    feats.half().cpu().numpy()
+
+        def embedder_embed(images: list) -> None:
+            r18.embed(np.stack([np.asarray(im) for im in images]))
+
+        def naive(embed) -> float:
+            t0 = time.perf_counter()
+            n = 0
+            for path in paths:  # one file at a time: decode it all, then embed it all
+                with av.open(str(path)) as container:
+                    images = [
+                        frame.to_image().resize((size, size), Image.Resampling.BILINEAR)
+                        for frame in container.decode(video=0)
+                    ]
+                embed(images)
+                n += len(images)
+            return _rate(n, time.perf_counter() - t0)
+
+        measures = {
+            "model_resnet18": lambda: model_only(r18, pixels),
+            "model_resnet50": lambda: model_only(r50, pixels[: args.r50_frames]),
+            "engine_threads": lambda: engine_run("threads"),
+            "naive": lambda: naive(plain_embed),
+            **{f"decode_{mode}": (lambda m=mode: decode_only(m)) for mode in SAMPLING},
+        }
+        if not args.quick:
+            measures["engine_processes"] = lambda: engine_run("processes")
+            measures["naive_same_model"] = lambda: naive(embedder_embed)
+
+        samples: dict[str, list[float]] = defaultdict(list)
+        ratios: dict[str, list[float]] = defaultdict(list)
+        # The model-only run and the engines sit next to each other, in ABC / CBA order on
+        # alternate rounds, so slow drift in the machine's load cancels out of their ratios.
+        paired = [
+            n for n in ("model_resnet18", "engine_threads", "engine_processes") if n in measures
+        ]
+        others = [n for n in measures if n not in paired]
+        for rnd in range(args.rounds):
+            order = (paired if rnd % 2 == 0 else paired[::-1]) + (
+                others if rnd % 2 == 0 else others[::-1]
+            )
+            got: dict[str, float] = {}
+            for name in order:
+                got[name] = measures[name]()
+                samples[name].append(got[name])
+                _log(f"round {rnd + 1}/{args.rounds} {name}: {got[name]:.1f} frames/s")
+            bound = min(got["decode_all_frames"], got["model_resnet18"])
+            ratios["engine_vs_bound"].append(got["engine_threads"] / bound)
+            ratios["engine_vs_naive"].append(got["engine_threads"] / got["naive"])
+            ratios["engine_vs_model"].append(got["engine_threads"] / got["model_resnet18"])
+            if "engine_processes" in got:
+                ratios["engine_processes_vs_bound"].append(got["engine_processes"] / bound)
+                ratios["engine_threads_vs_processes"].append(
+                    got["engine_threads"] / got["engine_processes"]
+                )
+                ratios["engine_vs_naive_same_model"].append(
+                    got["engine_threads"] / got["naive_same_model"]
+                )
+
+        ffmpeg_fps = None
+        ffmpeg_note = None
+        if shutil.which("ffmpeg"):
+            ffmpeg_fps = statistics.median(
+                _ffmpeg_rate(paths, args.frames) or float("nan") for _ in range(3)
+            )
+            version = subprocess.run(
+                ["ffmpeg", "-version"], capture_output=True, text=True
+            ).stdout.split("\n")[0]
+            ffmpeg_note = f"{version}; -benchmark rtime, auto threads, -f null (no scaling)"
+        else:
+            ffmpeg_note = "ffmpeg not installed (apt-get install -y ffmpeg): ceiling not measured"
+
+        rates = {name: _median(values) for name, values in samples.items()}
+        decode_all = rates["decode_all_frames"]
+        stats = last_stats["threads"]
+        result = {
+            "bench": "throughput",
+            "quick": args.quick,
+            "device": str(device),
+            "cpus": len(os.sched_getaffinity(0)),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "input": {
+                "videos": args.videos,
+                "frames_per_video": args.frames,
+                "size": f"{args.width}x{args.height}",
+                "codec": "h264 (libx264 ultrafast, 2 B-frames, GoP 30)",
+                "input_size": size,
+                "batch_size": args.batch_size,
+                "precision": str(r18.autocast_dtype or "fp32"),
+                "rounds": args.rounds,
+            },
+            "decode_fps": {mode: rates[f"decode_{mode}"] for mode in SAMPLING},
+            # Video frames gone through per second (sampled frames x source/sampled).
+            "decode_source_fps": {
+                mode: round(rates[f"decode_{mode}"] * n_frames / sampled[mode], 1)
+                for mode in SAMPLING
+                if sampled.get(mode) and rates[f"decode_{mode}"]
+            },
+            "decode_sampled_frames": sampled,
+            "ffmpeg_fps": round(ffmpeg_fps, 1) if ffmpeg_fps == ffmpeg_fps and ffmpeg_fps else None,
+            "decode_vs_ffmpeg": (
+                round(decode_all / ffmpeg_fps, 3) if ffmpeg_fps and decode_all else None
+            ),
+            "ffmpeg_note": ffmpeg_note,
+            "model_fps": {"resnet18": rates["model_resnet18"], "resnet50": rates["model_resnet50"]},
+            "engine_fps": rates["engine_threads"],
+            "engine_processes_fps": rates.get("engine_processes"),
+            "naive_fps": rates["naive"],
+            "naive_same_model_fps": rates.get("naive_same_model"),
+            "bound_fps": min(decode_all, rates["model_resnet18"]),
+            **{name: _median(values) for name, values in ratios.items()},
+            "engine_stats": {
+                "decode_workers": stats.workers,
+                "batches": stats.batches,
+                "partial_batches": stats.partial_batches,
+                "peak_frames_held": stats.peak_frames,
+                "model_waited_s": round(stats.wait_s, 2),
+                "model_busy_share": round(stats.model_s / stats.wall_s, 3),
+            },
+            "seconds": round(time.perf_counter() - started, 1),
+            "command": " ".join(["python", "bench/throughput.py", *sys.argv[1:]]),
+        }
+        print(json.dumps(result))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

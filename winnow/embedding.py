@@ -1,0 +1,567 @@
+"""Embedding models: registry, weights loading and batched inference (CUDA and AMP when present).
+
+An embedding is the L2-normalised output of a torchvision classifier's trunk: the pooled features
+that feed its classification head (the penultimate layer), stored as float16. Frames arrive
+already decoded at the model's square input size (`winnow.media` resizes inside PyAV/Pillow), so
+the only preprocessing here is ImageNet mean/std normalisation, done on the device.
+
+The fast paths: channels_last memory layout (1.5x on this CPU for ResNets, and what tensor cores
+want), pinned host memory with non-blocking copies and autocast fp16/bf16 on CUDA, optional
+`torch.compile`. `Embedder.submit` lets a caller queue batch i+1 on the GPU before it collects
+batch i, so the GPU does not wait for the host between batches (`winnow.engine` does this).
+
+Importing this module is cheap: torch and torchvision are imported when a model is built, so
+`model_record` (called by the flow before any work) costs no model build, no download and no
+torch import.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from winnow.errors import ConfigError, WeightsUnavailable
+from winnow.records import ModelRecord
+
+if TYPE_CHECKING:
+    import torch
+
+ModelName = Literal[
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "efficientnet_b1",
+    "convnext_tiny",
+    "convnext_small",
+    "regnet_y_400mf",
+    "regnet_y_800mf",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of the model registry.
+
+    Attributes:
+        name: torchvision builder name (`torchvision.models.get_model`).
+        weights: The torchvision weights enum member used for `weights="default"`, as
+            `<Enum>.<MEMBER>` (the enum's `DEFAULT` when the registry was written; a unit test
+            checks they still agree).
+        dim: Width of the embedding (the features that feed the classification head).
+        head: Dotted attribute path of the classification head, replaced by identity; state-dict
+            keys under it are ignored when loading weights.
+    """
+
+    name: str
+    weights: str
+    dim: int
+    head: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("resnet18", "ResNet18_Weights.IMAGENET1K_V1", 512, "fc"),
+        ModelSpec("resnet34", "ResNet34_Weights.IMAGENET1K_V1", 512, "fc"),
+        ModelSpec("resnet50", "ResNet50_Weights.IMAGENET1K_V2", 2048, "fc"),
+        ModelSpec("resnet101", "ResNet101_Weights.IMAGENET1K_V2", 2048, "fc"),
+        ModelSpec(
+            "mobilenet_v3_small", "MobileNet_V3_Small_Weights.IMAGENET1K_V1", 576, "classifier"
+        ),
+        ModelSpec(
+            "mobilenet_v3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V2", 960, "classifier"
+        ),
+        ModelSpec("efficientnet_b0", "EfficientNet_B0_Weights.IMAGENET1K_V1", 1280, "classifier"),
+        ModelSpec("efficientnet_b1", "EfficientNet_B1_Weights.IMAGENET1K_V2", 1280, "classifier"),
+        ModelSpec("convnext_tiny", "ConvNeXt_Tiny_Weights.IMAGENET1K_V1", 768, "classifier.2"),
+        ModelSpec("convnext_small", "ConvNeXt_Small_Weights.IMAGENET1K_V1", 768, "classifier.2"),
+        ModelSpec("regnet_y_400mf", "RegNet_Y_400MF_Weights.IMAGENET1K_V2", 440, "fc"),
+        ModelSpec("regnet_y_800mf", "RegNet_Y_800MF_Weights.IMAGENET1K_V2", 784, "fc"),
+    )
+}
+
+
+class EmbeddingOptions(BaseModel):
+    """Which model embeds the frames, and how it runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelName = Field(
+        "resnet18",
+        description="torchvision backbone; the embedding is its L2-normalised penultimate "
+        "features (resnet18: 512-d, resnet50: 2048-d, convnext_tiny: 768-d, ...). A datapool "
+        "keeps one model: changing it needs a new output location.",
+    )
+    weights: str = Field(
+        "default",
+        description="'default': torchvision's pretrained ImageNet weights (downloaded once into "
+        "TORCH_HOME); 'none': random weights seeded by `seed` (tests and demos only); or the "
+        "path of a checkpoint file on the worker (a state_dict, or a dict holding one under "
+        "'state_dict' or 'model'; classification-head keys are ignored).",
+        min_length=1,
+    )
+    input_size: int = Field(
+        224,
+        ge=32,
+        le=1024,
+        description="Square size in pixels that frames are decoded and resized to before the "
+        "model (224 for ImageNet weights).",
+    )
+    batch_size: int = Field(
+        64, ge=1, le=4096, description="Frames per model call (larger uses more memory)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the model runs: 'auto' picks CUDA when available, else CPU."
+    )
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto",
+        description="Arithmetic of the model: 'auto' = fp16 autocast on CUDA, fp32 on CPU. "
+        "Embeddings are stored as float16 either way.",
+    )
+    compile: bool = Field(
+        False,
+        description="Compile the model with torch.compile: faster on long runs, but the first "
+        "batch takes tens of seconds.",
+    )
+    seed: int = Field(0, ge=0, description="Seed of the random weights when weights='none'.")
+    decode_workers: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Decoder threads running ahead of the model; empty = automatic "
+        "(1 on a CPU host with few cores, up to 8 when the model runs on a GPU).",
+    )
+    prefetch_batches: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Batches of decoded frames held ready for the model; bounds memory to "
+        "batch_size x prefetch_batches frames.",
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _check_weights(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() in ("default", "none"):
+            return value.lower()
+        if "://" in value:
+            raise ValueError(
+                "weights must be 'default', 'none' or a local checkpoint path, "
+                f"not the URL {value!r}: download the file to the worker first"
+            )
+        return value
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The registry entry of a model.
+
+    Raises:
+        ConfigError: If the model is not in the registry.
+    """
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown embedding model {name!r}; choose one of {', '.join(MODELS)}"
+        ) from None
+
+
+def model_record(options: EmbeddingOptions) -> ModelRecord:
+    """Describe the model a run would use, without building it or downloading anything.
+
+    Args:
+        options: The embedding options.
+
+    Returns:
+        The record the datapool stores: name, weights fingerprint (`torchvision:<enum member>`,
+        `none:seed=<seed>` or `checkpoint:<sha256 prefix>`), input size and embedding width.
+
+    Raises:
+        ConfigError: If the model is unknown or the checkpoint file cannot be read.
+    """
+    spec = model_spec(options.model)
+    if options.weights == "default":
+        weights = f"torchvision:{spec.weights}"
+    elif options.weights == "none":
+        weights = f"none:seed={options.seed}"
+    else:
+        weights = f"checkpoint:{_checkpoint_digest(_checkpoint_path(options.weights))[:16]}"
+    return ModelRecord(name=spec.name, weights=weights, input_size=options.input_size, dim=spec.dim)
+
+
+def _checkpoint_path(value: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"weights={value!r}: no such checkpoint file on this worker; use 'default' "
+            "(torchvision pretrained), 'none' (random) or the path of a saved state_dict"
+        )
+    return path.resolve()
+
+
+def _checkpoint_digest(path: Path) -> str:
+    st = path.stat()
+    return _sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a file, cached by (path, size, mtime) so repeated records cost nothing."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError as exc:
+        raise ConfigError(f"cannot read checkpoint {path}: {exc}") from exc
+    return h.hexdigest()
+
+
+def resolve_device(device: str) -> torch.device:
+    """The torch device for a `device` option.
+
+    Raises:
+        ConfigError: If CUDA is asked for but not available.
+    """
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "device='cuda' but this worker has no usable CUDA GPU (torch.cuda.is_available() is "
+            "False); use device='auto' or 'cpu', or run on a GPU work pool"
+        )
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a `precision` option on `device`; None means plain fp32.
+
+    Raises:
+        ConfigError: If bf16 is asked for on a GPU that lacks it.
+    """
+    import torch
+
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError("precision='bf16' is not supported by this GPU; use 'fp16'")
+        return torch.bfloat16
+    return torch.float16
+
+
+def load_embedder(options: EmbeddingOptions) -> Embedder:
+    """Build the model, load its weights and move it to its device.
+
+    Args:
+        options: The embedding options.
+
+    Returns:
+        A ready `Embedder`.
+
+    Raises:
+        WeightsUnavailable: If `weights="default"` and torchvision's pretrained weights are not
+            in TORCH_HOME and cannot be downloaded (e.g. an offline worker).
+        ConfigError: If the checkpoint path does not exist, the file is not a readable
+            state_dict, or it does not fit the model; or if the device or precision cannot be
+            used here.
+    """
+    record = model_record(options)
+    spec = model_spec(options.model)
+    device = resolve_device(options.device)
+    dtype = resolve_precision(options.precision, device)
+    model = _build_trunk(spec, seed=options.seed)
+    if options.weights == "default":
+        state = _pretrained_state_dict(spec)
+        _load_trunk_state(model, spec, state, source=f"torchvision weights {spec.weights}")
+    elif options.weights != "none":
+        path = _checkpoint_path(options.weights)
+        _load_trunk_state(model, spec, _read_checkpoint(path), source=f"checkpoint {path}")
+    model = prepare_module(model, device=device, channels_last=True, compile=options.compile)
+    return Embedder(
+        model,
+        record=record,
+        device=device,
+        autocast_dtype=dtype,
+        batch_size=options.batch_size,
+    )
+
+
+def _build_trunk(spec: ModelSpec, *, seed: int) -> torch.nn.Module:
+    """The model with random weights drawn from `seed` and its head replaced by identity."""
+    import torch
+    import torchvision
+
+    # fork_rng: seed the init without disturbing the caller's global RNG stream.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = torchvision.models.get_model(spec.name, weights=None)
+    parent_path, _, attr = spec.head.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, attr, torch.nn.Identity())
+    return model.eval().requires_grad_(False)
+
+
+def _pretrained_state_dict(spec: ModelSpec) -> dict[str, Any]:
+    import torch
+    import torchvision
+
+    weights = torchvision.models.get_weight(spec.weights)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True)
+    except Exception as exc:  # URLError, timeouts, hash mismatch, truncated file
+        raise WeightsUnavailable(
+            f"cannot load the pretrained weights {spec.weights} of {spec.name}: "
+            f"{type(exc).__name__}: {exc}. They are not cached at {cached} and could not be "
+            f"downloaded from {weights.url} (is this worker offline?). Fix: pre-populate "
+            f"TORCH_HOME on the worker (download that file into {cached.parent}), pass the "
+            "path of a checkpoint file as weights, or use weights='none' (random weights, for "
+            "tests only)."
+        ) from exc
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError(
+            f"checkpoint {path} cannot be read as a PyTorch state_dict "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); save it "
+            "with torch.save(model.state_dict(), path)"
+        ) from exc
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
+        raise ConfigError(
+            f"checkpoint {path} holds no state_dict (a dict of tensors, or a dict with one under "
+            "'state_dict' or 'model'); save it with torch.save(model.state_dict(), path)"
+        )
+    return obj
+
+
+def _load_trunk_state(
+    model: torch.nn.Module, spec: ModelSpec, state: dict[str, Any], *, source: str
+) -> None:
+    """Load a full-model or trunk-only state_dict into the trunk, ignoring head keys."""
+    state = dict(state)
+    # Wrappers add a common prefix: DataParallel/DDP ("module."), torch.compile ("_orig_mod.").
+    changed = True
+    while changed:
+        changed = False
+        for prefix in ("module.", "_orig_mod.", "model."):
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix) :]: v for k, v in state.items()}
+                changed = True
+    head = spec.head + "."
+    state = {k: v for k, v in state.items() if not k.startswith(head)}
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(
+        k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape)
+    )
+    if missing or unexpected or wrong:
+        details = "; ".join(
+            f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''} ({len(keys)})"
+            for label, keys in (
+                ("missing keys", missing),
+                ("unexpected keys", unexpected),
+                ("wrong shapes", wrong),
+            )
+            if keys
+        )
+        raise ConfigError(
+            f"{source} does not fit model {spec.name!r} ({details}); check the `model` option "
+            "matches the architecture the checkpoint was trained with"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def prepare_module(
+    module: torch.nn.Module, *, device: torch.device, channels_last: bool, compile: bool
+) -> torch.nn.Module:
+    """Move a module to its device in inference form: channels_last, optionally compiled.
+
+    Args:
+        module: The model (in eval mode).
+        device: Where it runs.
+        channels_last: Convert conv weights to the NHWC memory layout.
+        compile: Wrap it with `torch.compile`.
+
+    Returns:
+        The module ready for `torch.inference_mode` calls.
+    """
+    import torch
+
+    module = module.to(device).eval().requires_grad_(False)
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    if compile:
+        module = torch.compile(module)
+    return module
+
+
+class PendingEmbedding:
+    """Embeddings being computed on the device; `result()` waits and returns them."""
+
+    def __init__(self, features: Any, event: Any = None) -> None:
+        """Hold device features (or a host copy in flight, with its CUDA event)."""
+        self._features = features
+        self._event = event
+
+    def result(self) -> np.ndarray:
+        """The float16 (N, D) embeddings, once the device has finished them."""
+        if self._event is not None:
+            self._event.synchronize()
+        return self._features.numpy()
+
+
+class Embedder:
+    """A loaded model that turns frames into L2-normalised float16 embeddings.
+
+    Attributes:
+        record: What the datapool records about the model.
+        device: Where the model runs.
+        input_size: Square frame size the model expects.
+        batch_size: Frames per model call.
+        autocast_dtype: Autocast dtype (None for plain fp32).
+    """
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        *,
+        record: ModelRecord,
+        device: torch.device,
+        autocast_dtype: torch.dtype | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        """Wrap a prepared module (see `prepare_module` and `load_embedder`)."""
+        import torch
+
+        self.module = module
+        self.record = record
+        self.device = device
+        self.input_size = record.input_size
+        self.batch_size = batch_size
+        self.autocast_dtype = autocast_dtype
+        mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32) * 255.0
+        std = torch.tensor(IMAGENET_STD, dtype=torch.float32) * 255.0
+        # x * scale + shift == (x / 255 - mean) / std, fused into one pass.
+        self._scale = (1.0 / std).view(1, 3, 1, 1).to(device)
+        self._shift = (-mean / std).view(1, 3, 1, 1).to(device)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Embedder({self.record.describe()} on {self.device})"
+
+    def embed(self, pixels: np.ndarray) -> np.ndarray:
+        """Embed frames.
+
+        Args:
+            pixels: uint8 array (N, H, W, 3), RGB, with H = W = `input_size`.
+
+        Returns:
+            float16 array (N, D): L2-normalised penultimate features, deterministic for a given
+            input on a given host.
+
+        Raises:
+            ValueError: If `pixels` has the wrong dtype or shape.
+        """
+        pixels = self._check(pixels)
+        if len(pixels) == 0:
+            return np.zeros((0, self.record.dim), np.float16)
+        parts = [
+            self.submit(pixels[start : start + self.batch_size]).result()
+            for start in range(0, len(pixels), self.batch_size)
+        ]
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def submit(self, pixels: np.ndarray) -> PendingEmbedding:
+        """Queue one batch on the device and return without waiting for CUDA to finish it.
+
+        On CUDA the host-to-device copy comes from pinned memory without blocking and the
+        result is copied back the same way, so a caller can queue the next batch before it
+        collects this one. On the CPU the work is done before this returns.
+
+        Args:
+            pixels: uint8 array (N, H, W, 3) with N <= a few batches.
+
+        Returns:
+            A handle whose `result()` is the float16 (N, D) embeddings.
+        """
+        import torch
+
+        pixels = self._check(pixels)
+        with self._lock, torch.inference_mode():
+            cuda = self.device.type == "cuda"
+            x = torch.from_numpy(np.ascontiguousarray(pixels))
+            if cuda:
+                x = x.pin_memory().to(self.device, non_blocking=True)
+            # NHWC bytes viewed as NCHW are already channels_last: no copy for the layout.
+            x = x.permute(0, 3, 1, 2).float()
+            x = torch.addcmul(self._shift, x, self._scale)
+            x = x.contiguous(memory_format=torch.channels_last)
+            if self.autocast_dtype is not None:
+                with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+                    features = self.module(x)
+            else:
+                features = self.module(x)
+            features = torch.nn.functional.normalize(features.float().flatten(1), dim=1)
+            features = features.to(torch.float16)
+            if not cuda:
+                return PendingEmbedding(features)
+            host = torch.empty(features.shape, dtype=torch.float16, pin_memory=True)
+            host.copy_(features, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            return PendingEmbedding(host, event)
+
+    def _check(self, pixels: np.ndarray) -> np.ndarray:
+        pixels = np.asarray(pixels)
+        size = self.input_size
+        if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != (size, size, 3):
+            raise ValueError(
+                f"expected uint8 frames of shape (N, {size}, {size}, 3), got "
+                f"{pixels.dtype} {pixels.shape}"
+            )
+        return pixels
+
+
+def default_decode_workers(device: torch.device | str) -> int:
+    """Decoder threads to run beside the model when the option is left empty.
+
+    On a GPU host decoding is the bottleneck: use most cores. On a CPU host the model is the
+    bottleneck and every decoder thread takes cores from it: one is enough unless there are many
+    cores to spare.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    if str(device).startswith("cuda"):
+        return max(1, min(8, cores - 1))
+    return max(1, cores // 8)

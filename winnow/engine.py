@@ -1,0 +1,816 @@
+"""The decode+embed engine: decoders run ahead of the model, which never waits when it can work.
+
+    files ──> decoder threads ──(chunks of frames, FileResults)──> model thread ──> caller
+              media.decode_file     bounded by a frame budget     Embedder.submit    ShardResults
+
+Decoder threads take files in plan order and stream them through `media.decode_file`; the model
+thread forms batches across files and shards, embeds them (on CUDA it queues batch i+1 before it
+collects batch i), and hands each shard's result to the caller as soon as its last frame is
+embedded, in shard order, so the caller can stage it (a crash loses only unstaged shards). While
+the caller stages a shard, the model and the decoders keep going.
+
+Memory is bounded by a *frame budget* of `batch_size * prefetch_batches` frames: a decoder
+reserves room for a chunk before handing it over and the room is given back when the chunk's
+last frame is embedded. Each decoder also holds the chunk it is filling, so peak memory is about
+`batch_size * prefetch_batches + 2 * workers * chunk` frames, whatever the length of a video or
+the size of a shard. Only embeddings (about 1 KB a frame) wait for an earlier, slower shard.
+
+Threads, not processes, by default: PyAV releases the GIL while it decodes and scales, numpy and
+hashlib release it for the per-frame statistics and hashes, and torch releases it inside every
+operator, so decoders and model overlap in one process. On the 2-core CPU host threads ran at
+0.98 of min(decode-only, model-only) and processes at 0.96 (bench/throughput.py, resnet18 at
+224 px, 640x360 h264), without copying every frame through a pipe,
+without a fresh interpreter per worker, and without the start-method hazards of processes: a
+spawned worker re-imports the caller's `__main__` (an unguarded script fails; under Prefect the
+worker imports Prefect's engine module). An S3 source shares one boto3 client across threads.
+`backend="processes"` remains for hosts where many decoders would contend for the GIL.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from winnow import media
+from winnow.embedding import Embedder, default_decode_workers
+from winnow.errors import ConfigError, DecodeError, NotFound, WinnowError
+from winnow.media import FrameOptions
+from winnow.records import (
+    Candidates,
+    FileRef,
+    FileResult,
+    FrameBatch,
+    SampleColumns,
+    Shard,
+    kind_of,
+)
+from winnow.storage import ObjectStore
+
+Backend = Literal["threads", "processes"]
+_MAX_CHUNK = 64  # frames per decoder chunk: big enough to amortise hand-over, small in memory
+_LINGER_S = 0.005  # how long the model waits for more frames before running a partial batch
+
+
+@dataclass
+class ShardResult:
+    """One shard, decoded and embedded.
+
+    Attributes:
+        shard: The shard.
+        candidates: Embedded frames of its `ok` files, in file order then frame order.
+        files: One result per file of the shard, in the shard's file order.
+    """
+
+    shard: Shard
+    candidates: Candidates
+    files: list[FileResult]
+
+
+@dataclass
+class EngineStats:
+    """Counters of one `embed_shards` run (for benchmarks, tests and logs).
+
+    Attributes:
+        frames: Frames embedded.
+        files: Files finished (any status).
+        batches: Model calls.
+        partial_batches: Model calls with fewer than `batch_size` frames.
+        peak_frames: Most frames held at once between the decoders and the model (the frame
+            budget in use; never above `batch_size * prefetch_batches`).
+        wait_s: Seconds the model side spent waiting for decoded frames.
+        model_s: Seconds spent in model calls.
+        wall_s: Seconds from start to the last shard.
+        workers: Decoder workers used.
+        backend: `threads` or `processes`.
+        batch_sizes: How many model calls had each batch size.
+    """
+
+    frames: int = 0
+    files: int = 0
+    batches: int = 0
+    partial_batches: int = 0
+    peak_frames: int = 0
+    wait_s: float = 0.0
+    model_s: float = 0.0
+    wall_s: float = 0.0
+    workers: int = 0
+    backend: str = ""
+    batch_sizes: collections.Counter[int] = field(default_factory=collections.Counter)
+
+
+def embed_shards(
+    shards: Sequence[Shard],
+    *,
+    source: ObjectStore,
+    frames: FrameOptions,
+    embedder: Embedder,
+    decode_workers: int | None = None,
+    prefetch_batches: int = 4,
+    backend: Backend = "threads",
+    stats: EngineStats | None = None,
+) -> Iterator[ShardResult]:
+    """Decode and embed every file of every shard, streaming.
+
+    Decoding runs in worker threads (or processes) ahead of the model, which runs in a thread
+    of its own; batches are formed across files and shards; a shard is yielded as soon as all
+    its frames are embedded, in shard order, and the work goes on while the caller handles it.
+    Files are read through `source.local_copy` (S3 objects stream to a temporary file). Safe to
+    call from any thread; closing the generator early stops the workers.
+
+    Args:
+        shards: The shards, in plan order.
+        source: Where the files live.
+        frames: How video frames are sampled.
+        embedder: The loaded model (its batch size and input size are used).
+        decode_workers: Decoder workers; None picks one per 8 cores on a CPU host (the model
+            needs the cores) and up to 8 when the model runs on a GPU.
+        prefetch_batches: Batches of decoded frames that may wait for the model; with
+            `embedder.batch_size` it bounds memory.
+        backend: `threads` (default; measured slightly faster than processes on a CPU host, see
+            the module docstring) or `processes` (spawned workers; the caller's main module
+            must be import-safe, i.e. guarded by `if __name__ == "__main__"`).
+        stats: Filled in with counters as the run goes, if given.
+
+    Yields:
+        One `ShardResult` per shard, in order. Bad media never stops the run: such files get
+        a `corrupt` (or `skipped`) `FileResult` and no candidates.
+
+    Raises:
+        ConfigError: If `prefetch_batches` or `decode_workers` is not positive.
+        StorageError: If a file cannot be read from the source (a vanished file is `skipped`
+            instead); transient errors raise `TransientStorageError`.
+        DecodeError: If a decoder fails in an unexpected way; the message names the file.
+    """
+    if prefetch_batches < 1:
+        raise ConfigError(f"prefetch_batches must be at least 1, got {prefetch_batches}")
+    if decode_workers is not None and decode_workers < 1:
+        raise ConfigError(f"decode_workers must be at least 1 or None, got {decode_workers}")
+    if backend not in ("threads", "processes"):
+        raise ConfigError(f"backend must be 'threads' or 'processes', got {backend!r}")
+    n_files = sum(len(s.files) for s in shards)
+    workers = decode_workers or default_decode_workers(embedder.device)
+    workers = max(1, min(workers, n_files))
+    return _embed_shards(
+        list(shards),
+        source=source,
+        frames=frames,
+        embedder=embedder,
+        workers=workers,
+        prefetch_batches=prefetch_batches,
+        backend=backend,
+        stats=stats if stats is not None else EngineStats(),
+    )
+
+
+def embed_keys(
+    keys: Sequence[str], *, source: ObjectStore, frames: FrameOptions, embedder: Embedder
+) -> np.ndarray:
+    """Embed a few named files (e.g. query images) in the caller's thread.
+
+    Args:
+        keys: Keys of images or videos in `source`.
+        source: Where they live.
+        frames: How video frames are sampled.
+        embedder: The loaded model.
+
+    Returns:
+        float16 (N, D) embeddings of every sampled frame of the files, in key order.
+
+    Raises:
+        ConfigError: If a key is not a media file, does not exist, or cannot be decoded.
+    """
+    parts: list[np.ndarray] = []
+    for key in keys:
+        kind = kind_of(key)
+        if kind is None:
+            raise ConfigError(f"{source.url_for(key)} is not an image or video file")
+        try:
+            with source.local_copy(key) as path:
+                size = path.stat().st_size
+                ref = FileRef(key=key, fingerprint=f"query:{size}", size_bytes=size, kind=kind)
+                for item in media.decode_file(path, ref, size=embedder.input_size, options=frames):
+                    if isinstance(item, FileResult):
+                        if item.status != "ok":
+                            raise ConfigError(
+                                f"{source.url_for(key)} cannot be used: {item.status}: {item.error}"
+                            )
+                    else:
+                        parts.append(embedder.embed(item.pixels))
+        except NotFound as exc:
+            raise ConfigError(f"{exc}: check the query keys") from exc
+    if not parts:
+        return np.zeros((0, embedder.record.dim), np.float16)
+    return np.concatenate(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# the frame budget
+
+
+class _FrameBudget:
+    """Counts frames between the decoders and the model; a decoder waits for room."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self.peak = 0
+        self.waiting = 0
+        self.closed = False
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int) -> bool:
+        """Reserve room for `n` frames; False if the run was closed meanwhile."""
+        with self._cond:
+            self.waiting += 1
+            # An oversized chunk may go alone, so a budget smaller than a chunk cannot deadlock.
+            while not self.closed and self.used and self.used + n > self.capacity:
+                self._cond.wait()
+            self.waiting -= 1
+            if self.closed:
+                return False
+            self.used += n
+            self.peak = max(self.peak, self.used)
+            return True
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self.used -= n
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+# --------------------------------------------------------------------------------------------
+# decoder workers
+
+# Messages from a decoder to the model side, all tuples starting with a tag:
+#   ("frames", task, FrameBatch)   a chunk; its frames hold room in the budget
+#   ("file", task, FileResult)     the file is finished (after all its chunks)
+#   ("error", task, text, exc)     an unexpected failure; the run stops with a clear error
+#   ("exit", None)                 the worker has no more files
+
+
+@dataclass(frozen=True)
+class _Task:
+    """One file to decode: its shard's position in the run and its position in the shard."""
+
+    shard_pos: int
+    file_pos: int
+    ref: FileRef
+
+
+def _decode_one(
+    task: _Task,
+    *,
+    source: ObjectStore,
+    size: int,
+    options: FrameOptions,
+    chunk_frames: int,
+    put: Any,
+    acquire: Any,
+) -> bool:
+    """Decode one file into messages; False if the run was stopped meanwhile."""
+    ref = task.ref
+    try:
+        with source.local_copy(ref.key) as path:
+            for item in media.decode_file(
+                Path(path), ref, size=size, options=options, chunk_frames=chunk_frames
+            ):
+                if isinstance(item, FrameBatch):
+                    if not acquire(len(item)):
+                        return False
+                    put(("frames", task, item))
+                else:
+                    put(("file", task, item))
+    except NotFound as exc:
+        result = FileResult.for_ref(
+            ref, status="skipped", error=f"vanished from the source before decoding ({exc})"
+        )
+        put(("file", task, result))
+    except WinnowError as exc:  # storage errors: already clear, may be transient (retried)
+        put(("error", task, None, exc))
+    except Exception as exc:
+        text = "".join(traceback.format_exception(exc))
+        put(("error", task, text, exc if _picklable(exc) else None))
+    return True
+
+
+def _picklable(exc: BaseException) -> bool:
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return True
+    except Exception:
+        return False
+
+
+class _ThreadDecoders:
+    """Decoder threads sharing one task queue; messages go to `out`."""
+
+    def __init__(
+        self,
+        tasks: list[_Task],
+        *,
+        workers: int,
+        source: ObjectStore,
+        size: int,
+        options: FrameOptions,
+        chunk_frames: int,
+        budget: _FrameBudget,
+    ) -> None:
+        self.out: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+        self.workers = workers
+        self.budget = budget
+        self._tasks: queue.SimpleQueue[_Task] = queue.SimpleQueue()
+        for t in tasks:
+            self._tasks.put(t)
+        self._stop = threading.Event()
+        kwargs = {
+            "source": source,
+            "size": size,
+            "options": options,
+            "chunk_frames": chunk_frames,
+            "put": self.out.put,
+            "acquire": budget.acquire,
+        }
+        self._threads = [
+            threading.Thread(
+                target=self._loop, kwargs=kwargs, name=f"winnow-decode-{i}", daemon=True
+            )
+            for i in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _loop(self, **kwargs: Any) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    task = self._tasks.get_nowait()
+                except queue.Empty:
+                    break
+                if not _decode_one(task, **kwargs):
+                    break
+        finally:
+            self.out.put(("exit", None))
+
+    def get(self, timeout: float | None) -> tuple | None:
+        try:
+            return self.out.get(timeout=timeout) if timeout != 0 else self.out.get_nowait()
+        except queue.Empty:
+            return None
+
+    def release(self, n: int) -> None:
+        self.budget.release(n)
+
+    @property
+    def peak(self) -> int:
+        return self.budget.peak
+
+    def close(self) -> None:
+        self._stop.set()
+        self.budget.close()
+        for t in self._threads:
+            t.join(timeout=30)
+
+
+# --------------------------------------------------------------------------------------------
+# the model side
+
+
+@dataclass
+class _Chunk:
+    """A decoded chunk waiting for (or in) the model."""
+
+    task: _Task
+    batch: FrameBatch | None  # dropped as soon as its last frame has gone into a batch
+    meta: dict[str, np.ndarray]
+    n: int
+    taken: int = 0  # frames already put into a batch
+    left: int = 0  # frames not yet embedded (room is released when it reaches 0)
+
+
+@dataclass
+class _Shard:
+    shard: Shard
+    files: list[FileResult | None]
+    parts: list[list[Candidates]]
+    outstanding: list[int]  # frames of each file received but not yet embedded
+
+    @classmethod
+    def of(cls, shard: Shard) -> _Shard:
+        n = len(shard.files)
+        return cls(shard, [None] * n, [[] for _ in range(n)], [0] * n)
+
+    def done(self) -> bool:
+        return all(f is not None for f in self.files) and not any(self.outstanding)
+
+    def result(self, dim: int) -> ShardResult:
+        files = [f for f in self.files if f is not None]
+        parts = [
+            p
+            for result, file_parts in zip(files, self.parts, strict=True)
+            if result.status == "ok"  # media reports broken files with no frames; be safe
+            for p in file_parts
+        ]
+        candidates = Candidates.concat(parts) if parts else Candidates.empty(dim)
+        return ShardResult(shard=self.shard, candidates=candidates, files=files)
+
+
+def _embed_shards(
+    shards: list[Shard],
+    *,
+    source: ObjectStore,
+    frames: FrameOptions,
+    embedder: Embedder,
+    workers: int,
+    prefetch_batches: int,
+    backend: Backend,
+    stats: EngineStats,
+) -> Iterator[ShardResult]:
+    start = time.perf_counter()
+    batch_size = embedder.batch_size
+    tasks = [
+        _Task(i, j, ref) for i, shard in enumerate(shards) for j, ref in enumerate(shard.files)
+    ]
+    stats.workers, stats.backend = (workers if tasks else 0), backend
+    if not tasks:
+        for shard in shards:
+            yield _Shard.of(shard).result(embedder.record.dim)
+        return
+    common = {
+        "workers": workers,
+        "source": source,
+        "size": embedder.input_size,
+        "options": frames,
+        "chunk_frames": max(1, min(_MAX_CHUNK, batch_size)),
+    }
+    capacity = batch_size * prefetch_batches
+    if backend == "threads":
+        decoders: Any = _ThreadDecoders(tasks, budget=_FrameBudget(capacity), **common)
+    else:
+        decoders = _ProcessDecoders(tasks, capacity=capacity, **common)
+    # The model runs in its own thread too, so the caller's work between shards (staging each
+    # result to storage) never stalls the model: finished shards wait in a short queue.
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=_READY_SHARDS)
+    stop = threading.Event()
+    loop = _ModelLoop(
+        shards, decoders=decoders, embedder=embedder, source=source, stats=stats, stop=stop
+    )
+
+    def run() -> None:
+        try:
+            loop.run(lambda result: _put(ready, ("shard", result), stop))
+            _put(ready, ("end", None), stop)
+        except BaseException as exc:  # handed to the caller's thread, raised there
+            _put(ready, ("error", exc), stop)
+
+    thread = threading.Thread(target=run, name="winnow-model", daemon=True)
+    thread.start()
+    try:
+        while True:
+            tag, value = ready.get()
+            if tag == "end":
+                return
+            if tag == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+        decoders.close()
+        stats.peak_frames = decoders.peak
+        stats.wall_s = time.perf_counter() - start
+
+
+_READY_SHARDS = 2  # finished shards that may wait for the caller
+
+
+def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
+    """Put unless the run is stopped first (the caller closed the generator)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+class _ModelLoop:
+    """Forms batches across files and shards, runs the model, files the embeddings.
+
+    Runs in one thread; its only links to the decoders are their message queue and the frame
+    budget it gives back as chunks are embedded.
+    """
+
+    def __init__(
+        self,
+        shards: list[Shard],
+        *,
+        decoders: Any,
+        embedder: Embedder,
+        source: ObjectStore,
+        stats: EngineStats,
+        stop: threading.Event,
+    ) -> None:
+        self.shards = shards
+        self.states = [_Shard.of(s) for s in shards]
+        self.decoders = decoders
+        self.embedder = embedder
+        self.batch_size = embedder.batch_size
+        self.source = source
+        self.stats = stats
+        self.stop = stop
+        self.pending: collections.deque[_Chunk] = collections.deque()
+        self.pending_frames = 0
+        # The batch on the device: its handle and the (chunk, lo, hi) pieces it holds.
+        self.inflight: tuple[Any, list[tuple[_Chunk, int, int]]] | None = None
+        self.live = decoders.workers
+
+    def run(self, emit: Any) -> None:
+        """Embed everything, calling `emit` with each finished shard in order."""
+        states, stats, decoders = self.states, self.stats, self.decoders
+        next_shard = 0
+        while next_shard < len(states) and not self.stop.is_set():
+            if states[next_shard].done():
+                result = states[next_shard].result(self.embedder.record.dim)
+                states[next_shard] = _Shard.of(self.shards[next_shard])  # drop its candidates
+                next_shard += 1
+                stats.peak_frames = decoders.peak
+                if not emit(result):
+                    return
+                continue
+            # Take whatever the decoders have ready, then feed the model.
+            while (message := decoders.get(0)) is not None:
+                self.receive(message)
+            if self.pending_frames >= self.batch_size:
+                self.submit(self.batch_size)
+            elif self.pending_frames and (self.live == 0 or self.inflight is None):
+                message = self.wait(_LINGER_S)
+                if message is not None:
+                    self.receive(message)
+                else:
+                    self.submit(self.pending_frames)  # the model would idle: run what there is
+            elif self.inflight is not None:
+                self.collect()
+            elif self.live == 0:
+                missing = [
+                    f"{s.shard.files[j].key} (shard {s.shard.index})"
+                    for s in states[next_shard:]
+                    for j, f in enumerate(s.files)
+                    if f is None
+                ]
+                raise RuntimeError(f"decoders exited with files unfinished: {missing[:5]}")
+            elif (message := self.wait(0.5)) is not None:
+                self.receive(message)
+
+    def wait(self, timeout: float) -> tuple | None:
+        t0 = time.perf_counter()
+        message = self.decoders.get(timeout)
+        self.stats.wait_s += time.perf_counter() - t0
+        return message
+
+    def receive(self, message: tuple) -> None:
+        tag = message[0]
+        if tag == "frames":
+            task, batch = message[1], message[2]
+            chunk = _Chunk(task, batch, batch.meta_dict(), len(batch), left=len(batch))
+            self.pending.append(chunk)
+            self.pending_frames += chunk.n
+            self.states[task.shard_pos].outstanding[task.file_pos] += chunk.n
+        elif tag == "file":
+            task, result = message[1], message[2]
+            self.states[task.shard_pos].files[task.file_pos] = result
+            self.stats.files += 1
+        elif tag == "exit":
+            self.live -= 1
+        else:
+            _, task, text, exc = message
+            if isinstance(exc, WinnowError):  # storage errors: clear, maybe transient
+                raise exc
+            url = self.source.url_for(task.ref.key)
+            detail = f"{type(exc).__name__}: {exc}" if exc is not None else text.splitlines()[-1]
+            remote = "" if exc is not None and exc.__traceback__ is not None else f"\n{text}"
+            raise DecodeError(
+                f"unexpected error while decoding {url}: {detail} (a bug, not bad media; "
+                f"please report it, with the file if you can){remote}"
+            ) from exc
+
+    def submit(self, n: int) -> None:
+        """Put the first `n` waiting frames on the device as one batch."""
+        pieces: list[tuple[_Chunk, int, int]] = []
+        arrays: list[np.ndarray] = []
+        want = n
+        while want:
+            chunk = self.pending[0]
+            assert chunk.batch is not None
+            lo = chunk.taken
+            hi = min(chunk.n, lo + want)
+            arrays.append(chunk.batch.pixels[lo:hi])
+            pieces.append((chunk, lo, hi))
+            chunk.taken = hi
+            want -= hi - lo
+            if hi == chunk.n:
+                chunk.batch = None  # from here the pixels live on only in this batch
+                self.pending.popleft()
+        pixels = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+        self.pending_frames -= n
+        t0 = time.perf_counter()
+        handle = self.embedder.submit(pixels)
+        stats = self.stats
+        stats.model_s += time.perf_counter() - t0
+        stats.batches += 1
+        stats.batch_sizes[n] += 1
+        stats.partial_batches += n < self.batch_size
+        # On CUDA the device now works on this batch while the host files the previous one.
+        previous, self.inflight = self.inflight, (handle, pieces)
+        if previous is not None:
+            self._file(*previous)
+
+    def collect(self) -> None:
+        """Wait for the batch on the device and file its embeddings."""
+        if self.inflight is not None:
+            inflight, self.inflight = self.inflight, None
+            self._file(*inflight)
+
+    def _file(self, handle: Any, pieces: list[tuple[_Chunk, int, int]]) -> None:
+        t0 = time.perf_counter()
+        emb = handle.result()
+        self.stats.model_s += time.perf_counter() - t0
+        offset = 0
+        for chunk, lo, hi in pieces:
+            n = hi - lo
+            meta = SampleColumns(**{k: v[lo:hi] for k, v in chunk.meta.items()})
+            state = self.states[chunk.task.shard_pos]
+            state.parts[chunk.task.file_pos].append(
+                Candidates.from_frames(meta, emb[offset : offset + n])
+            )
+            state.outstanding[chunk.task.file_pos] -= n
+            offset += n
+            chunk.left -= n
+            if chunk.left == 0:
+                self.decoders.release(chunk.n)
+        self.stats.frames += offset
+
+
+# --------------------------------------------------------------------------------------------
+# process backend
+
+
+class _ProcessDecoders:
+    """Decoder processes (spawned: they import only numpy, PyAV, Pillow and winnow.media).
+
+    The frame budget is a semaphore with one permit per frame; a lock makes a chunk's
+    reservation atomic so two workers cannot each hold half the budget and wait forever.
+    """
+
+    def __init__(
+        self,
+        tasks: list[_Task],
+        *,
+        workers: int,
+        source: ObjectStore,
+        size: int,
+        options: FrameOptions,
+        chunk_frames: int,
+        capacity: int,
+    ) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.workers = workers
+        self.capacity = capacity
+        self._sem = ctx.Semaphore(capacity)
+        self._lock = ctx.Lock()
+        self._stop = ctx.Event()
+        self._tasks = ctx.Queue()
+        self.out = ctx.Queue()
+        for t in tasks:
+            self._tasks.put(t)
+        for _ in range(workers):
+            self._tasks.put(None)
+        self._held = 0
+        self.peak = 0
+        self._procs = [
+            ctx.Process(
+                target=_process_main,
+                args=(
+                    self._tasks,
+                    self.out,
+                    self._sem,
+                    self._lock,
+                    self._stop,
+                    source,
+                    size,
+                    options,
+                    chunk_frames,
+                ),
+                name=f"winnow-decode-{i}",
+                daemon=True,
+            )
+            for i in range(workers)
+        ]
+        for p in self._procs:
+            p.start()
+
+    def get(self, timeout: float | None) -> tuple | None:
+        try:
+            message = self.out.get(timeout=timeout) if timeout else self.out.get_nowait()
+        except queue.Empty:
+            if not any(p.is_alive() for p in self._procs) and self.out.empty():
+                codes = [p.exitcode for p in self._procs]
+                if any(c not in (0, None) for c in codes):
+                    raise DecodeError(f"a decoder process died (exit codes {codes})") from None
+            return None
+        if message[0] == "frames":
+            self._held += len(message[2])
+            self.peak = max(self.peak, self._held)
+        return message
+
+    def release(self, n: int) -> None:
+        self._held -= n
+        for _ in range(n):
+            self._sem.release()
+
+    def close(self) -> None:
+        self._stop.set()
+        for _ in range(self.capacity):  # wake workers blocked on the budget
+            self._sem.release()
+        for p in self._procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.terminate()
+                p.join()
+        with contextlib.suppress(Exception):
+            self.out.cancel_join_thread()
+            self._tasks.cancel_join_thread()
+
+
+def _process_main(
+    tasks: Any,
+    out: Any,
+    sem: Any,
+    lock: Any,
+    stop: Any,
+    source: ObjectStore,
+    size: int,
+    options: FrameOptions,
+    chunk_frames: int,
+) -> None:
+    """Entry point of a decoder process; it exits by itself if its parent dies."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+
+    def running() -> bool:
+        return not stop.is_set() and (parent is None or parent.is_alive())
+
+    def acquire(n: int) -> bool:
+        while not lock.acquire(timeout=0.5):
+            if not running():
+                return False
+        try:
+            got = 0
+            while got < n:
+                if not running():
+                    return False
+                got += sem.acquire(timeout=0.5)
+        finally:
+            lock.release()
+        return running()
+
+    try:
+        while running():
+            try:
+                task = tasks.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if task is None or not _decode_one(
+                task,
+                source=source,
+                size=size,
+                options=options,
+                chunk_frames=chunk_frames,
+                put=out.put,
+                acquire=acquire,
+            ):
+                break
+    finally:
+        if parent is not None and not parent.is_alive():
+            out.cancel_join_thread()  # nobody reads the queue any more: do not wait at exit
+        out.put(("exit", None))
