@@ -52,7 +52,9 @@ def summary_markdown(summary: RunSummary) -> str:
         f"| selected | {summary.selected} (stopped by {summary.stop_reason or 'n/a'}) |",
         f"| coverage radius before → after | {_num(summary.coverage_before)} → "
         f"{_num(summary.coverage_after)} |",
-        f"| mean distance of picks to the dataset | {_num(summary.mean_pick_distance)} "
+        f"| mean distance of picks to the "
+        f"{'dataset' if math.isfinite(summary.coverage_before) else 'nearest other pick (no dataset yet)'}"
+        f" | {_num(summary.mean_pick_distance)} "
         f"(random picks: {_num(summary.mean_random_distance)}) |",
     ]
     if summary.outputs:

@@ -95,8 +95,13 @@ def print_summary(summary: dict) -> None:
         f"candidates: {summary['candidates']}, selected: {summary['selected']} "
         f"(stopped by {summary['stop_reason']}) -> tag {summary['tag']}"
     )
+    against = (
+        "the existing dataset"
+        if summary["coverage_before"] is not None
+        else "the nearest other pick (no dataset yet)"
+    )
     typer.echo(
-        f"mean distance of picks to the existing dataset: {_fmt(summary['mean_pick_distance'])} "
+        f"mean distance of picks to {against}: {_fmt(summary['mean_pick_distance'])} "
         f"(random picks: {_fmt(summary['mean_random_distance'])}); coverage radius "
         f"{_fmt(summary['coverage_before'])} -> {_fmt(summary['coverage_after'])}"
     )
