@@ -748,8 +748,8 @@ def render_report(*, summary: RunSummary, picks: list[dict], plot_png: bytes | N
         f'<p class="muted">run <code>{_e(summary.run_id)}</code> · source '
         f"<code>{_e(summary.source)}</code> → output <code>{_e(summary.output)}</code>"
         + (f" · parent tag <code>{_e(summary.parent_tag)}</code>" if summary.parent_tag else "")
-        + f" · datapool version {_e(summary.pool_version_before)} → {_e(summary.pool_version_before + 1)}"
-        + (f" → {_e(summary.pool_version_after)}" if summary.pool_version_after is not None else "")
+        + f" · datapool version {_e(summary.pool_version_before)} → "
+        + _e(summary.pool_version_after or summary.pool_version_before + 1)
         + (f" · model {_e(summary.model)}" if summary.model else "")
         + "</p>",
     ]
