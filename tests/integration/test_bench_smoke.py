@@ -1,0 +1,45 @@
+"""The benchmarks run and end with one JSON object carrying their headline numbers.
+
+Smoke runs only (small sizes): numbers are checked by reading the benchmarks' output, never by
+timed tests.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "keys"),
+    [
+        ("selection.py", ["--quick"], {"speedup_vs_naive", "coverage_vs_random"}),
+        ("throughput.py", ["--quick"], {"engine_vs_bound", "engine_vs_naive", "model_fps"}),
+        (
+            "discover.py",
+            ["--keys", "300", "--new", "30", "--repeat", "1"],
+            {"discover_0_new_s", "discover_1000_new_s", "list_only_s"},
+        ),
+    ],
+)
+def test_bench_prints_one_json_line_last(script, args, keys):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert keys <= result.keys()
+    for key in keys:
+        assert result[key] is not None
