@@ -13,7 +13,7 @@ from functools import lru_cache
 from flows.params import CurateParams, StorageParams
 from winnow.datapool import Datapool
 from winnow.errors import ConfigError, TransientStorageError
-from winnow.storage import ObjectStore, S3Options, open_store, relative_prefix
+from winnow.storage import ObjectStore, S3Options, open_store, read_url, relative_prefix
 
 
 @lru_cache(maxsize=8)
@@ -57,6 +57,13 @@ class Stores:
     output: ObjectStore
     pool: Datapool
     output_inside_source: str | None
+    options: S3Options
+
+    def read_named(self, name: str) -> bytes:
+        """Read a file a parameter names: a key in the source, or a full URL or absolute path."""
+        if "://" in name or name.startswith("/"):
+            return read_url(name, self.options)
+        return self.source.get(name)
 
 
 def open_stores(params: CurateParams) -> Stores:
@@ -69,6 +76,7 @@ def open_stores(params: CurateParams) -> Stores:
         output=output,
         pool=Datapool(output.child("pool")),
         output_inside_source=relative_prefix(source, output),
+        options=options,
     )
 
 

@@ -7,11 +7,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from flows.params import CurateParams
-from tasks.connect import STORAGE_RETRIES, Stores, s3_options
+from tasks.connect import STORAGE_RETRIES, Stores
 from winnow import discover
 from winnow.datapool import PoolSnapshot
 from winnow.records import Shard
-from winnow.storage import read_url
 
 
 @task(name="load-pool", cache_policy=NO_CACHE, **STORAGE_RETRIES)
@@ -35,9 +34,7 @@ def discover_files(
     """List the source, keep new and changed media files, plan shards."""
     relevant = None
     if name := params.relevant_filenames:
-        is_url = "://" in name or name.startswith("/")
-        data = read_url(name, s3_options(params.storage)) if is_url else stores.source.get(name)
-        relevant = discover.parse_relevant_filenames(data.decode("utf-8"))
+        relevant = discover.parse_relevant_filenames(stores.read_named(name).decode("utf-8"))
     found = discover.list_new_files(
         stores.source,
         known=snapshot.fingerprints,

@@ -21,11 +21,12 @@ class Progress:
         self.done = 0
         self.items = 0
         self.started = time.perf_counter()
+        in_task = TaskRunContext.get() is not None
         self._logger: logging.Logger | logging.LoggerAdapter = (
-            get_run_logger() if TaskRunContext.get() else logging.getLogger("winnow")
+            get_run_logger() if in_task else logging.getLogger("winnow")
         )
         self._artifact = None
-        if TaskRunContext.get():
+        if in_task:
             self._artifact = create_progress_artifact(
                 progress=0.0, description=f"{description}: 0/{total} {unit}"
             )

@@ -8,13 +8,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from flows.params import CurateParams
-from tasks.connect import STORAGE_RETRIES, Stores, s3_options
+from tasks.connect import STORAGE_RETRIES, Stores
 from winnow import selection
 from winnow.datapool import PoolSnapshot
 from winnow.embedding import Embedder
 from winnow.engine import embed_keys
 from winnow.records import Candidates, Selection
-from winnow.storage import read_url
 
 
 @task(name="select", cache_policy=NO_CACHE, **STORAGE_RETRIES)
@@ -32,9 +31,7 @@ def select_samples(
     dataset = existing.embedding.astype(np.float32)
     columns = None
     if name := config.predictions:
-        is_url = "://" in name or name.startswith("/")
-        data = read_url(name, s3_options(params.storage)) if is_url else stores.source.get(name)
-        columns = selection.join_predictions(candidates, data, filename=name)
+        columns = selection.join_predictions(candidates, stores.read_named(name), filename=name)
     query_keys = [k for s in config.strategies for k in getattr(s, "query_keys", None) or []]
     queries = None
     if query_keys:

@@ -255,7 +255,6 @@ class Datapool:
         Reads the `latest` hint, then probes forward for versions committed after it was
         written; falls back to listing `versions/` when the hint is missing or wrong.
         """
-        version = 0
         try:
             version = int(json.loads(self.store.get("latest"))["version"])
         except (NotFound, ValueError, KeyError, TypeError):

@@ -133,10 +133,6 @@ class ObjectStore(ABC):
         """The link put in reports, exports and the UI for a key (see `S3Options.presign_links`)."""
         return self.presign(key)
 
-    def check(self) -> None:
-        """Fail early with one clear message if the root cannot be listed."""
-        next(iter(self.list()), None)
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
 
@@ -605,16 +601,6 @@ def relative_prefix(outer: ObjectStore, inner: ObjectStore) -> str | None:
         if inner.prefix.startswith(outer.prefix + "/"):
             return inner.prefix[len(outer.prefix) + 1 :] + "/"
     return None
-
-
-def redact(text: str, options: S3Options | None) -> str:
-    """Remove any secret held by `options` from `text` (defence in depth for messages)."""
-    if options is None:
-        return text
-    for secret in (options.access_key_id, options.secret_access_key, options.session_token):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def read_url(url: str, s3: S3Options | None = None) -> bytes:
