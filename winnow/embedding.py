@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from winnow.device import available_cores, resolve_device
 from winnow.errors import ConfigError, WeightsUnavailable
 from winnow.records import ModelRecord
 
@@ -231,24 +231,6 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
     except OSError as exc:
         raise ConfigError(f"cannot read checkpoint {path}: {exc}") from exc
     return h.hexdigest()
-
-
-def resolve_device(device: str) -> torch.device:
-    """The torch device for a `device` option.
-
-    Raises:
-        ConfigError: If CUDA is asked for but not available.
-    """
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "device='cuda' but this worker has no usable CUDA GPU (torch.cuda.is_available() is "
-            "False); use device='auto' or 'cpu', or run on a GPU work pool"
-        )
-    return torch.device(device)
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
@@ -560,8 +542,7 @@ def default_decode_workers(device: torch.device | str) -> int:
     bottleneck and every decoder thread takes cores from it: one is enough unless there are many
     cores to spare.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
+    cores = available_cores()
     if str(device).startswith("cuda"):
         return max(1, min(8, cores - 1))
     return max(1, cores // 8)

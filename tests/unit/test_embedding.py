@@ -14,7 +14,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from winnow import embedding
+from winnow import device, embedding
 from winnow.embedding import EmbeddingOptions, load_embedder, model_record
 from winnow.errors import ConfigError, WeightsUnavailable
 
@@ -246,8 +246,8 @@ def test_default_weights_offline_fail_fast_with_weights_unavailable(tmp_path, mo
 def test_device_and_precision_resolution_on_this_host():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert embedding.resolve_device("auto").type == expected
-    assert embedding.resolve_device("cpu") == cpu
+    assert device.resolve_device("auto").type == expected
+    assert device.resolve_device("cpu") == cpu
     assert embedding.resolve_precision("auto", cpu) is None
     assert embedding.resolve_precision("auto", cuda) is torch.float16
     assert embedding.resolve_precision("fp32", cuda) is None
@@ -255,7 +255,7 @@ def test_device_and_precision_resolution_on_this_host():
     assert embedding.resolve_precision("bf16", cpu) is torch.bfloat16
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no usable CUDA GPU"):
-            embedding.resolve_device("cuda")
+            device.resolve_device("cuda")
         with pytest.raises(ConfigError, match="no usable CUDA GPU"):
             load_embedder(_options(device="cuda"))
 
