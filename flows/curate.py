@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prefect import flow, runtime
 from prefect.logging import get_run_logger
 
-from flows.params import (
+from flows.artifacts import publish_summary
+from tasks.connect import connect
+from tasks.decode import decode_embed_shards
+from tasks.discover import discover_files, load_pool
+from tasks.embed import check_model, load_model
+from tasks.select import select_samples
+from tasks.tag import register_tag
+from tasks.upload import upload_outputs
+from winnow.datapool import plan_hash
+from winnow.embedding import EmbeddingOptions
+from winnow.media import FrameOptions
+from winnow.params import (
     CurateParams,
     Output,
     ProcessAll,
@@ -20,24 +32,12 @@ from flows.params import (
     TagName,
     document_parameters,
 )
-from flows.summary import publish_summary
-from tasks.connect import open_stores
-from tasks.decode import decode_embed_shards
-from tasks.discover import discover_files, load_pool
-from tasks.embed import check_model, load_model
-from tasks.select import select_samples
-from tasks.tag import register_tag
-from tasks.upload import upload_outputs
-from winnow.datapool import plan_hash
-from winnow.embedding import EmbeddingOptions
-from winnow.errors import ConfigError
-from winnow.media import FrameOptions
-from winnow.records import RunSummary
 from winnow.selection import SelectionConfig
+from winnow.summary import RunSummary
 
 
 @contextmanager
-def _timed(summary: RunSummary, stage: str):
+def _timed(summary: RunSummary, stage: str) -> Iterator[None]:
     start = time.perf_counter()
     try:
         yield
@@ -64,68 +64,63 @@ def curate(
     shard_files: ShardFiles = 32,
 ) -> dict:
     """Keep only what is worth labelling from the new files of a bucket or folder."""
-    params = CurateParams(
-        source=source,
-        output=output,
-        relevant_filenames=relevant_filenames,
-        process_all=process_all,
-        tag_name=tag_name,
-        frames=frames,
-        embedding=embedding,
-        selection=selection,
-        storage=storage,
-        shard_files=shard_files,
-    )
-    logger = get_run_logger()
+    params = CurateParams(**locals())  # the arguments, validated together
     run_id = str(runtime.flow_run.id or uuid.uuid4())
     summary = RunSummary(run_id=run_id, source=params.source, output=params.output_url)
 
     with _timed(summary, "load"):
-        stores = open_stores(params)
+        stores = connect(params.source, params.output_url, params.storage)
         snapshot = load_pool(stores)
         summary.pool_version_before = snapshot.version
         tag = params.tag_name or snapshot.next_tag_name()
-        if any(t.name == tag for t in snapshot.tags):
-            raise ConfigError(f"tag {tag!r} already exists in {stores.pool.url}: pick a new name")
-        model = check_model(params, snapshot)
+        snapshot.check_new_tag(tag)
+        model = check_model(params.embedding, snapshot)
         summary.model = model.describe()
 
     with _timed(summary, "discover"):
-        found, shards = discover_files(params, stores, snapshot)
+        found, shards = discover_files(
+            stores,
+            snapshot,
+            relevant_filenames=params.relevant_filenames,
+            process_all=params.process_all,
+            shard_files=params.shard_files,
+        )
     summary.files_listed, summary.files_known = found.listed, found.known
     summary.files_new = len(found.new)
     if not found.new:
         summary.nothing_new = True
-        logger.info("nothing new in %s: no file to decode, no tag registered", stores.source.url)
+        get_run_logger().info("nothing new in %s: no file decoded, no tag", stores.source.url)
         publish_summary(summary)
         return summary.to_dict()
 
     with _timed(summary, "decode_embed"):
-        embedder = load_model(params)
+        embedder = load_model(params.embedding)
         plan = plan_hash(model, params.frames.model_dump(mode="json"))
-        candidates, files, resumed = decode_embed_shards(params, stores, shards, embedder, plan)
-    summary.shards, summary.shards_resumed = len(shards), resumed
-    summary.files_ok = sum(f.status == "ok" for f in files)
-    summary.files_corrupt = sum(f.status == "corrupt" for f in files)
-    summary.files_skipped = sum(f.status == "skipped" for f in files)
-    summary.corrupt = [(f.key, f.error or "") for f in files if f.status != "ok"][:100]
+        candidates, files, resumed = decode_embed_shards(
+            stores,
+            shards,
+            frames=params.frames,
+            embedder=embedder,
+            plan_hash=plan,
+            decode_workers=params.embedding.decode_workers,
+            prefetch_batches=params.embedding.prefetch_batches,
+        )
+    summary.record_files(files, shards=len(shards), resumed=resumed)
     summary.candidates = len(candidates)
 
     with _timed(summary, "select"):
-        selection, dataset = select_samples(params, stores, snapshot, candidates, embedder)
-    summary.selected = len(selection.picks)
+        selection, dataset = select_samples(
+            stores,
+            snapshot,
+            candidates,
+            config=params.selection,
+            frames=params.frames,
+            embedder=embedder,
+            device=params.embedding.device,
+        )
+    summary.record_selection(selection, dataset_samples=len(dataset))
     summary.tag = tag if selection.picks else None
     summary.parent_tag = snapshot.latest_tag.name if snapshot.latest_tag else None
-    for name in (
-        "coverage_before",
-        "coverage_after",
-        "mean_pick_distance",
-        "mean_random_distance",
-        "stop_reason",
-    ):
-        setattr(summary, name, getattr(selection, name))
-    summary.removed_duplicates = selection.n_removed_duplicates
-    summary.removed_thresholds = selection.n_removed_thresholds
 
     exported = None
     if selection.picks:
@@ -135,16 +130,19 @@ def curate(
 
     with _timed(summary, "register_tag"):
         summary.pool_version_after = register_tag(
-            params,
             stores,
             snapshot,
-            tag=tag,
+            tag=snapshot.new_tag(
+                name=tag,
+                run_id=run_id,
+                parameters=params.public_dict(),
+                counts=summary.counts(),
+                selection=selection,
+            ),
             run_id=run_id,
             model=model,
             files=files,
             candidates=candidates,
-            selection=selection,
-            summary=summary,
             plan_hash=plan,
             shard_ids=[s.shard_id for s in shards],
         )

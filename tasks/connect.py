@@ -7,18 +7,17 @@ flow or task parameters, logs or artifacts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
-
-from flows.params import CurateParams, StorageParams
-from winnow.datapool import Datapool
 from winnow.errors import ConfigError, TransientStorageError
-from winnow.storage import ObjectStore, S3Options, open_store, read_url, relative_prefix
+from winnow.params import StorageParams
+from winnow.storage import S3Options
+from winnow.stores import Stores, open_stores
 
 
-@lru_cache(maxsize=8)
 def s3_options(storage: StorageParams) -> S3Options:
-    """S3 connection options, loading keys from the named AwsCredentials block if any."""
+    """S3 connection options, loading keys from the named AwsCredentials block if any.
+
+    Read anew on every call (no cache): a long-lived worker uses a rotated key on its next run.
+    """
     keys: dict[str, str | None] = {}
     region = storage.region
     if storage.credentials_block:
@@ -49,35 +48,9 @@ def s3_options(storage: StorageParams) -> S3Options:
     )
 
 
-@dataclass(frozen=True)
-class Stores:
-    """The stores of one run."""
-
-    source: ObjectStore
-    output: ObjectStore
-    pool: Datapool
-    output_inside_source: str | None
-    options: S3Options
-
-    def read_named(self, name: str) -> bytes:
-        """Read a file a parameter names: a key in the source, or a full URL or absolute path."""
-        if "://" in name or name.startswith("/"):
-            return read_url(name, self.options)
-        return self.source.get(name)
-
-
-def open_stores(params: CurateParams) -> Stores:
-    """Open source, output and pool for `params`."""
-    options = s3_options(params.storage)
-    source = open_store(params.source, options)
-    output = open_store(params.output_url, options)
-    return Stores(
-        source=source,
-        output=output,
-        pool=Datapool(output.child("pool")),
-        output_inside_source=relative_prefix(source, output),
-        options=options,
-    )
+def connect(source: str, output: str, storage: StorageParams) -> Stores:
+    """Open the run's stores, with credentials resolved on this worker for this run."""
+    return open_stores(source, output, s3_options(storage))
 
 
 def retry_transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's hook signature

@@ -11,51 +11,44 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from flows.params import CurateParams
-from tasks.connect import STORAGE_RETRIES, Stores
+from tasks.connect import STORAGE_RETRIES
 from tasks.progress import Progress
 from winnow import engine
 from winnow.embedding import Embedder
+from winnow.media import FrameOptions
 from winnow.records import Candidates, FileResult, Shard
+from winnow.stores import Stores
 
 
 @task(name="decode-embed", cache_policy=NO_CACHE, **STORAGE_RETRIES)
 def decode_embed_shards(
-    params: CurateParams,
     stores: Stores,
     shards: tuple[Shard, ...],
+    *,
+    frames: FrameOptions,
     embedder: Embedder,
     plan_hash: str,
+    decode_workers: int | None,
+    prefetch_batches: int,
 ) -> tuple[Candidates, list[FileResult], int]:
     """Decode and embed the shards not staged yet; return candidates, file results, reused."""
-    logger = get_run_logger()
     pool = stores.pool
-    staged = pool.staged_shard_ids(plan_hash)
-    parts: list[Candidates] = []
-    files: list[FileResult] = []
-    todo: list[Shard] = []
-    for shard in shards:
-        loaded = pool.load_staged(plan_hash, shard.shard_id) if shard.shard_id in staged else None
-        if loaded is None:
-            todo.append(shard)
-        else:
-            parts.append(loaded[0])
-            files.extend(loaded[1])
-    if len(todo) < len(shards):
-        logger.info(
-            "resuming: %d of %d shards were staged by an earlier attempt",
-            len(shards) - len(todo),
-            len(shards),
+    resumed = pool.resume(plan_hash, shards)
+    reused = len(shards) - len(resumed.todo)
+    if reused:
+        get_run_logger().info(
+            "resuming: %d of %d shards were staged by an earlier attempt", reused, len(shards)
         )
     progress = Progress(len(shards), unit="shards", description="decode + embed")
-    progress.advance(len(shards) - len(todo))
+    progress.advance(reused)
+    parts, files = resumed.candidates, resumed.files
     for result in engine.embed_shards(
-        todo,
+        resumed.todo,
         source=stores.source,
-        frames=params.frames,
+        frames=frames,
         embedder=embedder,
-        decode_workers=params.embedding.decode_workers,
-        prefetch_batches=params.embedding.prefetch_batches,
+        decode_workers=decode_workers,
+        prefetch_batches=prefetch_batches,
     ):
         pool.stage_shard(plan_hash, result.shard.shard_id, result.candidates, result.files)
         parts.append(result.candidates)
@@ -64,4 +57,4 @@ def decode_embed_shards(
         progress.advance(
             1, items=len(result.candidates), note=f"({bad} corrupt/skipped)" if bad else ""
         )
-    return Candidates.concat(parts), files, len(shards) - len(todo)
+    return Candidates.concat(parts), files, reused

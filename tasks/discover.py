@@ -6,11 +6,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from flows.params import CurateParams
-from tasks.connect import STORAGE_RETRIES, Stores
+from tasks.connect import STORAGE_RETRIES
 from winnow import discover
 from winnow.datapool import PoolSnapshot
 from winnow.records import Shard
+from winnow.stores import Stores
 
 
 @task(name="load-pool", cache_policy=NO_CACHE, **STORAGE_RETRIES)
@@ -29,20 +29,26 @@ def load_pool(stores: Stores) -> PoolSnapshot:
 
 @task(name="discover", cache_policy=NO_CACHE, **STORAGE_RETRIES)
 def discover_files(
-    params: CurateParams, stores: Stores, snapshot: PoolSnapshot
+    stores: Stores,
+    snapshot: PoolSnapshot,
+    *,
+    relevant_filenames: str | None,
+    process_all: bool,
+    shard_files: int,
 ) -> tuple[discover.Discovery, tuple[Shard, ...]]:
     """List the source, keep new and changed media files, plan shards."""
     relevant = None
-    if name := params.relevant_filenames:
-        relevant = discover.parse_relevant_filenames(stores.read_named(name).decode("utf-8"))
+    if relevant_filenames:
+        text = stores.read_named(relevant_filenames).decode("utf-8")
+        relevant = discover.parse_relevant_filenames(text)
     found = discover.list_new_files(
         stores.source,
         known=snapshot.fingerprints,
         relevant=relevant,
-        process_all=params.process_all,
+        process_all=process_all,
         exclude_prefixes=[stores.output_inside_source or ""],
     )
-    shards = discover.plan_shards(found.new, max_files=params.shard_files)
+    shards = discover.plan_shards(found.new, max_files=shard_files)
     get_run_logger().info(
         "discover %s: %d media files listed, %d new (%d changed), %d already in the pool, "
         "%d shards",

@@ -37,17 +37,13 @@ class Progress:
         self.items += items
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         rate = self.items / elapsed
-        eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
         pct = 100.0 * self.done / self.total
         text = f"{self.description}: {self.done}/{self.total} {self.unit}"
+        eta = "ETA unknown"
+        if self.done:
+            eta = f"ETA {elapsed / self.done * (self.total - self.done):.0f} s"
         self._logger.info(
-            "%s (%.0f%%), %d frames at %.1f frames/s, ETA %.0f s %s",
-            text,
-            pct,
-            self.items,
-            rate,
-            eta,
-            note,
+            "%s (%.0f%%), %d frames at %.1f frames/s, %s %s", text, pct, self.items, rate, eta, note
         )
         if self._artifact is not None:
             update_progress_artifact(self._artifact, progress=pct, description=text)

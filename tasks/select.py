@@ -7,47 +7,46 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from flows.params import CurateParams
-from tasks.connect import STORAGE_RETRIES, Stores
+from tasks.connect import STORAGE_RETRIES
 from winnow import selection
 from winnow.datapool import PoolSnapshot
 from winnow.embedding import Embedder
 from winnow.engine import embed_keys
+from winnow.media import FrameOptions
 from winnow.records import Candidates, Selection
+from winnow.stores import Stores
 
 
 @task(name="select", cache_policy=NO_CACHE, **STORAGE_RETRIES)
 def select_samples(
-    params: CurateParams,
     stores: Stores,
     snapshot: PoolSnapshot,
     candidates: Candidates,
+    *,
+    config: selection.SelectionConfig,
+    frames: FrameOptions,
     embedder: Embedder,
+    device: str,
 ) -> tuple[Selection, np.ndarray]:
     """Pick samples; return the selection and the dataset's embeddings before the run."""
-    logger = get_run_logger()
-    config = params.selection
     existing = snapshot.dataset()
     dataset = existing.embedding.astype(np.float32)
     columns = None
     if name := config.predictions:
         columns = selection.join_predictions(candidates, stores.read_named(name), filename=name)
-    query_keys = [k for s in config.strategies for k in getattr(s, "query_keys", None) or []]
     queries = None
-    if query_keys:
-        queries = embed_keys(
-            query_keys, source=stores.source, frames=params.frames, embedder=embedder
-        )
+    if query_keys := [k for s in config.strategies for k in getattr(s, "query_keys", None) or []]:
+        queries = embed_keys(query_keys, source=stores.source, frames=frames, embedder=embedder)
     result = selection.select(
         candidates,
         dataset=dataset,
         config=config,
         columns=columns,
         queries=queries,
-        device=params.embedding.device,
+        device=device,
         dataset_ids=existing.sample_id,
     )
-    logger.info(
+    get_run_logger().info(
         "selected %d of %d candidates (dataset: %d samples; stop: %s); mean distance to the "
         "dataset %.3f vs %.3f for random picks; coverage radius %.3f -> %.3f",
         len(result.picks),

@@ -7,9 +7,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from tasks.connect import STORAGE_RETRIES, Stores
+from tasks.connect import STORAGE_RETRIES
 from winnow import outputs
-from winnow.records import Candidates, FileResult, RunSummary, Selection
+from winnow.records import Candidates, FileResult, Selection
+from winnow.stores import Stores
+from winnow.summary import RunSummary
 
 
 @task(name="upload", cache_policy=NO_CACHE, **STORAGE_RETRIES)

@@ -30,12 +30,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from winnow.errors import NotFound, PoolConflict, PoolCorrupt
+from winnow.errors import ConfigError, ModelMismatch, NotFound, PoolConflict, PoolCorrupt
 from winnow.records import (
     FILES_SCHEMA,
     Candidates,
     FileResult,
     ModelRecord,
+    Selection,
+    Shard,
     TagRecord,
     files_to_arrow,
     tags_from_arrow,
@@ -161,6 +163,61 @@ class PoolSnapshot:
         names = ", ".join(t.name for t in self.tags) or "none"
         raise NotFound(f"no tag {name!r} in the datapool at {self.store.url} (tags: {names})")
 
+    def check_model(self, record: ModelRecord) -> None:
+        """Refuse a run whose model differs from the one the pool was built with.
+
+        Raises:
+            ModelMismatch: If the pool holds embeddings of another model.
+        """
+        if self.model is not None and self.model != record:
+            raise ModelMismatch(
+                f"the datapool at {self.store.url} was built with {self.model.describe()}, this "
+                f"run asks for {record.describe()}: embeddings from different models cannot be "
+                "compared. Use the pool's model settings, or a new output location for a new "
+                "model."
+            )
+
+    def check_new_tag(self, name: str) -> None:
+        """Refuse a tag name the pool already has.
+
+        Raises:
+            ConfigError: If a tag of that name exists.
+        """
+        if any(t.name == name for t in self.tags):
+            raise ConfigError(f"tag {name!r} already exists in {self.store.url}: pick a new name")
+
+    def new_tag(
+        self,
+        *,
+        name: str,
+        run_id: str,
+        parameters: dict,
+        counts: dict[str, int],
+        selection: Selection,
+    ) -> TagRecord | None:
+        """The tag a run's selection becomes (None when nothing was selected).
+
+        Args:
+            name: The tag's name.
+            run_id: The run that made it.
+            parameters: The run's parameters, JSON-ready (never credentials).
+            counts: The run's counts (files new/ok/corrupt/skipped, candidates, selected).
+            selection: The selection whose picks are the tag's members.
+        """
+        if not selection.picks:
+            return None
+        return TagRecord(
+            name=name,
+            parent=self.latest_tag.name if self.latest_tag else None,
+            run_id=run_id,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            parameters=json.dumps(parameters, sort_keys=True),
+            counts=json.dumps(counts, sort_keys=True),
+            sample_ids=tuple(selection.sample_ids),
+            coverage_before=selection.coverage_before,
+            coverage_after=selection.coverage_after,
+        )
+
     def next_tag_name(self) -> str:
         """The default name of the next tag (run-0001, run-0002, …)."""
         names = {t.name for t in self.tags}
@@ -202,6 +259,21 @@ class PoolSnapshot:
         if not ids:
             return Candidates.empty(self.model.dim if self.model else 0)
         return self.samples(ids)
+
+
+@dataclass
+class Resumed:
+    """Planned shards split by `Datapool.resume`.
+
+    Attributes:
+        candidates: Samples of the shards already staged, one part per shard.
+        files: File results of the shards already staged.
+        todo: Shards still to decode and embed.
+    """
+
+    candidates: list[Candidates] = field(default_factory=list)
+    files: list[FileResult] = field(default_factory=list)
+    todo: list[Shard] = field(default_factory=list)
 
 
 def plan_hash(model: ModelRecord, frames: dict) -> str:
@@ -324,6 +396,21 @@ class Datapool:
         except Exception:  # a torn or foreign object: redo the shard rather than fail the run
             return None
         return Candidates.from_arrow(table), files
+
+    def resume(self, plan_hash: str, shards: Iterable[Shard]) -> Resumed:
+        """Split planned shards into those staged by an earlier attempt and those still to do."""
+        staged = self.staged_shard_ids(plan_hash)
+        out = Resumed()
+        for shard in shards:
+            loaded = (
+                self.load_staged(plan_hash, shard.shard_id) if shard.shard_id in staged else None
+            )
+            if loaded is None:
+                out.todo.append(shard)
+            else:
+                out.candidates.append(loaded[0])
+                out.files.extend(loaded[1])
+        return out
 
     def staged_shard_ids(self, plan_hash: str) -> set[str]:
         """Ids of the shards staged under a plan."""

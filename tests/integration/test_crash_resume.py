@@ -35,7 +35,7 @@ def _winnow_run(source: Path, output: Path, params_file: Path) -> subprocess.Pop
         [
             sys.executable,
             "-m",
-            "winnow.cli",
+            "flows.cli",
             "run",
             "--source",
             str(source),
@@ -90,7 +90,7 @@ def source(tmp_path) -> Path:
 @pytest.mark.parametrize("stage", ["decode", "upload"])
 def test_a_killed_run_resumes_to_the_same_pool(source, tmp_path, stage):
     from flows.curate import curate
-    from flows.params import CurateParams
+    from winnow.params import CurateParams
 
     params_file = tmp_path / "params.json"
     params_file.write_text(json.dumps(PARAMS))

@@ -69,9 +69,7 @@ def test_a_run_with_block_credentials_leaks_no_secret(s3_endpoint, s3_bucket, mo
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(var)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    from tasks.connect import s3_options
 
-    s3_options.cache_clear()
     summary = curate(
         source=f"s3://{s3_bucket}/raw",
         output=f"s3://{s3_bucket}/out",

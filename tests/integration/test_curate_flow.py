@@ -21,7 +21,7 @@ FAST = {
 
 def run(source: str, output: str, storage: dict | None = None, **overrides) -> dict:
     from flows.curate import curate
-    from flows.params import CurateParams
+    from winnow.params import CurateParams
 
     data = {**FAST, "source": source, "output": output, "storage": storage or {}, **overrides}
     params = CurateParams.model_validate(data)

@@ -138,19 +138,15 @@ def test_access_denied_stops_with_one_message_naming_bucket_and_permission(proxy
 def test_prefect_task_retries_a_transient_failure_after_boto3_gives_up(proxy, s3_bucket, tmp_path):
     from prefect import flow
 
-    from flows.params import CurateParams
-    from tasks.connect import open_stores
+    from tasks.connect import connect
     from tasks.discover import load_pool
+    from winnow.params import StorageParams
 
-    params = CurateParams(
-        source=f"s3://{s3_bucket}/raw",
-        output=f"s3://{s3_bucket}/out",
-        storage={"endpoint_url": proxy.url, "region": "us-east-1", "max_attempts": 1},
-    )
+    storage = StorageParams(endpoint_url=proxy.url, region="us-east-1", max_attempts=1)
 
     @flow
     def just_load():
-        return load_pool(open_stores(params)).version
+        return load_pool(connect(f"s3://{s3_bucket}/raw", f"s3://{s3_bucket}/out", storage)).version
 
     proxy.inject("slowdown", fail=2)  # more than one attempt per call: boto3 gives up
     assert just_load() == 0

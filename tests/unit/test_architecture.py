@@ -1,4 +1,4 @@
-"""The layering rule: flows -> tasks -> winnow, and winnow/ (but cli.py) runs without Prefect."""
+"""The layers: entry points (CLI) -> flows -> tasks -> winnow, for whole folders, no exceptions."""
 
 from __future__ import annotations
 
@@ -7,40 +7,71 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
-CORE = sorted(p for p in (ROOT / "winnow").glob("*.py") if p.name != "cli.py")
+ORCHESTRATION = {"prefect", "prefect_aws", "prefect_dask", "typer"}
+# What each layer may not import: anything above it (and the core: no orchestrator at all).
+FORBIDDEN = {
+    "winnow": ORCHESTRATION | {"tasks", "flows"},
+    "tasks": {"flows"},
+    "flows": set(),
+}
+
+
+def _modules(folder: str) -> list[Path]:
+    return sorted(p for p in (ROOT / folder).rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _imports(path: Path) -> set[str]:
+    """Top-level packages a module imports (relative imports resolved to their package)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(a.name.split(".")[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: stays inside its own top-level package
+                names.add(_module_name(path).split(".")[0])
+            elif node.module:
+                names.add(node.module.split(".")[0])
     return names
 
 
-def test_core_modules_never_import_prefect_tasks_or_flows():
-    offenders = {
-        p.name: sorted(_imports(p) & {"prefect", "prefect_aws", "prefect_dask", "tasks", "flows"})
-        for p in CORE
-    }
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_imports_run_one_way(layer):
+    modules = _modules(layer)
+    assert modules, f"no modules under {layer}/"
+    offenders = {str(p.relative_to(ROOT)): sorted(_imports(p) & FORBIDDEN[layer]) for p in modules}
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-def test_tasks_never_import_flows_except_parameters():
-    for path in (ROOT / "tasks").glob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("flows"):
-                assert node.module == "flows.params", f"{path.name} imports {node.module}"
+def _imports_cli(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "flows":
+            if any(a.name == "cli" for a in node.names):
+                return True
+        elif isinstance(node, ast.ImportFrom) and node.module == "flows.cli":
+            return True
+        elif isinstance(node, ast.Import) and any(a.name == "flows.cli" for a in node.names):
+            return True
+    return False
 
 
-def test_importing_the_core_does_not_load_prefect():
-    modules = ", ".join(f"winnow.{p.stem}" for p in CORE if p.stem != "__init__")
-    code = f"import sys, {modules}; print('prefect' in sys.modules)"
+def test_the_cli_is_an_entry_point_nothing_imports():
+    modules = [p for folder in FORBIDDEN for p in _modules(folder)]
+    assert [str(p.relative_to(ROOT)) for p in modules if _imports_cli(p)] == []
+
+
+def test_every_core_module_imports_without_prefect():
+    names = [_module_name(p) for p in _modules("winnow")]
+    assert any("." in n.removeprefix("winnow.") for n in names), "subpackages are checked too"
+    code = f"import sys\nfor m in {names!r}: __import__(m)\nprint('prefect' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

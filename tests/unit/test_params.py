@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from flows.params import CurateParams
+from winnow.params import CurateParams
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,12 @@
 """The `winnow` command: run, demo, tags, status, export.
 
-The one module of winnow/ that imports the flow (it is the entry point); everything else in
-winnow/ runs without Prefect.
+An entry point: it runs the curate flow, so it sits above `flows/` in the layers. Heavy imports
+(Prefect, torch) happen inside the commands, so `winnow --help` answers at once.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -40,7 +39,7 @@ def build_params(base: dict, options: dict[str, Any]) -> Any:
     """Merge CLI options over a parameters dict and validate them as `CurateParams`."""
     from pydantic import ValidationError
 
-    from flows.params import CurateParams
+    from winnow.params import CurateParams
 
     data = json.loads(json.dumps(base))
     for path, value in options.items():
@@ -67,47 +66,11 @@ def run_curate(params: Any) -> dict:
     raise AssertionError("unreachable")
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
-
-
 def print_summary(summary: dict) -> None:
-    """Print what a run did, for people."""
-    if summary["nothing_new"]:
-        typer.echo(
-            f"nothing new: {summary['files_known']} files already in the pool; "
-            "no decoding, no embedding, no tag"
-        )
-        return
-    typer.echo(
-        f"files: {summary['files_new']} new ({summary['files_ok']} ok, "
-        f"{summary['files_corrupt']} corrupt, {summary['files_skipped']} skipped), "
-        f"{summary['files_known']} already in the pool"
-    )
-    if summary["shards_resumed"]:
-        typer.echo(
-            f"resumed: {summary['shards_resumed']} of {summary['shards']} shards were finished "
-            "by an interrupted earlier attempt and reused"
-        )
-    for key, reason in summary["corrupt"][:10]:
-        typer.echo(f"  ! {key}: {reason}")
-    typer.echo(
-        f"candidates: {summary['candidates']}, selected: {summary['selected']} "
-        f"(stopped by {summary['stop_reason']}) -> tag {summary['tag']}"
-    )
-    against = (
-        "the existing dataset"
-        if summary["coverage_before"] is not None
-        else "the nearest other pick (no dataset yet)"
-    )
-    typer.echo(
-        f"mean distance of picks to {against}: {_fmt(summary['mean_pick_distance'])} "
-        f"(random picks: {_fmt(summary['mean_random_distance'])}); coverage radius "
-        f"{_fmt(summary['coverage_before'])} -> {_fmt(summary['coverage_after'])}"
-    )
-    typer.echo(f"datapool version {summary['pool_version_after']}, outputs in {summary['output']}")
-    for name, url in summary["outputs"].items():
-        typer.echo(f"  {name}: {url}")
+    """Print what a run did, for people (the same rows as the UI's summary and the report)."""
+    from winnow.summary import RunSummary, render_text
+
+    typer.echo(render_text(RunSummary.from_dict(summary)))
 
 
 @app.command()
@@ -256,6 +219,8 @@ def tags(
     endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
 ) -> None:
     """List the tags of a datapool."""
+    from winnow.summary import fmt_number
+
     snapshot = _open_pool(output, endpoint_url).load()
     if not snapshot.tags:
         typer.echo("no tags yet")
@@ -263,8 +228,8 @@ def tags(
         counts = json.loads(t.counts)
         typer.echo(
             f"{t.name}\t{len(t.sample_ids)} samples\tparent {t.parent or '-'}\t{t.created}\t"
-            f"new files {counts.get('files_new', '?')}\tcoverage {_fmt(t.coverage_before)} -> "
-            f"{_fmt(t.coverage_after)}"
+            f"new files {counts.get('files_new', '?')}\tcoverage {fmt_number(t.coverage_before)} -> "
+            f"{fmt_number(t.coverage_after)}"
         )
 
 

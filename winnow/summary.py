@@ -1,0 +1,273 @@
+"""The run summary: one record of what a run did, rendered as CLI text, markdown and HTML.
+
+Every rendering takes its rows from `summary_rows` and its numbers from `fmt_number`, so the
+terminal, the Prefect UI's markdown artifact and the HTML report always say the same thing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from winnow.records import FileResult, Selection
+
+CORRUPT_LISTED = 100  # (key, reason) pairs kept in the summary; the pool has every file
+
+
+def fmt_number(value: float | None, digits: int = 3) -> str:
+    """A number for people: fixed digits, `n/a` for missing or NaN, `∞` for infinity."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float) and math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    return f"{value:.{digits}f}"
+
+
+@dataclass
+class RunSummary:
+    """What one run did: returned by the flow, shown in the terminal, the UI and the report.
+
+    Attributes:
+        run_id: The run's id (the Prefect flow run id, or a local uuid).
+        source: URL of the raw data.
+        output: URL of the output prefix.
+        pool_version_before: Datapool version the run started from (0 for an empty pool).
+        pool_version_after: Version the run committed, or None if it committed nothing.
+        tag: Name of the tag the run registered, or None.
+        parent_tag: The previous tag, or None.
+        nothing_new: True when discovery found no new file (the run did no work).
+        files_listed: Media files listed in the source (after `relevant_filenames`).
+        files_new: Files new or changed since the last run.
+        files_known: Files skipped because the pool already holds them unchanged.
+        files_ok: New files decoded successfully.
+        files_corrupt: New files that could not be decoded.
+        files_skipped: New files decoded to no usable frame.
+        corrupt: (key, reason) for corrupt and skipped files (at most `CORRUPT_LISTED`).
+        shards: Shards of decode+embed work planned.
+        shards_resumed: Shards reused from an interrupted earlier attempt (staged).
+        candidates: Frames embedded in this run.
+        dataset_samples: Samples in the dataset (union of tags) before the run.
+        selected: Frames picked.
+        removed_duplicates: Candidates dropped as exact or near duplicates.
+        removed_thresholds: Candidates dropped by metadata thresholds.
+        coverage_before: Coverage radius of the dataset over this run's candidates, before.
+        coverage_after: The same, after adding the picks.
+        mean_pick_distance: Mean distance of picks to the dataset before the run (with no
+            dataset yet: to the nearest other pick).
+        mean_random_distance: The same for a seeded random pick of the same size.
+        stop_reason: Why selection stopped.
+        model: The embedding model, described.
+        outputs: Name → URL of the exported files (report, embedding plot, lists).
+        seconds: Stage name → wall-clock seconds.
+    """
+
+    run_id: str
+    source: str
+    output: str
+    pool_version_before: int = 0
+    pool_version_after: int | None = None
+    tag: str | None = None
+    parent_tag: str | None = None
+    nothing_new: bool = False
+    files_listed: int = 0
+    files_new: int = 0
+    files_known: int = 0
+    files_ok: int = 0
+    files_corrupt: int = 0
+    files_skipped: int = 0
+    corrupt: list[tuple[str, str]] = field(default_factory=list)
+    shards: int = 0
+    shards_resumed: int = 0
+    candidates: int = 0
+    dataset_samples: int = 0
+    selected: int = 0
+    removed_duplicates: int = 0
+    removed_thresholds: int = 0
+    coverage_before: float = float("nan")
+    coverage_after: float = float("nan")
+    mean_pick_distance: float = float("nan")
+    mean_random_distance: float = float("nan")
+    stop_reason: str = ""
+    model: str = ""
+    outputs: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def record_files(self, files: list[FileResult], *, shards: int, resumed: int) -> None:
+        """Count the run's decoded, corrupt and skipped files and its shards."""
+        self.shards, self.shards_resumed = shards, resumed
+        self.files_ok = sum(f.status == "ok" for f in files)
+        self.files_corrupt = sum(f.status == "corrupt" for f in files)
+        self.files_skipped = sum(f.status == "skipped" for f in files)
+        bad = [(f.key, f.error or "") for f in files if f.status != "ok"]
+        self.corrupt = bad[:CORRUPT_LISTED]
+
+    def record_selection(self, selection: Selection, *, dataset_samples: int) -> None:
+        """Take the select stage's counts, coverage and distances."""
+        self.dataset_samples = dataset_samples
+        self.selected = len(selection.picks)
+        self.removed_duplicates = selection.n_removed_duplicates
+        self.removed_thresholds = selection.n_removed_thresholds
+        self.coverage_before = selection.coverage_before
+        self.coverage_after = selection.coverage_after
+        self.mean_pick_distance = selection.mean_pick_distance
+        self.mean_random_distance = selection.mean_random_distance
+        self.stop_reason = selection.stop_reason
+
+    def counts(self) -> dict[str, int]:
+        """The counts a tag keeps of its run."""
+        names = ("files_new", "files_ok", "files_corrupt", "files_skipped", "candidates")
+        return {**{k: getattr(self, k) for k in names}, "selected": self.selected}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (non-finite floats become None)."""
+        out = dataclasses.asdict(self)
+        for k, v in out.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                out[k] = None
+        out["corrupt"] = [list(c) for c in self.corrupt]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSummary:
+        """The inverse of `to_dict` (missing numbers come back as NaN)."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        for k, v in values.items():
+            if v is None and names[k].type == "float":
+                values[k] = float("nan")
+        values["corrupt"] = [tuple(c) for c in values.get("corrupt", [])]
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the summary: a label and its value, in one of two groups."""
+
+    group: str  # "files" or "selection"
+    label: str
+    value: str
+
+
+def summary_rows(summary: RunSummary) -> list[Row]:
+    """The rows every rendering shows, in order (values as plain text)."""
+    s = summary
+    against = "the dataset" if s.dataset_samples else "the nearest other pick (no dataset yet)"
+    files = [
+        ("files listed", s.files_listed),
+        ("new or changed", s.files_new),
+        ("already in the pool", s.files_known),
+        ("decoded", s.files_ok),
+        ("corrupt", s.files_corrupt),
+        ("skipped", s.files_skipped),
+        ("shards (reused from an interrupted attempt)", f"{s.shards} ({s.shards_resumed})"),
+    ]
+    selection = [
+        ("candidates (frames)", s.candidates),
+        ("dataset before the run (samples)", s.dataset_samples),
+        ("duplicates removed", s.removed_duplicates),
+        ("removed by thresholds", s.removed_thresholds),
+        ("selected", f"{s.selected} (stopped by {s.stop_reason or 'n/a'})"),
+        (
+            "coverage radius before → after",
+            f"{fmt_number(s.coverage_before)} → {fmt_number(s.coverage_after)}",
+        ),
+        (f"mean distance of picks to {against}", fmt_number(s.mean_pick_distance)),
+        ("the same for random picks (baseline)", fmt_number(s.mean_random_distance)),
+    ]
+    return [Row("files", k, str(v)) for k, v in files] + [
+        Row("selection", k, str(v)) for k, v in selection
+    ]
+
+
+def _headline(summary: RunSummary) -> str:
+    if summary.nothing_new:
+        return (
+            f"nothing new in {summary.source}: {summary.files_known} files already in the pool; "
+            "no decoding, no embedding, no tag"
+        )
+    after = summary.pool_version_after
+    versions = f"{summary.pool_version_before} → {after if after is not None else 'unchanged'}"
+    tag = f"tag {summary.tag}" if summary.tag else "no tag (nothing selected)"
+    return f"{tag}; datapool version {versions}; model {summary.model or 'n/a'}"
+
+
+def _seconds(summary: RunSummary) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in summary.seconds.items())
+
+
+def render_text(summary: RunSummary) -> str:
+    """The summary for a terminal."""
+    lines = [_headline(summary)]
+    if summary.nothing_new:
+        return lines[0]
+    width = max(len(r.label) for r in summary_rows(summary))
+    lines += [f"  {r.label:<{width}}  {r.value}" for r in summary_rows(summary)]
+    for key, reason in summary.corrupt[:10]:
+        lines.append(f"  ! {key}: {reason}")
+    if len(summary.corrupt) > 10:
+        lines.append(f"  ! … {summary.files_corrupt + summary.files_skipped - 10} more")
+    lines.append(f"outputs in {summary.output}")
+    lines += [f"  {name}: {url}" for name, url in summary.outputs.items()]
+    if summary.seconds:
+        lines.append(f"stage seconds: {_seconds(summary)}")
+    return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    """Escape text from data for a markdown table cell."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+
+
+def render_markdown(summary: RunSummary) -> str:
+    """The summary as markdown (the Prefect UI's summary artifact)."""
+    if summary.nothing_new:
+        return (
+            f"## Nothing new\n\nNo new or changed media file in `{summary.source}` "
+            f"({summary.files_known} files already in the pool). No tag registered."
+        )
+    lines = [
+        f"## Tag `{summary.tag}`" if summary.tag else "## No tag (nothing selected)",
+        "",
+        f"Source `{summary.source}` → output `{summary.output}`; {_md(_headline(summary))}.",
+        "",
+        "| | |",
+        "|---|---|",
+    ]
+    lines += [f"| {r.label} | {_md(r.value)} |" for r in summary_rows(summary)]
+    if summary.outputs:
+        links = " · ".join(f"[{k}]({v})" for k, v in summary.outputs.items())
+        lines += ["", f"**Outputs:** {links}"]
+    if summary.corrupt:
+        lines += ["", "### Corrupt or skipped files", "", "| file | reason |", "|---|---|"]
+        lines += [f"| `{_md(k)}` | {_md(reason)} |" for k, reason in summary.corrupt]
+    if summary.seconds:
+        lines += ["", f"Stage seconds: {_seconds(summary)}"]
+    return "\n".join(lines)
+
+
+def _html_table(rows: list[tuple[str, str]], *, head: tuple[str, str] | None = None) -> str:
+    out = ["<table>"]
+    if head:
+        out.append(f"<tr><th>{html.escape(head[0])}</th><th>{html.escape(head[1])}</th></tr>")
+    out += [
+        f'<tr><th>{html.escape(k)}</th><td class="n">{html.escape(v)}</td></tr>' for k, v in rows
+    ]
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def render_html(summary: RunSummary) -> str:
+    """The summary's counts as HTML tables (a section of the report), every value escaped."""
+    rows = summary_rows(summary)
+    out = ['<h2>Counts</h2><div class="grid" style="gap:24px">']
+    for group in ("files", "selection"):
+        out.append(_html_table([(r.label, r.value) for r in rows if r.group == group]))
+    if summary.seconds:
+        timings = [(k, f"{v:.2f}") for k, v in summary.seconds.items()]
+        timings.append(("total", f"{sum(summary.seconds.values()):.2f}"))
+        out.append(_html_table(timings, head=("stage", "seconds")))
+    out.append("</div>")
+    return "\n".join(out)
