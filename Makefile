@@ -22,8 +22,8 @@ demo: install  ## make a sample bucket in ./demo-data, curate it twice
 test: install  ## the whole suite (CI runs exactly this)
 	$(PY) -m pytest -q
 
-test-fast: install  ## unit tests only
-	$(PY) -m pytest -q tests/unit
+test-fast: install  ## everything but the tests marked slow (under a minute)
+	$(PY) -m pytest -q -m "not slow"
 
 bench: install  ## benchmarks; each prints one JSON line last
 	$(PY) bench/selection.py

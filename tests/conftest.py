@@ -1,4 +1,5 @@
-"""Shared fixtures: environment hygiene and a real S3 endpoint (moto's server over HTTP)."""
+"""Shared fixtures and helpers: environment hygiene, a real S3 endpoint (moto's server over HTTP),
+and small synthetic datapool runs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
+
+from winnow.records import Candidates, FileResult, ModelRecord, TagRecord, sample_id_for
 
 # Before anything imports Prefect: keep its state in a temporary home, no telemetry.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="winnow-test-prefect-")
@@ -73,3 +77,64 @@ def open_test_store(s3_options):
     from winnow.storage import open_store
 
     return lambda url: open_store(url, s3_options)
+
+
+# -- synthetic datapool runs ------------------------------------------------------------------
+
+MODEL = ModelRecord(name="resnet18", weights="none:seed=0", input_size=64, dim=8)
+
+
+def make_run(keys: list[str], frames: int = 3, seed: int = 0):
+    """Files and candidates of a fake run over `keys` (videos of `frames` frames each)."""
+    rng = np.random.default_rng(seed)
+    files = [
+        FileResult(
+            key=k,
+            fingerprint=f"fp-{k}",
+            size_bytes=10,
+            kind="video",
+            status="ok",
+            frames_total=frames,
+            frames_sampled=frames,
+            width=64,
+            height=48,
+        )
+        for k in keys
+    ]
+    n = len(keys) * frames
+    emb = rng.normal(size=(n, MODEL.dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    key_col = np.array([k for k in keys for _ in range(frames)], dtype=object)
+    idx = np.array([i for _ in keys for i in range(frames)], dtype=np.int64)
+    cands = Candidates(
+        sample_id=np.array(
+            [sample_id_for(k, f"fp-{k}", int(i)) for k, i in zip(key_col, idx, strict=True)],
+            dtype=object,
+        ),
+        key=key_col,
+        fingerprint=np.array([f"fp-{k}" for k in key_col], dtype=object),
+        content_hash=np.array([f"h{i}" for i in range(n)], dtype=object),
+        frame_index=idx,
+        pts_seconds=idx / 30.0,
+        width=np.full(n, 64, np.int32),
+        height=np.full(n, 48, np.int32),
+        brightness=rng.random(n).astype(np.float32),
+        contrast=rng.random(n).astype(np.float32),
+        sharpness=rng.random(n).astype(np.float32),
+        embedding=emb.astype(np.float16),
+        run_id=np.array([""] * n, dtype=object),
+    )
+    return files, cands
+
+
+def tag_for(name: str, cands: Candidates, parent=None) -> TagRecord:
+    """A tag holding the first two of `cands`."""
+    return TagRecord(
+        name=name,
+        parent=parent,
+        run_id="r",
+        created="2026-01-01T00:00:00+00:00",
+        parameters="{}",
+        counts="{}",
+        sample_ids=tuple(cands.sample_id[:2]),
+    )

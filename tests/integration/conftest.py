@@ -1,4 +1,4 @@
-"""Integration fixtures: one Prefect API (test harness) for the whole session."""
+"""Integration fixtures: one Prefect API (test harness) for the whole session; a curate runner."""
 
 from __future__ import annotations
 
@@ -20,3 +20,21 @@ def prefect_api() -> Iterator[None]:
 
         APILogWorker.instance().drain()
         EventsWorker.drain_all()
+
+
+FAST = {
+    "frames": {"every_n_frames": 4},
+    "embedding": {"weights": "none", "input_size": 64, "batch_size": 32},
+    "selection": {"n_samples": 12},
+    "shard_files": 3,
+}
+
+
+def run(source: str, output: str, storage: dict | None = None, **overrides) -> dict:
+    """Run the curate flow in this process with small, fast settings (overridable)."""
+    from flows.curate import curate
+    from winnow.params import CurateParams
+
+    data = {**FAST, "source": source, "output": output, "storage": storage or {}, **overrides}
+    params = CurateParams.model_validate(data)
+    return curate(**{name: getattr(params, name) for name in CurateParams.model_fields})

@@ -5,27 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.integration.conftest import run
 from winnow import demo
 from winnow.datapool import Datapool
 from winnow.storage import open_store
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-
-FAST = {
-    "frames": {"every_n_frames": 4},
-    "embedding": {"weights": "none", "input_size": 64, "batch_size": 32},
-    "selection": {"n_samples": 12},
-    "shard_files": 3,
-}
-
-
-def run(source: str, output: str, storage: dict | None = None, **overrides) -> dict:
-    from flows.curate import curate
-    from winnow.params import CurateParams
-
-    data = {**FAST, "source": source, "output": output, "storage": storage or {}, **overrides}
-    params = CurateParams.model_validate(data)
-    return curate(**{name: getattr(params, name) for name in CurateParams.model_fields})
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.test_curate_flow import run
+from tests.integration.conftest import run
 from winnow import demo
 from winnow.datapool import Datapool
 from winnow.errors import ConfigError, ModelMismatch

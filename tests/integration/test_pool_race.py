@@ -7,7 +7,7 @@ import multiprocessing as mp
 
 import pytest
 
-from tests.unit.test_datapool import MODEL, make_run, tag_for
+from tests.conftest import MODEL, make_run, tag_for
 from winnow.datapool import Datapool
 from winnow.errors import PoolConflict
 from winnow.storage import S3Options, open_store

@@ -10,67 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import MODEL, make_run, tag_for
 from winnow import datapool as dp
 from winnow.datapool import Datapool
 from winnow.errors import PoolConflict, PoolCorrupt
-from winnow.records import Candidates, FileResult, ModelRecord, TagRecord, sample_id_for
 from winnow.storage import LocalStore
-
-MODEL = ModelRecord(name="resnet18", weights="none:seed=0", input_size=64, dim=8)
-
-
-def make_run(keys: list[str], frames: int = 3, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    files = [
-        FileResult(
-            key=k,
-            fingerprint=f"fp-{k}",
-            size_bytes=10,
-            kind="video",
-            status="ok",
-            frames_total=frames,
-            frames_sampled=frames,
-            width=64,
-            height=48,
-        )
-        for k in keys
-    ]
-    n = len(keys) * frames
-    emb = rng.normal(size=(n, MODEL.dim)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    key_col = np.array([k for k in keys for _ in range(frames)], dtype=object)
-    idx = np.array([i for _ in keys for i in range(frames)], dtype=np.int64)
-    cands = Candidates(
-        sample_id=np.array(
-            [sample_id_for(k, f"fp-{k}", int(i)) for k, i in zip(key_col, idx, strict=True)],
-            dtype=object,
-        ),
-        key=key_col,
-        fingerprint=np.array([f"fp-{k}" for k in key_col], dtype=object),
-        content_hash=np.array([f"h{i}" for i in range(n)], dtype=object),
-        frame_index=idx,
-        pts_seconds=idx / 30.0,
-        width=np.full(n, 64, np.int32),
-        height=np.full(n, 48, np.int32),
-        brightness=rng.random(n).astype(np.float32),
-        contrast=rng.random(n).astype(np.float32),
-        sharpness=rng.random(n).astype(np.float32),
-        embedding=emb.astype(np.float16),
-        run_id=np.array([""] * n, dtype=object),
-    )
-    return files, cands
-
-
-def tag_for(name: str, cands: Candidates, parent=None) -> TagRecord:
-    return TagRecord(
-        name=name,
-        parent=parent,
-        run_id="r",
-        created="2026-01-01T00:00:00+00:00",
-        parameters="{}",
-        counts="{}",
-        sample_ids=tuple(cands.sample_id[:2]),
-    )
 
 
 @pytest.fixture
