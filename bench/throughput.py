@@ -7,8 +7,8 @@ noisy; every rate is the median over rounds, every ratio the median of per-round
 - decode-only (winnow.media.decode_file at the model's input size, one file at a time) for each
   sampling mode, and FFmpeg's raw decoder ceiling (`ffmpeg -benchmark -i FILE -f null -`);
 - model-only (frames decoded beforehand) for resnet18 and resnet50;
-- the engine (winnow.engine.embed_shards, resnet18) with decoder threads, and with decoder
-  processes, against min(decode-only, model-only);
+- the engine (winnow.engine.embed_shards, resnet18: decoder threads ahead of a model thread)
+  against min(decode-only, model-only);
 - a naive baseline: one file at a time, PyAV frames to PIL, PIL resize, then torchvision's
   `to_tensor` + `normalize` per frame and a plain fp32 torchvision model in batches (no overlap,
   contiguous NCHW); and the same loop with winnow's Embedder (channels_last) in place of the
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import re
 import shutil
@@ -38,8 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-# Imports of torch and winnow happen inside main(): decoder processes (spawned) re-import this
-# file and must stay light.
+# Imports of torch and winnow happen inside main(), so `--help` answers at once.
 
 SAMPLING = {
     "all_frames": {},
@@ -136,6 +134,7 @@ def main() -> None:
     from PIL import Image
 
     from winnow import engine, media
+    from winnow.device import available_cores
     from winnow.embedding import EmbeddingOptions, load_embedder
     from winnow.records import FileRef, FileResult, Shard
     from winnow.storage import LocalStore
@@ -202,9 +201,10 @@ def main() -> None:
             embedder.embed(frames)
             return _rate(len(frames), time.perf_counter() - t0)
 
-        last_stats: dict[str, engine.EngineStats] = {}
+        last_stats = engine.EngineStats()
 
-        def engine_run(backend: str) -> float:
+        def engine_run() -> float:
+            nonlocal last_stats
             stats = engine.EngineStats()
             t0 = time.perf_counter()
             n = 0
@@ -214,13 +214,12 @@ def main() -> None:
                 frames=media.FrameOptions(),
                 embedder=r18,
                 decode_workers=args.decode_workers,
-                backend=backend,
                 stats=stats,
             ):
                 n += len(result.candidates)
             seconds = time.perf_counter() - t0
             assert n == n_frames, (n, n_frames)
-            last_stats[backend] = stats
+            last_stats = stats
             return _rate(n, seconds)
 
         # The textbook loop: torchvision's functional transforms per frame, a plain model.
@@ -261,21 +260,18 @@ def main() -> None:
         measures = {
             "model_resnet18": lambda: model_only(r18, pixels),
             "model_resnet50": lambda: model_only(r50, pixels[: args.r50_frames]),
-            "engine_threads": lambda: engine_run("threads"),
+            "engine": engine_run,
             "naive": lambda: naive(plain_embed),
             **{f"decode_{mode}": (lambda m=mode: decode_only(m)) for mode in SAMPLING},
         }
         if not args.quick:
-            measures["engine_processes"] = lambda: engine_run("processes")
             measures["naive_same_model"] = lambda: naive(embedder_embed)
 
         samples: dict[str, list[float]] = defaultdict(list)
         ratios: dict[str, list[float]] = defaultdict(list)
-        # The model-only run and the engines sit next to each other, in ABC / CBA order on
+        # The model-only run and the engine sit next to each other, in AB / BA order on
         # alternate rounds, so slow drift in the machine's load cancels out of their ratios.
-        paired = [
-            n for n in ("model_resnet18", "engine_threads", "engine_processes") if n in measures
-        ]
+        paired = ["model_resnet18", "engine"]
         others = [n for n in measures if n not in paired]
         for rnd in range(args.rounds):
             order = (paired if rnd % 2 == 0 else paired[::-1]) + (
@@ -287,17 +283,11 @@ def main() -> None:
                 samples[name].append(got[name])
                 _log(f"round {rnd + 1}/{args.rounds} {name}: {got[name]:.1f} frames/s")
             bound = min(got["decode_all_frames"], got["model_resnet18"])
-            ratios["engine_vs_bound"].append(got["engine_threads"] / bound)
-            ratios["engine_vs_naive"].append(got["engine_threads"] / got["naive"])
-            ratios["engine_vs_model"].append(got["engine_threads"] / got["model_resnet18"])
-            if "engine_processes" in got:
-                ratios["engine_processes_vs_bound"].append(got["engine_processes"] / bound)
-                ratios["engine_threads_vs_processes"].append(
-                    got["engine_threads"] / got["engine_processes"]
-                )
-                ratios["engine_vs_naive_same_model"].append(
-                    got["engine_threads"] / got["naive_same_model"]
-                )
+            ratios["engine_vs_bound"].append(got["engine"] / bound)
+            ratios["engine_vs_naive"].append(got["engine"] / got["naive"])
+            ratios["engine_vs_model"].append(got["engine"] / got["model_resnet18"])
+            if "naive_same_model" in got:
+                ratios["engine_vs_naive_same_model"].append(got["engine"] / got["naive_same_model"])
 
         ffmpeg_fps = None
         ffmpeg_note = None
@@ -314,12 +304,12 @@ def main() -> None:
 
         rates = {name: _median(values) for name, values in samples.items()}
         decode_all = rates["decode_all_frames"]
-        stats = last_stats["threads"]
+        stats = last_stats
         result = {
             "bench": "throughput",
             "quick": args.quick,
             "device": str(device),
-            "cpus": len(os.sched_getaffinity(0)),
+            "cpus": available_cores(),
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "python": platform.python_version(),
@@ -347,8 +337,7 @@ def main() -> None:
             ),
             "ffmpeg_note": ffmpeg_note,
             "model_fps": {"resnet18": rates["model_resnet18"], "resnet50": rates["model_resnet50"]},
-            "engine_fps": rates["engine_threads"],
-            "engine_processes_fps": rates.get("engine_processes"),
+            "engine_fps": rates["engine"],
             "naive_fps": rates["naive"],
             "naive_same_model_fps": rates.get("naive_same_model"),
             "bound_fps": min(decode_all, rates["model_resnet18"]),

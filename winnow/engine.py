@@ -15,21 +15,17 @@ last frame is embedded. Each decoder also holds the chunk it is filling, so peak
 `batch_size * prefetch_batches + 2 * workers * chunk` frames, whatever the length of a video or
 the size of a shard. Only embeddings (about 1 KB a frame) wait for an earlier, slower shard.
 
-Threads, not processes, by default: PyAV releases the GIL while it decodes and scales, numpy and
-hashlib release it for the per-frame statistics and hashes, and torch releases it inside every
-operator, so decoders and model overlap in one process. On the 2-core CPU host threads ran at
-0.98 of min(decode-only, model-only) and processes at 0.96 (bench/throughput.py, resnet18 at
-224 px, 640x360 h264), without copying every frame through a pipe,
-without a fresh interpreter per worker, and without the start-method hazards of processes: a
-spawned worker re-imports the caller's `__main__` (an unguarded script fails; under Prefect the
-worker imports Prefect's engine module). An S3 source shares one boto3 client across threads.
-`backend="processes"` remains for hosts where many decoders would contend for the GIL.
+Threads, not processes: PyAV releases the GIL while it decodes and scales, numpy and hashlib
+release it for the per-frame statistics and hashes, and torch releases it inside every operator,
+so decoders and model overlap in one process (`bench/throughput.py` compares the engine with
+min(decode-only, model-only)). Threads also avoid copying every frame through a pipe, a fresh
+interpreter per worker and the start-method hazards of processes (a spawned worker re-imports
+the caller's `__main__`). An S3 source shares one boto3 client across threads.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import queue
 import threading
 import time
@@ -37,7 +33,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +52,6 @@ from winnow.records import (
 )
 from winnow.storage import ObjectStore
 
-Backend = Literal["threads", "processes"]
 _MAX_CHUNK = 64  # frames per decoder chunk: big enough to amortise hand-over, small in memory
 _LINGER_S = 0.005  # how long the model waits for more frames before running a partial batch
 
@@ -90,8 +85,7 @@ class EngineStats:
         wait_s: Seconds the model side spent waiting for decoded frames.
         model_s: Seconds spent in model calls.
         wall_s: Seconds from start to the last shard.
-        workers: Decoder workers used.
-        backend: `threads` or `processes`.
+        workers: Decoder threads used.
         batch_sizes: How many model calls had each batch size.
     """
 
@@ -104,7 +98,6 @@ class EngineStats:
     model_s: float = 0.0
     wall_s: float = 0.0
     workers: int = 0
-    backend: str = ""
     batch_sizes: collections.Counter[int] = field(default_factory=collections.Counter)
 
 
@@ -116,16 +109,15 @@ def embed_shards(
     embedder: Embedder,
     decode_workers: int | None = None,
     prefetch_batches: int = 4,
-    backend: Backend = "threads",
     stats: EngineStats | None = None,
 ) -> Iterator[ShardResult]:
     """Decode and embed every file of every shard, streaming.
 
-    Decoding runs in worker threads (or processes) ahead of the model, which runs in a thread
-    of its own; batches are formed across files and shards; a shard is yielded as soon as all
-    its frames are embedded, in shard order, and the work goes on while the caller handles it.
-    Files are read through `source.local_copy` (S3 objects stream to a temporary file). Safe to
-    call from any thread; closing the generator early stops the workers.
+    Decoding runs in worker threads ahead of the model, which runs in a thread of its own;
+    batches are formed across files and shards; a shard is yielded as soon as all its frames
+    are embedded, in shard order, and the work goes on while the caller handles it. Files are
+    read through `source.local_copy` (S3 objects stream to a temporary file). Safe to call
+    from any thread; closing the generator early stops the workers.
 
     Args:
         shards: The shards, in plan order.
@@ -136,9 +128,6 @@ def embed_shards(
             needs the cores) and up to 8 when the model runs on a GPU.
         prefetch_batches: Batches of decoded frames that may wait for the model; with
             `embedder.batch_size` it bounds memory.
-        backend: `threads` (default; measured slightly faster than processes on a CPU host, see
-            the module docstring) or `processes` (spawned workers; the caller's main module
-            must be import-safe, i.e. guarded by `if __name__ == "__main__"`).
         stats: Filled in with counters as the run goes, if given.
 
     Yields:
@@ -155,8 +144,6 @@ def embed_shards(
         raise ConfigError(f"prefetch_batches must be at least 1, got {prefetch_batches}")
     if decode_workers is not None and decode_workers < 1:
         raise ConfigError(f"decode_workers must be at least 1 or None, got {decode_workers}")
-    if backend not in ("threads", "processes"):
-        raise ConfigError(f"backend must be 'threads' or 'processes', got {backend!r}")
     n_files = sum(len(s.files) for s in shards)
     workers = decode_workers or default_decode_workers(embedder.device)
     workers = max(1, min(workers, n_files))
@@ -167,7 +154,6 @@ def embed_shards(
         embedder=embedder,
         workers=workers,
         prefetch_batches=prefetch_batches,
-        backend=backend,
         stats=stats if stats is not None else EngineStats(),
     )
 
@@ -439,7 +425,6 @@ def _embed_shards(
     embedder: Embedder,
     workers: int,
     prefetch_batches: int,
-    backend: Backend,
     stats: EngineStats,
 ) -> Iterator[ShardResult]:
     start = time.perf_counter()
@@ -447,7 +432,7 @@ def _embed_shards(
     tasks = [
         _Task(i, j, ref) for i, shard in enumerate(shards) for j, ref in enumerate(shard.files)
     ]
-    stats.workers, stats.backend = (workers if tasks else 0), backend
+    stats.workers = workers if tasks else 0
     if not tasks:
         for shard in shards:
             yield _Shard.of(shard).result(embedder.record.dim)
@@ -459,11 +444,7 @@ def _embed_shards(
         "options": frames,
         "chunk_frames": max(1, min(_MAX_CHUNK, batch_size)),
     }
-    capacity = batch_size * prefetch_batches
-    if backend == "threads":
-        decoders: Any = _ThreadDecoders(tasks, budget=_FrameBudget(capacity), **common)
-    else:
-        decoders = _ProcessDecoders(tasks, capacity=capacity, **common)
+    decoders = _ThreadDecoders(tasks, budget=_FrameBudget(batch_size * prefetch_batches), **common)
     # The model runs in its own thread too, so the caller's work between shards (staging each
     # result to storage) never stalls the model: finished shards wait in a short queue.
     ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=_READY_SHARDS)
@@ -666,151 +647,3 @@ class _ModelLoop:
             if chunk.left == 0:
                 self.decoders.release(chunk.n)
         self.stats.frames += offset
-
-
-# --------------------------------------------------------------------------------------------
-# process backend
-
-
-class _ProcessDecoders:
-    """Decoder processes (spawned: they import only numpy, PyAV, Pillow and winnow.media).
-
-    The frame budget is a semaphore with one permit per frame; a lock makes a chunk's
-    reservation atomic so two workers cannot each hold half the budget and wait forever.
-    """
-
-    def __init__(
-        self,
-        tasks: list[_Task],
-        *,
-        workers: int,
-        source: ObjectStore,
-        size: int,
-        options: FrameOptions,
-        chunk_frames: int,
-        capacity: int,
-    ) -> None:
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("spawn")
-        self.workers = workers
-        self.capacity = capacity
-        self._sem = ctx.Semaphore(capacity)
-        self._lock = ctx.Lock()
-        self._stop = ctx.Event()
-        self._tasks = ctx.Queue()
-        self.out = ctx.Queue()
-        for t in tasks:
-            self._tasks.put(t)
-        for _ in range(workers):
-            self._tasks.put(None)
-        self._held = 0
-        self.peak = 0
-        self._procs = [
-            ctx.Process(
-                target=_process_main,
-                args=(
-                    self._tasks,
-                    self.out,
-                    self._sem,
-                    self._lock,
-                    self._stop,
-                    source,
-                    size,
-                    options,
-                    chunk_frames,
-                ),
-                name=f"winnow-decode-{i}",
-                daemon=True,
-            )
-            for i in range(workers)
-        ]
-        for p in self._procs:
-            p.start()
-
-    def get(self, timeout: float | None) -> tuple | None:
-        try:
-            message = self.out.get(timeout=timeout) if timeout else self.out.get_nowait()
-        except queue.Empty:
-            if not any(p.is_alive() for p in self._procs) and self.out.empty():
-                codes = [p.exitcode for p in self._procs]
-                if any(c not in (0, None) for c in codes):
-                    raise DecodeError(f"a decoder process died (exit codes {codes})") from None
-            return None
-        if message[0] == "frames":
-            self._held += len(message[2])
-            self.peak = max(self.peak, self._held)
-        return message
-
-    def release(self, n: int) -> None:
-        self._held -= n
-        for _ in range(n):
-            self._sem.release()
-
-    def close(self) -> None:
-        self._stop.set()
-        for _ in range(self.capacity):  # wake workers blocked on the budget
-            self._sem.release()
-        for p in self._procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.terminate()
-                p.join()
-        with contextlib.suppress(Exception):
-            self.out.cancel_join_thread()
-            self._tasks.cancel_join_thread()
-
-
-def _process_main(
-    tasks: Any,
-    out: Any,
-    sem: Any,
-    lock: Any,
-    stop: Any,
-    source: ObjectStore,
-    size: int,
-    options: FrameOptions,
-    chunk_frames: int,
-) -> None:
-    """Entry point of a decoder process; it exits by itself if its parent dies."""
-    import multiprocessing
-
-    parent = multiprocessing.parent_process()
-
-    def running() -> bool:
-        return not stop.is_set() and (parent is None or parent.is_alive())
-
-    def acquire(n: int) -> bool:
-        while not lock.acquire(timeout=0.5):
-            if not running():
-                return False
-        try:
-            got = 0
-            while got < n:
-                if not running():
-                    return False
-                got += sem.acquire(timeout=0.5)
-        finally:
-            lock.release()
-        return running()
-
-    try:
-        while running():
-            try:
-                task = tasks.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            if task is None or not _decode_one(
-                task,
-                source=source,
-                size=size,
-                options=options,
-                chunk_frames=chunk_frames,
-                put=out.put,
-                acquire=acquire,
-            ):
-                break
-    finally:
-        if parent is not None and not parent.is_alive():
-            out.cancel_join_thread()  # nobody reads the queue any more: do not wait at exit
-        out.put(("exit", None))

@@ -200,7 +200,10 @@ def test_the_model_keeps_working_while_the_caller_stages_a_shard(media_store, em
         shards, source=media_store, frames=FrameOptions(), embedder=embedder, stats=stats
     )
     next(results)
-    time.sleep(2.0)  # the caller writes the first shard somewhere slow...
+    # The caller writes the first shard somewhere slow, asking nothing of the generator...
+    deadline = time.monotonic() + 60
+    while stats.frames < 1 + 30 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert stats.frames == 1 + 30  # ...while the video's 30 frames were embedded
     assert len(next(results).candidates) == 30
 
@@ -270,19 +273,6 @@ def test_an_s3_source_gives_the_same_results(media_store, embedder, s3_bucket, s
     remote = _run(_shards(s3_refs, per_shard=2), s3, embedder, decode_workers=2)
     for a, b in zip(local, remote, strict=True):
         assert [f.frames_sampled for f in a.files] == [f.frames_sampled for f in b.files]
-        np.testing.assert_allclose(
-            a.candidates.embedding.astype(np.float32), b.candidates.embedding, atol=3e-3
-        )
-
-
-def test_the_process_backend_gives_the_same_results(media_store, embedder):
-    refs = _refs(media_store, "cam0") + _refs(media_store, "broken")[:2]
-    shards = _shards(refs, per_shard=2)
-    threads = _run(shards, media_store, embedder)
-    processes = _run(shards, media_store, embedder, backend="processes", decode_workers=2)
-    for a, b in zip(threads, processes, strict=True):
-        assert a.files == b.files
-        assert list(a.candidates.sample_id) == list(b.candidates.sample_id)
         np.testing.assert_allclose(
             a.candidates.embedding.astype(np.float32), b.candidates.embedding, atol=3e-3
         )

@@ -1,4 +1,4 @@
-"""outputs: frame names, frames re-decoded as PNG, exports, embedding plot and report."""
+"""upload_selection on a small run: two short videos and an image in a local source."""
 
 from __future__ import annotations
 
@@ -23,67 +23,19 @@ import pyarrow.csv
 import pytest
 from PIL import Image
 
+from tests.unit.outputs._helpers import DIM, _unit
 from winnow import demo, outputs
 from winnow.errors import ConfigError
+from winnow.outputs import _frames
 from winnow.records import Candidates, FileResult, Pick, RunSummary, Selection, sample_id_for
 from winnow.storage import LocalStore
 
 TAG = "run-0001"
-DIM = 16
 VIDEO_A = "cam1/drive.mp4"
 VIDEO_B = "odd & <cam>/clip.v2.mp4"  # a key with characters HTML must escape
 VIDEO_R = "cam2/turned.mp4"  # stored with a 90° display rotation
 IMAGE = "stills/a<b&c>.jpg"
 CORRUPT_KEY = "broken/<script>x.mp4"
-
-
-# --------------------------------------------------------------------------------------------
-# frame names
-
-
-@pytest.mark.parametrize(
-    ("key", "frame_index", "frames_total", "expected"),
-    [
-        ("cam1/drive.mp4", 99, 1200, "frames/cam1/drive-0099-mp4.png"),
-        ("drive.mp4", 0, 1, "frames/drive-0-mp4.png"),
-        ("drive.mp4", 8, 9, "frames/drive-8-mp4.png"),
-        ("drive.mp4", 3, 10, "frames/drive-03-mp4.png"),
-        ("drive.mp4", 9, 10, "frames/drive-09-mp4.png"),
-        ("drive.mp4", 7, 1000, "frames/drive-0007-mp4.png"),
-        ("drive.mp4", 999, 1000, "frames/drive-0999-mp4.png"),
-        ("a/b/c/d.mov", 12, 100, "frames/a/b/c/d-012-mov.png"),
-        ("v1.2/clip.final.MKV", 5, 250, "frames/v1.2/clip.final-005-MKV.png"),
-        ("no_extension", 4, 50, "frames/no_extension-04.png"),
-        ("drive.mp4", 1500, 1000, "frames/drive-1500-mp4.png"),  # count too low: not truncated
-        ("drive.mp4", 0, 0, "frames/drive-0-mp4.png"),  # unknown count pads to 1 digit
-    ],
-)
-def test_frame_name_pads_to_the_digits_of_the_frame_count(key, frame_index, frames_total, expected):
-    assert outputs.frame_name(key, frame_index, frames_total) == expected
-
-
-def test_export_name_is_the_frame_name_for_videos_and_the_key_for_images():
-    assert outputs.export_name("a/b.mp4", "video", 7, 120) == "frames/a/b-007-mp4.png"
-    assert outputs.export_name("a/b.c.jpg", "image", 0, 1) == "a/b.c.jpg"
-
-
-@pytest.mark.parametrize(
-    ("call", "match"),
-    [
-        (lambda: outputs.frame_name("a.mp4", -1, 10), "negative"),
-        (lambda: outputs.frame_name("../a.mp4", 1, 10), "invalid object key"),
-        (lambda: outputs.export_name("a.txt", "text", 0, 1), "unknown media kind"),
-        (lambda: outputs.tag_keys("../escape"), "invalid tag name"),
-        (lambda: outputs.tag_keys("a/b"), "invalid tag name"),
-    ],
-)
-def test_bad_names_are_rejected(call, match):
-    with pytest.raises((ValueError, ConfigError), match=match):
-        call()
-
-
-# --------------------------------------------------------------------------------------------
-# a small run: two short videos and an image in a local source
 
 
 @dataclass
@@ -107,11 +59,6 @@ def _decode_all(path: Path) -> tuple[list[np.ndarray], list[float]]:
         ]
     frames.sort(key=lambda f: f[0])
     return [f[2] for f in frames], [float(f[1]) for f in frames]
-
-
-def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
-    x = rng.normal(size=(n, DIM))
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
 
 
 @pytest.fixture(scope="module")
@@ -406,13 +353,13 @@ def test_upload_selection_writes_frames_and_exports(run, source_dir, tmp_path):
 
 def test_each_video_is_opened_once_for_all_its_picks(run, tmp_path, monkeypatch):
     calls: list[tuple[str, list[int]]] = []
-    real = outputs.media.extract_frames
+    real = _frames.media.extract_frames
 
     def spy(path, targets):
         calls.append((Path(path).relative_to(run.source.root).as_posix(), [t[0] for t in targets]))
         return real(path, targets)
 
-    monkeypatch.setattr(outputs.media, "extract_frames", spy)
+    monkeypatch.setattr(_frames.media, "extract_frames", spy)
     _upload(run, LocalStore(tmp_path / "out"))
     assert sorted(calls) == [(VIDEO_A, [0, 5, 11]), (VIDEO_R, [4]), (VIDEO_B, [3, 7])]
 
@@ -515,57 +462,3 @@ def test_upload_rejects_an_invalid_tag_before_writing(run, tmp_path):
             summary=run.summary,
         )
     assert not (tmp_path / "out").exists()
-
-
-# --------------------------------------------------------------------------------------------
-# plot and report on their own
-
-
-def test_embedding_plot_is_deterministic_and_subsampled_above_the_cap():
-    rng = np.random.default_rng(5)
-    dataset, picks, rest = _unit(rng, 3000), _unit(rng, 20), _unit(rng, 2000)
-    png = outputs.render_embedding_plot(dataset=dataset, picks=picks, rest=rest, max_points=800)
-    again = outputs.render_embedding_plot(dataset=dataset, picks=picks, rest=rest, max_points=800)
-    assert png == again
-    assert png.startswith(b"\x89PNG")
-    empty = outputs.render_embedding_plot(
-        dataset=np.zeros((0, 0)), picks=np.zeros((0, DIM)), rest=np.zeros((0, DIM))
-    )
-    assert empty.startswith(b"\x89PNG")
-    with pytest.raises(ValueError, match="different widths"):
-        outputs.render_embedding_plot(dataset=_unit(rng, 3), picks=np.ones((2, 3)), rest=rest)
-
-
-def test_report_escapes_data_and_refuses_script_links():
-    summary = RunSummary(
-        run_id="r<1>",
-        source="s3://b/raw",
-        output="s3://b/out",
-        tag="t1",
-        selected=1,
-        corrupt=[("x</td><script>alert(1)</script>.mp4", "bad & worse")],
-        outputs={"report": "javascript:alert(1)"},
-    )
-    picks = [
-        {
-            "key": "<img src=x onerror=alert(1)>.jpg",
-            "kind": "image",
-            "frame_index": 0,
-            "distance": float("nan"),
-            "reason": "<b>why</b>",
-            "url": "javascript:alert(2)",
-        }
-    ]
-    report = outputs.render_report(summary=summary, picks=picks, plot_png=None)
-    assert "<script>" not in report and "<img src=x" not in report and "<b>why" not in report
-    assert 'href="javascript' not in report
-    assert "bad &amp; worse" in report and "r&lt;1&gt;" in report
-
-
-@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 3, 3), (37, 64, 3)])
-def test_frame_png_is_lossless(shape):
-    frame = np.random.default_rng(shape[0]).integers(0, 256, shape, dtype=np.uint8)
-    data = outputs._png_bytes(frame)
-    with Image.open(io.BytesIO(data)) as im:
-        assert (im.format, im.mode, im.size) == ("PNG", "RGB", (shape[1], shape[0]))
-        np.testing.assert_array_equal(np.asarray(im), frame)

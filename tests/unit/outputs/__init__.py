@@ -1,0 +1,1 @@
+"""outputs: frame names, frames re-decoded as PNG, exports, embedding plot and report."""

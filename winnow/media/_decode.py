@@ -1,0 +1,52 @@
+"""`decode_file`: one image or video file to model-size `FrameBatch` chunks and a `FileResult`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from winnow.errors import ConfigError
+from winnow.media._images import _decode_image
+from winnow.media._options import FrameOptions
+from winnow.media._video import _decode_video
+from winnow.records import FileRef, FileResult, FrameBatch
+
+
+def decode_file(
+    path: Path,
+    ref: FileRef,
+    *,
+    size: int,
+    options: FrameOptions,
+    chunk_frames: int = 64,
+) -> Iterator[FrameBatch | FileResult]:
+    """Decode one image or video file into model-size frames.
+
+    `ref.kind` picks the decoder. Frames are squashed to `size` x `size` RGB (aspect ratio not
+    kept), with EXIF orientation or display rotation applied. Bad media never raises: it ends
+    in a `FileResult` with status `corrupt` (or `skipped` for a file without a video stream)
+    and a reason in `error`. A video that breaks after some frames keeps those frames and
+    reports `ok` with `error` starting with `partial:`.
+
+    Args:
+        path: Local file holding the content.
+        ref: The file's identity (key, fingerprint, size, kind), copied into every record.
+        size: Side of the square model input, in pixels.
+        options: How video frames are sampled (ignored for images).
+        chunk_frames: Most frames per yielded `FrameBatch`, so memory never depends on a
+            video's length.
+
+    Yields:
+        `FrameBatch` chunks of at most `chunk_frames` frames in presentation order, then
+        exactly one `FileResult` as the last item.
+
+    Raises:
+        ConfigError: If `size` or `chunk_frames` is not positive (before anything is yielded).
+    """
+    if size < 1 or chunk_frames < 1:
+        raise ConfigError(
+            f"decode_file: size and chunk_frames must be positive, got {size} and {chunk_frames}"
+        )
+    if ref.kind == "image":
+        return _decode_image(path, ref, size=size)
+    return _decode_video(path, ref, size=size, options=options, chunk_frames=chunk_frames)

@@ -1,0 +1,133 @@
+"""Chunks of model-size frames and their metadata: brightness, contrast, sharpness, hash."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from winnow.records import FileRef, FrameBatch, sample_id_for
+
+
+class _Chunks:
+    """Collects model-size frames of one file and emits them as `FrameBatch` chunks."""
+
+    def __init__(self, ref: FileRef, size: int, chunk_frames: int) -> None:
+        self.ref, self.size, self.cap = ref, size, chunk_frames
+        self.count = 0  # frames added over the whole file
+        self.n = 0  # frames in the current chunk (its buffers are allocated on the first one)
+
+    def _new(self) -> None:
+        n, s = self.cap, self.size
+        self.pixels = np.empty((n, s, s, 3), np.uint8)
+        self.luma = np.empty((n, s, s), np.uint8)
+        # Luma in [0, 1] = (luma - offset) * scale: 16/219 for limited-range video, 0/255 else.
+        self.offset = np.empty(n, np.float32)
+        self.scale = np.empty(n, np.float32)
+        self.index = np.empty(n, np.int64)
+        self.pts = np.empty(n, np.float64)
+        self.width = np.empty(n, np.int32)
+        self.height = np.empty(n, np.int32)
+
+    def add(
+        self,
+        *,
+        index: int,
+        pts: float,
+        rgb: np.ndarray,
+        luma: np.ndarray | None,
+        full_range: bool,
+        width: int,
+        height: int,
+    ) -> FrameBatch | None:
+        """Add one frame; return a full chunk when this frame fills it."""
+        i = self.n
+        if i == 0:
+            self._new()  # fresh buffers: yielded chunks are never overwritten
+        self.pixels[i] = rgb
+        if luma is None:  # BT.601 luma of the RGB frame (images, non-YUV video)
+            px = self.pixels[i].astype(np.uint16)
+            self.luma[i] = (77 * px[..., 0] + 150 * px[..., 1] + 29 * px[..., 2] + 128) >> 8
+            full_range = True
+        else:
+            self.luma[i] = luma
+        self.offset[i], self.scale[i] = (0.0, 1 / 255) if full_range else (16.0, 1 / 219)
+        self.index[i], self.pts[i], self.width[i], self.height[i] = index, pts, width, height
+        self.n += 1
+        self.count += 1
+        return self.flush() if self.n == self.cap else None
+
+    def flush(self) -> FrameBatch | None:
+        """The frames collected since the last chunk, if any."""
+        n = self.n
+        if n == 0:
+            return None
+        pixels = self.pixels[:n]
+        brightness, contrast, sharpness = _frame_stats(
+            self.luma[:n], self.offset[:n], self.scale[:n]
+        )
+        key, fp = self.ref.key, self.ref.fingerprint
+        index = self.index[:n].copy()
+        batch = FrameBatch(
+            sample_id=np.array([sample_id_for(key, fp, int(i)) for i in index], dtype=object),
+            key=np.full(n, key, dtype=object),
+            fingerprint=np.full(n, fp, dtype=object),
+            content_hash=np.array(
+                [hashlib.blake2b(pixels[i], digest_size=8).hexdigest() for i in range(n)],
+                dtype=object,
+            ),
+            frame_index=index,
+            pts_seconds=self.pts[:n].copy(),
+            width=self.width[:n].copy(),
+            height=self.height[:n].copy(),
+            brightness=brightness,
+            contrast=contrast,
+            sharpness=sharpness,
+            pixels=pixels,
+        )
+        self.n = 0
+        return batch
+
+
+def _moments(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and mean square of each row (float32 in, float64 out; BLAS dot per row)."""
+    k = rows.shape[1]
+    mean = rows.sum(axis=1, dtype=np.float64) / k
+    square = np.array([float(np.dot(r, r)) for r in rows]) / k
+    return mean, square
+
+
+def _frame_stats(
+    luma: np.ndarray, offset: np.ndarray, scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Brightness, contrast and sharpness of N luma planes (uint8, N x S x S).
+
+    With luma in [0, 1] taken as `(Y - offset) * scale`: brightness and contrast are its mean
+    and standard deviation, sharpness the variance of its 4-neighbour Laplacian over the
+    interior pixels.
+    """
+    # Algorithm: integer Laplacian on the 8-bit plane (int16 holds -1020..1020), moments from
+    # sums; the affine map to [0, 1] is applied to the moments, not to every pixel.
+    n = len(luma)
+    out = np.zeros((3, n), np.float64)
+    block = 8  # frames per step: keeps the temporaries in cache
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        y = luma[start:stop].astype(np.int16)
+        mean, square = _moments(y.reshape(stop - start, -1).astype(np.float32))
+        out[0, start:stop] = mean
+        out[1, start:stop] = np.sqrt(np.maximum(square - mean**2, 0.0))
+        if y.shape[1] >= 3 and y.shape[2] >= 3:
+            lap = y[:, :-2, 1:-1] + y[:, 2:, 1:-1]
+            lap += y[:, 1:-1, :-2]
+            lap += y[:, 1:-1, 2:]
+            lap -= 4 * y[:, 1:-1, 1:-1]
+            mean, square = _moments(lap.reshape(stop - start, -1).astype(np.float32))
+            out[2, start:stop] = np.maximum(square - mean**2, 0.0)
+    scale = scale.astype(np.float64)
+    brightness = np.clip((out[0] - offset) * scale, 0.0, 1.0)
+    return (
+        brightness.astype(np.float32),
+        (out[1] * scale).astype(np.float32),
+        (out[2] * scale**2).astype(np.float32),
+    )

@@ -1,0 +1,410 @@
+"""Videos with PyAV: sampled frames at model size, frame counts, timestamps and rotation.
+
+Sequential decoding keeps frames by `every_n_frames` or `sample_fps`; keyframe mode sends only
+keyframe packets to the decoder. A demux-only pass (the packet index) counts frames and ranks
+keyframes without decoding, so `max_frames_per_video` can spread its picks over the whole video.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from av.video.reformatter import VideoReformatter
+
+from winnow.device import available_cores
+from winnow.media._options import FrameOptions
+from winnow.media._sniff import _file_size, _reason, _sniff
+from winnow.media._stats import _Chunks
+from winnow.records import FileRef, FileResult, FrameBatch
+
+# Container formats that FFmpeg opens as one-frame "videos" but that are still images.
+_IMAGE_DEMUXERS = frozenset({"image2", "gif", "apng", "webp", "ico", "tiff", "bmp"})
+# 8-bit formats whose first plane is luma (read directly instead of recomputing it from RGB).
+_Y8_FORMATS = frozenset(
+    {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
+)
+
+
+def _decode_threads() -> int:
+    """Decoder threads per file: one per available core, at most 8."""
+    return max(1, min(available_cores(), 8))
+
+
+def _decode_video(
+    path: Path, ref: FileRef, *, size: int, options: FrameOptions, chunk_frames: int
+) -> Iterator[FrameBatch | FileResult]:
+    if _file_size(path) == 0:
+        yield FileResult.for_ref(ref, status="corrupt", error="zero-byte file")
+        return
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except Exception as exc:  # per-file boundary: unreadable containers are corrupt files
+        what = _sniff(path)
+        if what is not None and what.endswith(" video"):  # right kind of file, unreadable
+            error = f"truncated or damaged video: {_reason(exc)} (content starts like {what})"
+        else:
+            error = f"not a video: {_reason(exc)}" + (
+                f" (content looks like {what})" if what else ""
+            )
+        yield FileResult.for_ref(ref, status="corrupt", error=error)
+        return
+    with container:
+        try:
+            refusal = _refuse(container, path)
+            if refusal is None:
+                stream = _video_stream(container)
+                decoder = _VideoDecoder(path, container, stream, size=size, options=options)
+        except Exception as exc:  # per-file boundary: the codec cannot be set up
+            refusal = ("corrupt", f"not decodable: {_reason(exc)}")
+        if refusal is not None:
+            yield FileResult.for_ref(ref, status=refusal[0], error=refusal[1])
+            return
+        chunks = _Chunks(ref, size, chunk_frames)
+        frames = decoder.frames()
+        error: str | None = None
+        try:
+            while True:
+                try:
+                    frame = next(frames)
+                except StopIteration:
+                    break
+                except Exception as exc:  # per-file boundary: the decoder broke mid-stream
+                    error = _reason(exc)
+                    break
+                batch = chunks.add(**frame)
+                if batch is not None:
+                    yield batch
+        finally:
+            frames.close()
+        batch = chunks.flush()
+        if batch is not None:
+            yield batch
+    yield _video_result(ref, decoder, chunks.count, error)
+
+
+def _refuse(container: Any, path: Path) -> tuple[str, str] | None:
+    """(status, reason) when an opened container holds no video to decode, else None."""
+    names = set(container.format.name.split(","))
+    if any(n.endswith("_pipe") or n in _IMAGE_DEMUXERS for n in names):
+        what = _sniff(path) or f"an image ({container.format.name})"
+        return "corrupt", f"not a video: content is {what}"
+    stream = _video_stream(container)
+    if stream is None:
+        if container.streams.audio:
+            return "skipped", "no video stream"
+        what = _sniff(path)
+        if what is not None and what.endswith(" video"):
+            return (
+                "corrupt",
+                f"truncated or damaged video: no stream found (content starts like {what})",
+            )
+        return "corrupt", "not a video: no video or audio stream"
+    if stream.codec_context is None:
+        return "corrupt", f"unsupported video codec {stream.codec.name if stream.codec else '?'}"
+    return None
+
+
+def _video_result(
+    ref: FileRef, decoder: _VideoDecoder, sampled: int, error: str | None
+) -> FileResult:
+    total = decoder.frames_total()
+    common = {"frames_total": total, "width": decoder.width, "height": decoder.height}
+    if error is not None:
+        if decoder.decoded == 0:
+            return FileResult.for_ref(ref, status="corrupt", error=f"no decodable frame: {error}")
+        where = f"decoding stopped after {decoder.decoded} frames: {error}"
+        if sampled == 0:
+            return FileResult.for_ref(
+                ref, status="corrupt", error=f"{where} (before the first sampled frame)", **common
+            )
+        return FileResult.for_ref(
+            ref, status="ok", error=f"partial: {where}", frames_sampled=sampled, **common
+        )
+    if decoder.decoded == 0:
+        reason = "no keyframe packet" if decoder.options.keyframes_only else "no decodable frame"
+        return FileResult.for_ref(
+            ref, status="corrupt", error=f"{reason}: the decoder returned no frame", **common
+        )
+    if sampled == 0:
+        return FileResult.for_ref(ref, status="skipped", error="no frame sampled", **common)
+    return FileResult.for_ref(ref, status="ok", frames_sampled=sampled, **common)
+
+
+def _video_stream(container: Any) -> Any:
+    """The first video stream that is not an attached picture (cover art), or None."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
+@dataclass
+class _PacketIndex:
+    """Timestamps of every packet of a stream, from a demux-only pass (no decoding)."""
+
+    pts: np.ndarray  # int64, presentation order (sorted)
+    key_pts: np.ndarray  # int64, keyframe packets' pts, sorted
+    ordered: bool  # False when some packet had no timestamp (ranks by packet order instead)
+    complete: bool  # False when demuxing stopped on an error
+
+
+def _index_packets(path: Path, stream_index: int) -> _PacketIndex:
+    pts: list[int] = []
+    keys: list[int] = []  # positions in `pts` of keyframe packets
+    ordered, complete = True, True
+    with av.open(str(path), metadata_errors="ignore") as container:
+        stream = container.streams[stream_index]
+        try:
+            for packet in container.demux(stream):
+                if not packet.size:
+                    continue
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if ts is None:
+                    ordered, ts = False, -1
+                if packet.is_keyframe:
+                    keys.append(len(pts))
+                pts.append(ts)
+        except av.FFmpegError:
+            complete = False
+    stamps = np.asarray(pts, np.int64) if ordered else np.arange(len(pts), dtype=np.int64)
+    return _PacketIndex(
+        pts=np.sort(stamps),
+        key_pts=np.sort(stamps[np.asarray(keys, np.int64)]),
+        ordered=ordered,
+        complete=complete,
+    )
+
+
+class _BestEffortTimestamp:
+    """FFmpeg's `guess_correct_pts`: use pts unless it goes backwards more often than dts.
+
+    Frame pts are wrong in some files (AVI with B-frames stores decode times only).
+    """
+
+    def __init__(self) -> None:
+        self.last_pts: int | None = None
+        self.last_dts: int | None = None
+        self.pts_faults = self.dts_faults = 0
+
+    def __call__(self, pts: int | None, dts: int | None) -> int | None:
+        if dts is not None:
+            self.dts_faults += self.last_dts is not None and dts <= self.last_dts
+            self.last_dts = dts
+        if pts is not None:
+            self.pts_faults += self.last_pts is not None and pts <= self.last_pts
+            self.last_pts = pts
+        if pts is not None and (self.pts_faults <= self.dts_faults or dts is None):
+            return pts
+        return dts
+
+
+class _FpsRule:
+    """`sample_fps`: keep the first frame at or after each multiple of 1/fps seconds."""
+
+    def __init__(self, fps: float) -> None:
+        self.fps = fps
+        self.next = 0  # the multiple of 1/fps still waiting for a frame
+
+    def keep(self, seconds: float) -> bool:
+        ticks = seconds * self.fps
+        if ticks < self.next - 1e-6:
+            return False
+        self.next = int(np.floor(ticks + 1e-6)) + 1
+        return True
+
+
+def _spread(n_candidates: int, cap: int) -> set[int]:
+    """Ordinals of `cap` candidates spread evenly over `n_candidates` (first and last kept)."""
+    if n_candidates <= cap:
+        return set(range(n_candidates))
+    return {int(i) for i in np.round(np.linspace(0, n_candidates - 1, cap))}
+
+
+class _VideoDecoder:
+    """Sequential (or keyframe-only) decoding of one video stream to model-size frames."""
+
+    def __init__(
+        self, path: Path, container: Any, stream: Any, *, size: int, options: FrameOptions
+    ) -> None:
+        self.path, self.container, self.stream = path, container, stream
+        self.size, self.options = size, options
+        self.tb = stream.time_base or Fraction(1, 90000)
+        self.rate = stream.average_rate or stream.guessed_rate
+        self.container_frames = int(stream.frames or 0)
+        self.decoded = 0  # frames out of the decoder
+        self.complete = False  # decoded to the end (not stopped early, no error)
+        self.index: _PacketIndex | None = None
+        self.index_ordered = True  # packet timestamps usable (keyframe mode)
+        self.width = self.height = 0
+        self._scale = VideoReformatter()
+        self._rgb = VideoReformatter()
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = _decode_threads()
+
+    def frames_total(self) -> int:
+        """Frames in the video: demuxed packets, frames decoded to the end, or the header's count."""
+        if self.index is not None and self.index.complete:
+            return len(self.index.pts)
+        if self.complete:
+            return self.decoded
+        return max(self.container_frames, self.decoded)
+
+    def frames(self) -> Iterator[dict[str, Any]]:
+        """Kept frames as keyword arguments of `_Chunks.add`, in presentation order."""
+        opts = self.options
+        if opts.keyframes_only or opts.max_frames_per_video is not None:
+            self.index = _index_packets(self.path, self.stream.index)
+        if opts.keyframes_only:
+            yield from self._keyframes()
+        else:
+            yield from self._sequential()
+
+    def _seconds(self, pts: int | None, index: int) -> float:
+        """Seconds of a timestamp in the stream's time base (frame rate when it has none)."""
+        if pts is not None:
+            return float(pts * self.tb)
+        return index / float(self.rate) if self.rate else 0.0
+
+    def _sequential(self) -> Iterator[dict[str, Any]]:
+        opts = self.options
+        every = opts.every_n_frames or 1
+        fps_rule = _FpsRule(opts.sample_fps) if opts.sample_fps is not None else None
+        cap = opts.max_frames_per_video
+        chosen: set[int] | None = None
+        if cap is not None and self.index is not None and len(self.index.pts):
+            chosen = _spread(self._count_candidates(), cap)
+        last = max(chosen) if chosen else -1
+        candidate = -1
+        origin: float | None = None
+        timestamp = _BestEffortTimestamp()
+        for index, frame in enumerate(self.container.decode(self.stream)):
+            self.decoded = index + 1
+            seconds = self._seconds(timestamp(frame.pts, frame.dts), index)
+            if origin is None:
+                origin = seconds
+                self._note_size(frame)
+            if index % every:
+                continue
+            if fps_rule is not None and not fps_rule.keep(seconds - origin):
+                continue
+            candidate += 1
+            if cap is not None and chosen is None and candidate >= cap:
+                return  # frame count unknown: the first `cap` candidates
+            if chosen is not None:
+                if candidate > last:
+                    return  # every chosen frame is out: stop decoding
+                if candidate not in chosen:
+                    continue
+            yield self._convert(frame, index, seconds)
+        self.complete = True
+
+    def _count_candidates(self) -> int:
+        """How many frames the sampling rule keeps, from the packet index (no decoding)."""
+        assert self.index is not None
+        pts = self.index.pts
+        opts = self.options
+        if opts.every_n_frames is not None:
+            return -(-len(pts) // opts.every_n_frames)
+        if opts.sample_fps is not None and self.index.ordered and len(pts):
+            rule = _FpsRule(opts.sample_fps)
+            tb = float(self.tb)
+            return sum(rule.keep(float(p - pts[0]) * tb) for p in pts)
+        return len(pts)
+
+    def _keyframes(self) -> Iterator[dict[str, Any]]:
+        # Algorithm: only keyframe packets go to the decoder (VP9 ignores skip_frame, so
+        # skipping must happen before decoding); a keyframe's presentation index is its rank
+        # among the timestamps of all packets, known from the demux-only pass.
+        assert self.index is not None
+        index = self.index
+        keys = [int(p) for p in index.key_pts]
+        if self.options.max_frames_per_video is not None:
+            chosen = _spread(len(keys), self.options.max_frames_per_video)
+            keys = [k for i, k in enumerate(keys) if i in chosen]
+        wanted = set(keys)
+        self.index_ordered = index.ordered
+        rank = dict(zip(keys, np.searchsorted(index.pts, keys).tolist(), strict=True))
+        pending: collections.deque[int] = collections.deque()
+        ordinal = -1
+        sent = 0
+        for packet in self.container.demux(self.stream):
+            if not packet.size:
+                continue
+            ordinal += 1
+            if not packet.is_keyframe:
+                continue
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if not index.ordered:
+                ts = ordinal
+            if ts not in wanted:
+                continue
+            pending.append(ts)
+            sent += 1
+            for frame in self.stream.decode(packet):
+                yield from self._keyframe_out(frame, pending, rank)
+            if sent == len(wanted):
+                break
+        for frame in self.stream.decode(None):
+            yield from self._keyframe_out(frame, pending, rank)
+        self.complete = True
+
+    def _keyframe_out(
+        self, frame: Any, pending: collections.deque[int], rank: dict[int, int]
+    ) -> Iterator[dict[str, Any]]:
+        # Frames leave the decoder in the order their packets went in (maybe a few packets
+        # later); trust the frame's pts when it names a pending packet, else the packet order.
+        if not pending:
+            return
+        ts = frame.pts if frame.pts in pending else pending[0]
+        while pending and pending.popleft() != ts:
+            pass
+        self.decoded += 1
+        if self.decoded == 1:
+            self._note_size(frame)
+        index = rank[ts]
+        yield self._convert(frame, index, self._seconds(ts if self.index_ordered else None, index))
+
+    def _note_size(self, frame: Any) -> None:
+        w, h = frame.width, frame.height
+        self.width, self.height = (h, w) if _quarter_turns(frame) % 2 else (w, h)
+
+    def _convert(self, frame: Any, index: int, seconds: float) -> dict[str, Any]:
+        s = self.size
+        # Two steps: scaling in the source pixel format, then converting only the model-size
+        # frame to RGB, is faster in swscale than one scale+convert call.
+        small = self._scale.reformat(frame, width=s, height=s, interpolation="BILINEAR", threads=1)
+        rgb = self._rgb.reformat(small, format="rgb24", threads=1).to_ndarray()
+        fmt = small.format.name
+        luma = None
+        if fmt in _Y8_FORMATS:
+            plane = small.planes[0]
+            luma = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:s, :s]
+        turns = _quarter_turns(frame)
+        w, h = frame.width, frame.height
+        if turns:
+            # The frame is square, so rotating after the resize equals resizing after it.
+            rgb = np.rot90(rgb, turns)
+            if turns % 2:
+                w, h = h, w
+        return {
+            "index": index,
+            "pts": seconds,
+            "rgb": rgb,
+            "luma": luma,
+            "full_range": fmt.startswith("yuvj") or fmt == "gray" or small.color_range == 2,
+            "width": w,
+            "height": h,
+        }
+
+
+def _quarter_turns(frame: Any) -> int:
+    """Counter-clockwise quarter turns that display the frame upright (np.rot90's `k`)."""
+    degrees = getattr(frame, "rotation", 0)  # PyAV >= 14 reads the display matrix
+    return round((degrees or 0) / 90) % 4

@@ -1,0 +1,58 @@
+"""Write a run's selection to the output store: frames, exports, embedding plot and report.
+
+Layout under the output root (nothing is written anywhere else; the source is only read):
+```
+frames/<key without extension>-<frame index>-<extension>.png   selected video frames, full size
+tags/<tag>/filenames.txt      one exported name per sample (frame PNG name, or the image's key)
+tags/<tag>/samples.csv        metadata, pick distance and reason, link and embedding per sample
+tags/<tag>/labelstudio.json   Label Studio import tasks
+tags/<tag>/embedding.png      2-D PCA projection: dataset grey, picks in colour, the rest faint
+tags/<tag>/report.html        self-contained HTML report of the run
+```
+Frame names follow the reference product (Lightly Worker) so that downstream tools carry over:
+the frame index is zero-padded to the number of digits of the video's frame count, e.g. frame 99
+of a 1,200-frame `cam1/drive.mp4` is `frames/cam1/drive-0099-mp4.png`. Images are referenced in
+place (no copy). Every write replaces the same names, so a re-run is idempotent.
+
+One module a concern:
+```
+_names.py     frame_name, export_name, tag_keys: every name in the output store
+_frames.py    picked video frames re-decoded at full size, PNG encoding, report thumbnails
+_exports.py   filenames.txt, samples.csv, labelstudio.json
+_plot.py      render_embedding_plot: the 2-D PCA picture
+_report.py    render_report: the HTML report and its sections
+_upload.py    upload_selection: all of the above for one tag, and what it wrote (Exported)
+```
+"""
+
+from winnow.outputs._exports import SAMPLES_CSV_COLUMNS
+from winnow.outputs._frames import PNG_COMPRESS_LEVEL, REPORT_THUMBNAILS, THUMBNAIL_PX
+from winnow.outputs._names import (
+    EXPORT_FILES,
+    FRAMES_PREFIX,
+    TAGS_PREFIX,
+    export_name,
+    frame_name,
+    tag_keys,
+)
+from winnow.outputs._plot import MAX_PLOT_POINTS, render_embedding_plot
+from winnow.outputs._report import render_report
+from winnow.outputs._upload import Exported, upload_selection
+
+__all__ = [
+    "EXPORT_FILES",
+    "FRAMES_PREFIX",
+    "MAX_PLOT_POINTS",
+    "PNG_COMPRESS_LEVEL",
+    "REPORT_THUMBNAILS",
+    "SAMPLES_CSV_COLUMNS",
+    "TAGS_PREFIX",
+    "THUMBNAIL_PX",
+    "Exported",
+    "export_name",
+    "frame_name",
+    "render_embedding_plot",
+    "render_report",
+    "tag_keys",
+    "upload_selection",
+]

@@ -1,0 +1,89 @@
+"""Names in the output store: frame PNGs (named as the reference product names them), exports."""
+
+from __future__ import annotations
+
+import re
+
+from winnow.errors import ConfigError
+from winnow.storage import check_key
+
+FRAMES_PREFIX = "frames"
+TAGS_PREFIX = "tags"
+# Names of the per-tag exports, in the order they are written (the report last).
+EXPORT_FILES = {
+    "filenames": "filenames.txt",
+    "samples_csv": "samples.csv",
+    "labelstudio": "labelstudio.json",
+    "embedding_plot": "embedding.png",
+    "report": "report.html",
+}
+
+# The tag names the flow accepts (winnow/params.py): one safe path component.
+_TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def frame_name(key: str, frame_index: int, frames_total: int) -> str:
+    """Output key of one video frame, named as the reference product names it.
+
+    Args:
+        key: The video's key in the source, e.g. `cam1/drive.mp4`.
+        frame_index: Frame number in presentation order, from 0.
+        frames_total: Frames in the video; the index is zero-padded to its number of digits
+            (a count below 1 counts as 1).
+
+    Returns:
+        `frames/<key without extension>-<padded index>-<extension>.png`, e.g.
+        `frames/cam1/drive-0099-mp4.png` for frame 99 of 1,200. Only the last extension of the
+        file name is split off (`a.b/c.v2.mp4` → `frames/a.b/c.v2-…-mp4.png`); a key without
+        extension gives `frames/<key>-<padded index>.png`.
+
+    Raises:
+        ValueError: If `frame_index` is negative.
+        ConfigError: If `key` is not a valid relative key.
+    """
+    if frame_index < 0:
+        raise ValueError(f"frame index {frame_index} of {key!r} is negative")
+    key = check_key(key)
+    folder, _, name = key.rpartition("/")
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:  # no extension (or a dot file such as `.mp4`)
+        stem, ext = name, ""
+    digits = len(str(max(int(frames_total), 1)))
+    base = f"{stem}-{int(frame_index):0{digits}d}" + (f"-{ext}" if ext else "")
+    return f"{FRAMES_PREFIX}/{folder}/{base}.png" if folder else f"{FRAMES_PREFIX}/{base}.png"
+
+
+def export_name(key: str, kind: str, frame_index: int, frames_total: int) -> str:
+    """The name a sample is exported under: its frame name for a video, its key for an image.
+
+    Args:
+        key: The source key of the sample's file.
+        kind: `video` or `image`.
+        frame_index: Frame number (ignored for images).
+        frames_total: Frames in the video (ignored for images).
+
+    Returns:
+        The line this sample has in `filenames.txt`.
+
+    Raises:
+        ValueError: If `kind` is neither `video` nor `image`, or the frame index is negative.
+    """
+    if kind == "video":
+        return frame_name(key, frame_index, frames_total)
+    if kind == "image":
+        return key
+    raise ValueError(f"unknown media kind {kind!r} for {key!r}: expected 'video' or 'image'")
+
+
+def tag_keys(tag: str) -> dict[str, str]:
+    """Output keys of a tag's exports (`filenames`, `samples_csv`, … → `tags/<tag>/…`).
+
+    Raises:
+        ConfigError: If the tag is not a valid tag name.
+    """
+    if not isinstance(tag, str) or not _TAG_RE.match(tag):
+        raise ConfigError(
+            f"invalid tag name {tag!r}: use letters, digits, '.', '_' or '-' (at most 100), "
+            "starting with a letter or digit"
+        )
+    return {name: f"{TAGS_PREFIX}/{tag}/{file}" for name, file in EXPORT_FILES.items()}

@@ -1,0 +1,233 @@
+"""The run's self-contained HTML report: header, counts, plot, picks, problems and outputs."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from winnow.outputs._frames import REPORT_THUMBNAILS
+from winnow.outputs._names import FRAMES_PREFIX
+from winnow.records import RunSummary
+
+_SAFE_URL_RE = re.compile(r"^(https?|file|s3)://", re.IGNORECASE)
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;
+max-width:1200px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;
+padding-bottom:4px}.muted{color:#666}code{font:12px ui-monospace,Menlo,Consolas,monospace;
+word-break:break-all}
+table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 8px;
+text-align:left;vertical-align:top}th{background:#f5f5f5}td.n{text-align:right;
+font-variant-numeric:tabular-nums}
+.grid{display:flex;flex-wrap:wrap;gap:10px}.card{width:150px;border:1px solid #ddd;
+border-radius:4px;padding:6px;font-size:12px;background:#fafafa}
+.card img{display:block;max-width:138px;max-height:138px;margin:0 auto 4px}
+.card .none{height:80px;display:flex;align-items:center;justify-content:center;color:#999;
+background:#eee;margin-bottom:4px}
+.plot img{max-width:100%;border:1px solid #ddd}.warn{color:#a33}
+"""
+
+
+def _e(value: Any) -> str:
+    """HTML-escape any value from data (keys, reasons, URLs) for text or attributes."""
+    return html.escape(str(value), quote=True)
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float) and math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    return f"{value:.{digits}f}"
+
+
+def _link(url: str, text: str) -> str:
+    """A link to `url` if it is a web, file or bucket URL, else just the text (no `javascript:`)."""
+    if url and _SAFE_URL_RE.match(url):
+        return f'<a href="{_e(url)}">{_e(text)}</a>'
+    return _e(text)
+
+
+def _data_uri(mime: str, data: bytes) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _table(rows: Sequence[tuple[str, str]], *, head: tuple[str, str] | None = None) -> str:
+    """A two-column table; cells are already HTML."""
+    out = ["<table>"]
+    if head:
+        out.append(f"<tr><th>{head[0]}</th><th>{head[1]}</th></tr>")
+    out += [f'<tr><th>{k}</th><td class="n">{v}</td></tr>' for k, v in rows]
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def render_report(*, summary: RunSummary, picks: list[dict], plot_png: bytes | None) -> str:
+    """Render the run's self-contained HTML report.
+
+    Everything taken from data (keys, reasons, URLs, model and store names) is HTML-escaped;
+    links are only made from `http(s)://`, `file://` and `s3://` URLs. Images are embedded as
+    data URIs, so the file can be opened anywhere without the output store.
+
+    Args:
+        summary: The run summary (counts, coverage, timings, corrupt files, `outputs`).
+        picks: One dict per pick in pick order, with keys `key`, `frame_index`, `distance`,
+            `reason` and optionally `kind`, `filename`, `url`, `thumbnail` (JPEG bytes) and
+            `error` (why the frame could not be exported).
+        plot_png: The embedding plot to embed, or None.
+
+    Returns:
+        The HTML document.
+    """
+    title = f"Winnow — tag {summary.tag}" if summary.tag else "Winnow — run report"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="muted">run <code>{_e(summary.run_id)}</code> · source '
+        f"<code>{_e(summary.source)}</code> → output <code>{_e(summary.output)}</code>"
+        + (f" · parent tag <code>{_e(summary.parent_tag)}</code>" if summary.parent_tag else "")
+        + f" · datapool version {_e(summary.pool_version_before)} → "
+        + _e(summary.pool_version_after or summary.pool_version_before + 1)
+        + (f" · model {_e(summary.model)}" if summary.model else "")
+        + "</p>",
+    ]
+    parts += _report_counts(summary)
+    parts += _report_plot(summary, plot_png)
+    parts += _report_picks(picks, summary.selected or len(picks))
+    parts += _report_problems(summary, picks)
+    parts += _report_outputs(summary, picks)
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _report_counts(summary: RunSummary) -> list[str]:
+    files = [
+        ("files listed", _e(summary.files_listed)),
+        ("new or changed", _e(summary.files_new)),
+        ("already in the pool", _e(summary.files_known)),
+        ("decoded", _e(summary.files_ok)),
+        ("corrupt", _e(summary.files_corrupt)),
+        ("skipped", _e(summary.files_skipped)),
+    ]
+    chosen = [
+        ("candidates (frames)", _e(summary.candidates)),
+        ("duplicates removed", _e(summary.removed_duplicates)),
+        ("removed by thresholds", _e(summary.removed_thresholds)),
+        ("selected", _e(summary.selected)),
+        ("stopped by", _e(summary.stop_reason or "n/a")),
+        (
+            "coverage radius before → after",
+            f"{_num(summary.coverage_before)} → {_num(summary.coverage_after)}",
+        ),
+        ("mean distance of picks to the dataset", _num(summary.mean_pick_distance)),
+        ("the same for a random pick (baseline)", _num(summary.mean_random_distance)),
+    ]
+    out = ['<h2>Counts</h2><div class="grid" style="gap:24px">', _table(files), _table(chosen)]
+    if summary.seconds:
+        timings = [(_e(k), f"{v:.2f}") for k, v in summary.seconds.items()]
+        total = sum(summary.seconds.values())
+        out.append(_table([*timings, ("total", f"{total:.2f}")], head=("stage", "seconds")))
+    out.append("</div>")
+    return out
+
+
+def _report_plot(summary: RunSummary, plot_png: bytes | None) -> list[str]:
+    if plot_png is None:
+        return []
+    img = f'<img alt="embedding plot" src="{_data_uri("image/png", plot_png)}">'
+    url = summary.outputs.get("embedding_plot", "")
+    body = f'<a href="{_e(url)}">{img}</a>' if url and _SAFE_URL_RE.match(url) else img
+    return [
+        "<h2>Embedding space</h2>",
+        '<p class="muted">2-D PCA projection: the dataset before this run in grey, this '
+        "run's picks in colour, its other candidates faint.</p>",
+        f'<div class="plot">{body}</div>',
+    ]
+
+
+def _report_picks(picks: list[dict], n_selected: int) -> list[str]:
+    shown = picks[:REPORT_THUMBNAILS]
+    note = f"first {len(shown)} of {n_selected}" if len(shown) < n_selected else f"{n_selected}"
+    out = [f'<h2>Picks</h2><p class="muted">{_e(note)} in pick order; all are in samples.csv.</p>']
+    out.append('<div class="grid">')
+    for rank, pick in enumerate(shown):
+        thumb = pick.get("thumbnail")
+        if thumb:
+            img = f'<img alt="pick {rank + 1}" src="{_data_uri("image/jpeg", thumb)}">'
+        else:
+            img = '<div class="none">no preview</div>'
+        url = pick.get("url") or ""
+        if url and _SAFE_URL_RE.match(url):
+            img = f'<a href="{_e(url)}">{img}</a>'
+        frame = "image" if pick.get("kind") == "image" else f"frame {_e(pick['frame_index'])}"
+        error = pick.get("error")
+        out.append(
+            f'<div class="card">{img}<div>#{rank + 1} <code>{_e(pick["key"])}</code></div>'
+            f"<div>{frame} · distance {_num(float(pick['distance']))}</div>"
+            f'<div class="muted">{_e(pick["reason"])}</div>'
+            + (f'<div class="warn">not exported: {_e(error)}</div>' if error else "")
+            + "</div>"
+        )
+    out.append("</div>")
+    return out
+
+
+def _report_problems(summary: RunSummary, picks: list[dict]) -> list[str]:
+    out = []
+    failed = [p for p in picks if p.get("error")]
+    if failed:
+        out.append(
+            f'<h2 class="warn">Picked frames not exported ({len(failed)})</h2>'
+            '<p class="muted">The video could not be re-decoded at upload time; these picks are '
+            "left out of filenames.txt, samples.csv and labelstudio.json.</p>"
+        )
+        out.append("<table><tr><th>file</th><th>frame</th><th>reason</th></tr>")
+        out += [
+            f"<tr><td><code>{_e(p['key'])}</code></td><td>{_e(p['frame_index'])}</td>"
+            f"<td>{_e(p['error'])}</td></tr>"
+            for p in failed
+        ]
+        out.append("</table>")
+    if summary.corrupt:
+        total = summary.files_corrupt + summary.files_skipped
+        more = f" (first {len(summary.corrupt)} of {total})" if total > len(summary.corrupt) else ""
+        out.append(f"<h2>Corrupt or skipped files{_e(more)}</h2>")
+        out.append("<table><tr><th>file</th><th>reason</th></tr>")
+        out += [
+            f"<tr><td><code>{_e(key)}</code></td><td>{_e(reason)}</td></tr>"
+            for key, reason in summary.corrupt
+        ]
+        out.append("</table>")
+    return out
+
+
+def _report_outputs(summary: RunSummary, picks: list[dict]) -> list[str]:
+    if not summary.outputs:
+        return []
+    described = {
+        "filenames": ("filenames.txt", "one exported name per sample"),
+        "samples_csv": ("samples.csv", "metadata, links and embeddings"),
+        "labelstudio": ("labelstudio.json", "Label Studio import tasks"),
+        "embedding_plot": ("embedding.png", "the embedding plot"),
+        "report": ("report.html", "this report"),
+    }
+    out = ["<h2>Outputs</h2><ul>"]
+    for name, url in summary.outputs.items():
+        label, text = described.get(name, (name, ""))
+        out.append(f"<li>{_link(url, label)}" + (f": {_e(text)}" if text else "") + "</li>")
+    frames = sum(p.get("kind") == "video" and not p.get("error") for p in picks)
+    images = sum(p.get("kind") == "image" for p in picks)
+    out.append(
+        f"<li>{frames} picked video frames as full-size PNG under <code>{FRAMES_PREFIX}/</code>; "
+        f"{images} picked images referenced in place in the source</li>"
+    )
+    out.append("</ul>")
+    return out

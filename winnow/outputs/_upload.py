@@ -1,0 +1,208 @@
+"""`upload_selection`: a run's picks and the tag's exports, written to the output store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from winnow.outputs._exports import _filenames_txt, _labelstudio_json, _samples_csv
+from winnow.outputs._frames import _image_thumbnails, _write_frames
+from winnow.outputs._names import export_name, tag_keys
+from winnow.outputs._plot import render_embedding_plot
+from winnow.outputs._report import render_report
+from winnow.records import Candidates, FileResult, RunSummary, Selection
+from winnow.storage import ObjectStore
+
+
+@dataclass
+class Exported:
+    """What `upload_selection` wrote.
+
+    Attributes:
+        filenames: Per pick, in pick order: the exported name (frame PNG key in the output, or
+            the image's source key), as in `filenames.txt`.
+        urls: Per pick: a link to the frame PNG in the output (videos) or to the source image;
+            an empty string for a frame in `missing`.
+        keys: `filenames`, `samples_csv`, `labelstudio`, `embedding_plot`, `report` → key of
+            that file in the output store.
+        links: The same names → link (`ObjectStore.link`: `file://` locally; `s3://`, or
+            presigned HTTPS when asked for, on S3).
+        missing: Frame name → `<key>: <reason>`, for picked frames that could not be
+            re-decoded (the video was removed or can no longer be decoded). They are left out of
+            `filenames.txt`, `samples.csv` and `labelstudio.json`, logged as a warning and
+            listed in the report.
+    """
+
+    filenames: list[str]
+    urls: list[str]
+    keys: dict[str, str]
+    links: dict[str, str]
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+def upload_selection(
+    *,
+    source: ObjectStore,
+    output: ObjectStore,
+    tag: str,
+    candidates: Candidates,
+    selection: Selection,
+    files: dict[str, FileResult],
+    dataset: np.ndarray,
+    summary: RunSummary,
+    workers: int = 8,
+) -> Exported:
+    """Write the selected samples and the tag's exports to the output store.
+
+    Picked video frames are re-decoded at full size (one open and seek pass per video for all
+    its picks) and written as PNG; images are referenced in place. Then `filenames.txt`,
+    `samples.csv`, `labelstudio.json`, `embedding.png` and, last, `report.html` are written
+    under `tags/<tag>/`. PNG encoding and uploads run in a thread pool. Every name is
+    deterministic, so a re-run overwrites the same objects with the same content.
+
+    A video that can no longer be read (changed, removed or undecodable) does not stop the
+    upload: its picks are logged as a warning, listed in the report and in `Exported.missing`,
+    and the rest is written.
+
+    Args:
+        source: The source store (only read).
+        output: The output store; every object is written below its root.
+        tag: The tag's name; exports go under `tags/<tag>/`.
+        candidates: All of this run's candidates; `selection.picks` index into them.
+        selection: The picks, in pick order.
+        files: This run's file results by key (for `kind` and `frames_total`).
+        dataset: (M, D) embeddings of the dataset before the run (M may be 0), for the plot.
+        summary: The run summary; its `outputs` is set to `Exported.links` before the report
+            is rendered.
+        workers: Threads for PNG encoding and uploads.
+
+    Returns:
+        The names, URLs and output keys written.
+
+    Raises:
+        ConfigError: If the tag name is invalid.
+        ValueError: If a pick is out of range, a picked file is missing from `files`, the
+            embedding widths differ or `workers` is below 1.
+        StorageError: If writing to the output fails (a retry rewrites the same objects).
+        TransientStorageError: The same, for errors a retry may fix.
+    """
+    keys = tag_keys(tag)
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    indices = selection.indices
+    if len(indices) and (indices.min() < 0 or indices.max() >= len(candidates)):
+        raise ValueError(
+            f"selection picks rows up to {int(indices.max())} of {len(candidates)} candidates"
+        )
+    for key in {str(candidates.key[i]) for i in indices}:
+        if key not in files:
+            raise ValueError(f"picked file {key!r} has no FileResult in `files`")
+    dim = candidates.embedding.shape[1] if candidates.embedding.ndim == 2 else 0
+    dataset = np.asarray(dataset)
+    if dataset.size and len(candidates) and (dataset.ndim != 2 or dataset.shape[1] != dim):
+        raise ValueError(f"dataset embeddings of shape {dataset.shape}, candidates are {dim}-d")
+    return _upload_selection(
+        source=source,
+        output=output,
+        tag=tag,
+        keys=keys,
+        candidates=candidates,
+        selection=selection,
+        files=files,
+        dataset=dataset,
+        summary=summary,
+        workers=workers,
+    )
+
+
+def _upload_selection(
+    *,
+    source: ObjectStore,
+    output: ObjectStore,
+    tag: str,
+    keys: dict[str, str],
+    candidates: Candidates,
+    selection: Selection,
+    files: dict[str, FileResult],
+    dataset: np.ndarray,
+    summary: RunSummary,
+    workers: int,
+) -> Exported:
+    rows = _pick_rows(candidates, selection, files)
+    _write_frames(source=source, output=output, rows=rows, workers=workers)
+    _image_thumbnails(source=source, rows=rows, workers=workers)
+
+    missing: dict[str, str] = {}
+    for row in rows:
+        if row["error"] is not None:
+            missing[row["filename"]] = f"{row['key']}: {row['error']}"
+        elif row["kind"] == "video":
+            row["url"] = output.link(row["filename"])
+        else:
+            row["url"] = source.link(row["key"])
+    exported_rows = [r for r in rows if r["error"] is None]
+
+    output.put(keys["filenames"], _filenames_txt(exported_rows))
+    output.put(keys["samples_csv"], _samples_csv(exported_rows))
+    output.put(keys["labelstudio"], _labelstudio_json(exported_rows, tag))
+
+    picked = np.zeros(len(candidates), dtype=bool)
+    picked[selection.indices] = True
+    embedding = candidates.embedding if len(candidates) else np.zeros((0, 0), np.float16)
+    plot = render_embedding_plot(
+        dataset=dataset,
+        picks=embedding[selection.indices],
+        rest=embedding[~picked],
+        title=f"tag {tag}",
+    )
+    output.put(keys["embedding_plot"], plot)
+
+    links = {name: output.link(key) for name, key in keys.items()}
+    summary.outputs = dict(links)
+    report = render_report(summary=summary, picks=rows, plot_png=plot)
+    output.put(keys["report"], report.encode("utf-8"))
+    return Exported(
+        filenames=[r["filename"] for r in rows],
+        urls=[r["url"] for r in rows],
+        keys=dict(keys),
+        links=links,
+        missing=missing,
+    )
+
+
+def _pick_rows(
+    candidates: Candidates, selection: Selection, files: dict[str, FileResult]
+) -> list[dict[str, Any]]:
+    """One dict per pick, in pick order, with everything the exports and the report show."""
+    rows = []
+    for rank, pick in enumerate(selection.picks):
+        i = pick.index
+        key = str(candidates.key[i])
+        result = files[key]
+        frame_index = int(candidates.frame_index[i])
+        rows.append(
+            {
+                "rank": rank,
+                "sample_id": str(candidates.sample_id[i]),
+                "key": key,
+                "kind": result.kind,
+                "frame_index": frame_index,
+                "pts_seconds": float(candidates.pts_seconds[i]),
+                "width": int(candidates.width[i]),
+                "height": int(candidates.height[i]),
+                "brightness": float(candidates.brightness[i]),
+                "contrast": float(candidates.contrast[i]),
+                "sharpness": float(candidates.sharpness[i]),
+                "distance": float(pick.distance),
+                "score": float(pick.score),
+                "reason": pick.reason,
+                "filename": export_name(key, result.kind, frame_index, result.frames_total),
+                "embedding": candidates.embedding[i] if len(candidates.embedding) else None,
+                "url": "",
+                "thumbnail": None,
+                "error": None,
+            }
+        )
+    return rows
