@@ -1,0 +1,388 @@
+"""The built-in strategies: each one's parameter model, then the scorer registered for it.
+
+A new strategy follows the same pattern, here or in any module imported before the parameters
+are parsed: a `BaseStrategy` subclass with a `type` literal, a `Scorer` subclass, and one
+`register(Model, Scorer())` call. Models are registered in the order the parameter form lists
+them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from winnow.errors import ConfigError
+from winnow.selection._distances import _as_matrix, _nearest_sqdist
+from winnow.selection._objectives import Inputs, Objective, Units
+from winnow.selection._predictions import _get_column, _labels, _numeric
+from winnow.selection._registry import BaseStrategy, Scorer, register
+
+if TYPE_CHECKING:
+    import torch
+
+_TYPICALITY_REFERENCE = 20_000  # neighbours are searched in a seeded sample of this many units
+
+
+class DiversityStrategy(BaseStrategy):
+    """Prefer candidates far from the dataset and from earlier picks (k-center greedy)."""
+
+    type: Literal["diversity"] = Field(
+        "diversity",
+        description="diversity: objective = distance to the nearest dataset or picked sample.",
+    )
+
+
+class DiversityScorer(Scorer):
+    """Objective: the unit's current distance to the dataset and the picks."""
+
+    def objective(self, strategy: DiversityStrategy, units: Units) -> Objective:
+        return Objective(strength=strategy.strength, describe=_describe_diversity, of_distance=True)
+
+
+def _describe_diversity(i: int, d: float) -> str:
+    return "diversity: first pick" if math.isinf(d) else f"diversity: {d:.3f}"
+
+
+def farthest_reason(d: float) -> str:
+    """The reason of a pick when diversity alone ranks (plain k-center greedy)."""
+    if math.isinf(d):
+        return "diversity: first pick, nothing to compare with"
+    return f"diversity: farthest from the dataset and earlier picks ({d:.3f})"
+
+
+register(DiversityStrategy, DiversityScorer())
+
+
+class RandomStrategy(BaseStrategy):
+    """Prefer a seeded random order."""
+
+    type: Literal["random"] = Field(
+        "random",
+        description="random: objective = a uniform number in (0, 1], a seeded hash of the "
+        "sample id (stable when other candidates come and go).",
+    )
+
+
+class RandomScorer(Scorer):
+    """Objective: a seeded uniform number per sample id."""
+
+    def objective(self, strategy: RandomStrategy, units: Units) -> Objective:
+        u = _seeded_uniform(units.candidates.sample_id[units.rows[:, 0]].tolist(), units.seed)
+        return Objective(
+            strength=strategy.strength, values=u, describe=lambda i, d: f"random: {u[i]:.3f}"
+        )
+
+
+def _seeded_uniform(ids: Sequence[str], seed: int) -> np.ndarray:
+    """A uniform number in (0, 1] per id: a keyed hash, so it does not depend on the others."""
+    out = np.empty(len(ids))
+    for i, sid in enumerate(ids):
+        digest = hashlib.blake2b(f"{seed}\0{sid}".encode(), digest_size=8).digest()
+        out[i] = ((int.from_bytes(digest, "little") >> 11) + 1) / 2.0**53
+    return out
+
+
+register(RandomStrategy, RandomScorer())
+
+
+class WeightsStrategy(BaseStrategy):
+    """Prefer high values of a column (metadata or a score from the predictions file)."""
+
+    type: Literal["weights"] = Field(
+        "weights", description="weights: objective = the value of `column` (higher preferred)."
+    )
+    column: str = Field(
+        ...,
+        min_length=1,
+        description="Numeric column whose high values are preferred: a metadata column "
+        "(sharpness, brightness, contrast, …) or a column of the predictions file. Values "
+        "must be >= 0; a missing value counts as 0.",
+        examples=["sharpness", "uncertainty"],
+    )
+
+    def columns(self) -> tuple[str, ...]:
+        """The column it reads."""
+        return (self.column,)
+
+
+class WeightsScorer(Scorer):
+    """Objective: the column's value (a sequence's mean over its frames; missing counts as 0)."""
+
+    def check(self, strategy: WeightsStrategy, inputs: Inputs) -> None:
+        column = strategy.column
+        w = _numeric(inputs.table, column, f"weights strategy on {column!r}")
+        if np.isinf(w).any() or (w < 0).any():
+            raise ConfigError(
+                f"weights column {column!r} has negative or infinite values (min "
+                f"{np.nanmin(w):.4g}); weights must be >= 0: rescale the column or use a "
+                "negative strength to prefer low values"
+            )
+
+    def objective(self, strategy: WeightsStrategy, units: Units) -> Objective:
+        w = _numeric(units.table, strategy.column, "weights")[units.rows]
+        counts = (~np.isnan(w)).sum(1)
+        w = np.where(counts > 0, np.nansum(w, 1) / np.maximum(counts, 1), 0.0)
+        c = strategy.column
+        return Objective(
+            strength=strategy.strength, values=w, describe=lambda i, d: f"weights: {c} {w[i]:.4g}"
+        )
+
+
+register(WeightsStrategy, WeightsScorer())
+
+
+class ThresholdStrategy(BaseStrategy):
+    """Keep only candidates whose column lies inside bounds (applied before everything else)."""
+
+    type: Literal["threshold"] = Field(
+        "threshold",
+        description="threshold: drop candidates outside [min, max] on `column` before any "
+        "other strategy (strength is ignored).",
+    )
+    column: str = Field(
+        ...,
+        min_length=1,
+        description="Numeric column to bound: a metadata column (brightness, contrast, "
+        "sharpness, width, height, pts_seconds) or a column of the predictions file. A "
+        "candidate with a missing value is dropped.",
+        examples=["brightness", "sharpness"],
+    )
+    min: float | None = Field(None, description="Lowest value kept (inclusive); empty: no bound.")
+    max: float | None = Field(None, description="Highest value kept (inclusive); empty: no bound.")
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> ThresholdStrategy:
+        if self.min is None and self.max is None:
+            raise ValueError(f"threshold on {self.column!r} has neither min nor max; give one")
+        for name in ("min", "max"):
+            bound = getattr(self, name)
+            if bound is not None and math.isnan(bound):
+                raise ValueError(f"threshold on {self.column!r}: {name} is NaN")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(
+                f"threshold on {self.column!r}: min {self.min} is greater than max {self.max}; "
+                "swap them"
+            )
+        return self
+
+    def columns(self) -> tuple[str, ...]:
+        """The column it reads."""
+        return (self.column,)
+
+
+class ThresholdScorer(Scorer):
+    """A filter: keeps the candidates whose value lies in [min, max] (missing values fail)."""
+
+    filters = True
+
+    def keep(self, strategy: ThresholdStrategy, table: dict) -> np.ndarray:
+        v = _numeric(table, strategy.column, f"threshold on {strategy.column!r}")
+        with np.errstate(invalid="ignore"):
+            inside = ~np.isnan(v)
+            if strategy.min is not None:
+                inside &= v >= strategy.min
+            if strategy.max is not None:
+                inside &= v <= strategy.max
+        return inside
+
+
+register(ThresholdStrategy, ThresholdScorer())
+
+
+class BalanceStrategy(BaseStrategy):
+    """Steer the picks' distribution over a categorical column towards target shares."""
+
+    type: Literal["balance"] = Field(
+        "balance",
+        description="balance: objective = target share of the candidate's class ÷ (picks of "
+        "that class + 1), i.e. prefer the class furthest below its target.",
+    )
+    column: str = Field(
+        ...,
+        min_length=1,
+        description="Categorical column, e.g. a label from the predictions file (values are "
+        "compared as text).",
+        examples=["label", "weather"],
+    )
+    target: dict[str, float] = Field(
+        ...,
+        min_length=1,
+        description='Target share per value of the column, e.g. {"car": 0.5, "bike": 0.5}; '
+        "shares are normalised to sum to 1; values not listed (and missing values) get 0.",
+    )
+
+    @field_validator("target")
+    @classmethod
+    def _check_target(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not math.isfinite(v) or v < 0}
+        if bad:
+            raise ValueError(f"balance target shares must be finite and >= 0, got {bad}")
+        if sum(value.values()) <= 0:
+            raise ValueError("balance target shares sum to 0; give at least one positive share")
+        return value
+
+    def columns(self) -> tuple[str, ...]:
+        """The column it reads."""
+        return (self.column,)
+
+
+class BalanceScorer(Scorer):
+    """Objective: target share of the unit's class ÷ (picks of that class so far + 1)."""
+
+    def check(self, strategy: BalanceStrategy, inputs: Inputs) -> None:
+        _get_column(inputs.table, strategy.column, f"balance strategy on {strategy.column!r}")
+
+    def objective(self, strategy: BalanceStrategy, units: Units) -> Objective:
+        labels = _unit_labels(_labels(units.table, strategy.column, "balance")[units.rows])
+        target = strategy.target
+        classes = list(target)
+        total = sum(target.values())
+        share = np.array([target[c] / total for c in classes] + [0.0])
+        other = len(classes)  # code of labels without a target (and of missing ones)
+        code = np.array([classes.index(v) if v in target else other for v in labels])
+        picked = np.zeros(len(share))
+
+        def current() -> np.ndarray:
+            # D'Hondt-like: the class furthest below its target share wins
+            return (share / (picked + 1))[code]
+
+        def on_pick(i: int) -> None:
+            picked[code[i]] += 1
+
+        def describe(i: int, d: float) -> str:
+            return (
+                f"balance: {strategy.column}={labels[i]} ({int(picked[code[i]])} picked "
+                f"before, target {share[code[i]]:.0%})"
+            )
+
+        return Objective(
+            strength=strategy.strength, describe=describe, current=current, picked=on_pick
+        )
+
+
+def _unit_labels(labels: np.ndarray) -> list[str | None]:
+    """The most common label of each unit's frames (ties: the smallest; None if all missing)."""
+    if labels.shape[1] == 1:
+        return labels[:, 0].tolist()
+    out: list[str | None] = []
+    for row in labels:
+        present = [v for v in row if v is not None]
+        if not present:
+            out.append(None)
+            continue
+        values, counts = np.unique(np.asarray(present, dtype=str), return_counts=True)
+        out.append(str(values[int(np.argmax(counts))]))
+    return out
+
+
+register(BalanceStrategy, BalanceScorer())
+
+
+class SimilarityStrategy(BaseStrategy):
+    """Prefer candidates close to query images."""
+
+    type: Literal["similarity"] = Field(
+        "similarity",
+        description="similarity: objective = 1 - d²/4 with d the distance to the nearest "
+        "query embedding (the cosine similarity mapped to [0, 1]).",
+    )
+    query_keys: list[Annotated[str, Field(min_length=1)]] = Field(
+        ...,
+        min_length=1,
+        description="Keys of the query images (relative to the source), embedded with the "
+        "run's model.",
+        examples=[["queries/night-pedestrian.jpg"]],
+    )
+
+
+class SimilarityScorer(Scorer):
+    """Objective: 1 - d²/4, d the distance to the nearest query embedding."""
+
+    def check(self, strategy: SimilarityStrategy, inputs: Inputs) -> None:
+        if inputs.queries is None or np.asarray(inputs.queries).size == 0:
+            raise ConfigError(
+                "the similarity strategy needs query embeddings: pass queries=(Q, D) (the flow "
+                "embeds the strategy's query_keys)"
+            )
+        _as_matrix(inputs.queries, "queries", dim=inputs.dim)
+
+    def objective(self, strategy: SimilarityStrategy, units: Units) -> Objective:
+        x = units.x
+        q = _as_matrix(units.queries, "queries", dim=x.shape[1])
+        dq = _nearest_sqdist(x, (x * x).sum(1), q).sqrt().double().cpu().numpy()
+        return Objective(
+            strength=strategy.strength,
+            values=1 - dq * dq / 4,
+            describe=lambda i, d: f"similarity: {dq[i]:.3f} from the nearest query",
+        )
+
+
+register(SimilarityStrategy, SimilarityScorer())
+
+
+class TypicalityStrategy(BaseStrategy):
+    """Prefer candidates in dense regions of the run's data."""
+
+    type: Literal["typicality"] = Field(
+        "typicality",
+        description="typicality: objective = 1 / mean distance to the k nearest other "
+        "candidates (TypiClust).",
+    )
+    k: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="Neighbours averaged. Above 20,000 candidates they are searched in a "
+        "seeded sample of 20,000.",
+    )
+
+
+class TypicalityScorer(Scorer):
+    """Objective: 1 / mean distance to the k nearest other units (TypiClust)."""
+
+    def objective(self, strategy: TypicalityStrategy, units: Units) -> Objective:
+        m = _knn_mean_distance(units.x, strategy.k, units.seed)
+        k = strategy.k
+        return Objective(
+            strength=strategy.strength,
+            values=1 / np.maximum(m, 1e-6),
+            describe=lambda i, d: f"typicality: mean {k}-NN distance {m[i]:.3f}",
+        )
+
+
+def _knn_mean_distance(x: torch.Tensor, k: int, seed: int) -> np.ndarray:
+    """Mean distance of each row to its k nearest other rows (in a seeded reference sample)."""
+    import torch
+
+    n = len(x)
+    ref_idx = np.arange(n)
+    if n > _TYPICALITY_REFERENCE:
+        rng = np.random.default_rng([seed, 2])
+        ref_idx = np.sort(rng.choice(n, _TYPICALITY_REFERENCE, replace=False))
+    kk = min(k, len(ref_idx) - 1)
+    if kk < 1:
+        return np.ones(n)
+    ref = x[torch.from_numpy(ref_idx).to(x.device)]
+    sqr = (ref * ref).sum(1)
+    col = np.full(n, -1, dtype=np.int64)
+    col[ref_idx] = np.arange(len(ref_idx))
+    out = np.empty(n)
+    step = 1024
+    for s in range(0, n, step):
+        xb = x[s : s + step]
+        d2 = ((xb * xb).sum(1)[:, None] + sqr[None, :] - 2 * (xb @ ref.T)).clamp_min_(0)
+        own = col[s : s + len(xb)]
+        r = np.flatnonzero(own >= 0)
+        if len(r):
+            d2[torch.from_numpy(r).to(x.device), torch.from_numpy(own[r]).to(x.device)] = math.inf
+        near = d2.topk(kk, dim=1, largest=False).values.sqrt_()
+        out[s : s + len(xb)] = near.mean(1).double().cpu().numpy()
+    return out
+
+
+register(TypicalityStrategy, TypicalityScorer())
