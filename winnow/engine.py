@@ -29,7 +29,6 @@ import collections
 import queue
 import threading
 import time
-import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,7 +244,7 @@ class _FrameBudget:
 # Messages from a decoder to the model side, all tuples starting with a tag:
 #   ("frames", task, FrameBatch)   a chunk; its frames hold room in the budget
 #   ("file", task, FileResult)     the file is finished (after all its chunks)
-#   ("error", task, text, exc)     an unexpected failure; the run stops with a clear error
+#   ("error", task, exc)           an unexpected failure; the run stops with a clear error
 #   ("exit", None)                 the worker has no more files
 
 
@@ -286,22 +285,9 @@ def _decode_one(
             ref, status="skipped", error=f"vanished from the source before decoding ({exc})"
         )
         put(("file", task, result))
-    except WinnowError as exc:  # storage errors: already clear, may be transient (retried)
-        put(("error", task, None, exc))
-    except Exception as exc:
-        text = "".join(traceback.format_exception(exc))
-        put(("error", task, text, exc if _picklable(exc) else None))
+    except Exception as exc:  # re-raised by the model loop, in the caller's thread
+        put(("error", task, exc))
     return True
-
-
-def _picklable(exc: BaseException) -> bool:
-    import pickle
-
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return True
-    except Exception:
-        return False
 
 
 class _ThreadDecoders:
@@ -581,15 +567,13 @@ class _ModelLoop:
         elif tag == "exit":
             self.live -= 1
         else:
-            _, task, text, exc = message
+            _, task, exc = message
             if isinstance(exc, WinnowError):  # storage errors: clear, maybe transient
                 raise exc
             url = self.source.url_for(task.ref.key)
-            detail = f"{type(exc).__name__}: {exc}" if exc is not None else text.splitlines()[-1]
-            remote = "" if exc is not None and exc.__traceback__ is not None else f"\n{text}"
             raise DecodeError(
-                f"unexpected error while decoding {url}: {detail} (a bug, not bad media; "
-                f"please report it, with the file if you can){remote}"
+                f"unexpected error while decoding {url}: {type(exc).__name__}: {exc} (a bug, "
+                "not bad media; please report it, with the file if you can)"
             ) from exc
 
     def submit(self, n: int) -> None:

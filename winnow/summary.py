@@ -169,7 +169,8 @@ def summary_rows(summary: RunSummary) -> list[Row]:
         ("dataset before the run (samples)", s.dataset_samples),
         ("duplicates removed", s.removed_duplicates),
         ("removed by thresholds", s.removed_thresholds),
-        ("selected", f"{s.selected} (stopped by {s.stop_reason or 'n/a'})"),
+        ("selected", s.selected),
+        ("stopped by", s.stop_reason or "n/a"),
         (
             "coverage radius before → after",
             f"{fmt_number(s.coverage_before)} → {fmt_number(s.coverage_after)}",

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import re
-from collections.abc import Sequence
 from typing import Any
 
 from winnow.outputs._frames import REPORT_THUMBNAILS
 from winnow.outputs._names import FRAMES_PREFIX
-from winnow.records import RunSummary
+from winnow.summary import RunSummary, fmt_number, render_html
 
 _SAFE_URL_RE = re.compile(r"^(https?|file|s3)://", re.IGNORECASE)
 
@@ -38,14 +36,6 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _num(value: float | None, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if isinstance(value, float) and math.isinf(value):
-        return "∞" if value > 0 else "-∞"
-    return f"{value:.{digits}f}"
-
-
 def _link(url: str, text: str) -> str:
     """A link to `url` if it is a web, file or bucket URL, else just the text (no `javascript:`)."""
     if url and _SAFE_URL_RE.match(url):
@@ -55,16 +45,6 @@ def _link(url: str, text: str) -> str:
 
 def _data_uri(mime: str, data: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def _table(rows: Sequence[tuple[str, str]], *, head: tuple[str, str] | None = None) -> str:
-    """A two-column table; cells are already HTML."""
-    out = ["<table>"]
-    if head:
-        out.append(f"<tr><th>{head[0]}</th><th>{head[1]}</th></tr>")
-    out += [f'<tr><th>{k}</th><td class="n">{v}</td></tr>' for k, v in rows]
-    out.append("</table>")
-    return "\n".join(out)
 
 
 def render_report(*, summary: RunSummary, picks: list[dict], plot_png: bytes | None) -> str:
@@ -99,44 +79,13 @@ def render_report(*, summary: RunSummary, picks: list[dict], plot_png: bytes | N
         + (f" · model {_e(summary.model)}" if summary.model else "")
         + "</p>",
     ]
-    parts += _report_counts(summary)
+    parts.append(render_html(summary))
     parts += _report_plot(summary, plot_png)
     parts += _report_picks(picks, summary.selected or len(picks))
     parts += _report_problems(summary, picks)
     parts += _report_outputs(summary, picks)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
-
-
-def _report_counts(summary: RunSummary) -> list[str]:
-    files = [
-        ("files listed", _e(summary.files_listed)),
-        ("new or changed", _e(summary.files_new)),
-        ("already in the pool", _e(summary.files_known)),
-        ("decoded", _e(summary.files_ok)),
-        ("corrupt", _e(summary.files_corrupt)),
-        ("skipped", _e(summary.files_skipped)),
-    ]
-    chosen = [
-        ("candidates (frames)", _e(summary.candidates)),
-        ("duplicates removed", _e(summary.removed_duplicates)),
-        ("removed by thresholds", _e(summary.removed_thresholds)),
-        ("selected", _e(summary.selected)),
-        ("stopped by", _e(summary.stop_reason or "n/a")),
-        (
-            "coverage radius before → after",
-            f"{_num(summary.coverage_before)} → {_num(summary.coverage_after)}",
-        ),
-        ("mean distance of picks to the dataset", _num(summary.mean_pick_distance)),
-        ("the same for a random pick (baseline)", _num(summary.mean_random_distance)),
-    ]
-    out = ['<h2>Counts</h2><div class="grid" style="gap:24px">', _table(files), _table(chosen)]
-    if summary.seconds:
-        timings = [(_e(k), f"{v:.2f}") for k, v in summary.seconds.items()]
-        total = sum(summary.seconds.values())
-        out.append(_table([*timings, ("total", f"{total:.2f}")], head=("stage", "seconds")))
-    out.append("</div>")
-    return out
 
 
 def _report_plot(summary: RunSummary, plot_png: bytes | None) -> list[str]:
@@ -171,7 +120,7 @@ def _report_picks(picks: list[dict], n_selected: int) -> list[str]:
         error = pick.get("error")
         out.append(
             f'<div class="card">{img}<div>#{rank + 1} <code>{_e(pick["key"])}</code></div>'
-            f"<div>{frame} · distance {_num(float(pick['distance']))}</div>"
+            f"<div>{frame} · distance {fmt_number(float(pick['distance']))}</div>"
             f'<div class="muted">{_e(pick["reason"])}</div>'
             + (f'<div class="warn">not exported: {_e(error)}</div>' if error else "")
             + "</div>"

@@ -12,8 +12,9 @@ from winnow.outputs._frames import _image_thumbnails, _write_frames
 from winnow.outputs._names import export_name, tag_keys
 from winnow.outputs._plot import render_embedding_plot
 from winnow.outputs._report import render_report
-from winnow.records import Candidates, FileResult, RunSummary, Selection
+from winnow.records import Candidates, FileResult, Selection
 from winnow.storage import ObjectStore
+from winnow.summary import RunSummary
 
 
 @dataclass

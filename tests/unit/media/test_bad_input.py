@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.unit.media._helpers import GOP, N_FRAMES, _decode, _indices, _pixels
+from tests.unit.media.conftest import GOP, N_FRAMES, _decode, _indices, _pixels
 from winnow import demo
 
 

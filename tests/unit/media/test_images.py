@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps, JpegImagePlugin
 
-from tests.unit.media._helpers import SIZE, _decode, _resize
+from tests.unit.media.conftest import SIZE, _decode, _resize
 from winnow import demo, media
 from winnow.errors import DecodeError
 

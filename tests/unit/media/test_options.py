@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from tests.unit.media._helpers import _ref
+from tests.unit.media.conftest import _ref
 from winnow import media
 from winnow.errors import ConfigError
 

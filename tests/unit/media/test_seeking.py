@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.unit.media._helpers import _decode, _indices, _pixels, _pts, _reference, _resize
+from tests.unit.media.conftest import _decode, _indices, _pixels, _pts, _reference, _resize
 from winnow import demo, media
 from winnow.errors import DecodeError
 

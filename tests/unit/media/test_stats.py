@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.unit.media._helpers import (
+from tests.unit.media.conftest import (
     N_FRAMES,
     SIZE,
     _decode,

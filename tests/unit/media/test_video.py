@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.unit.media._helpers import (
+from tests.unit.media.conftest import (
     GOP,
     N_FRAMES,
     SIZE,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.unit.outputs._helpers import DIM, _unit
+from tests.unit.outputs.conftest import DIM, _unit
 from winnow import outputs
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from winnow import outputs
-from winnow.records import RunSummary
+from winnow.summary import RunSummary
 
 
 def test_report_escapes_data_and_refuses_script_links():

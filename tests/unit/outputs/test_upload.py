@@ -23,12 +23,13 @@ import pyarrow.csv
 import pytest
 from PIL import Image
 
-from tests.unit.outputs._helpers import DIM, _unit
+from tests.unit.outputs.conftest import DIM, _unit
 from winnow import demo, outputs
 from winnow.errors import ConfigError
 from winnow.outputs import _frames
-from winnow.records import Candidates, FileResult, Pick, RunSummary, Selection, sample_id_for
+from winnow.records import Candidates, FileResult, Pick, Selection, sample_id_for
 from winnow.storage import LocalStore
+from winnow.summary import RunSummary
 
 TAG = "run-0001"
 VIDEO_A = "cam1/drive.mp4"

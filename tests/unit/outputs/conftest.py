@@ -1,4 +1,4 @@
-"""Helpers of the outputs tests."""
+"""Shared helpers of the outputs tests."""
 
 from __future__ import annotations
 
