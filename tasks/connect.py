@@ -1,4 +1,4 @@
-"""Open the run's stores: source (read-only), output, and the datapool under the output.
+"""Connect a run to its stores, and the retry policy of tasks that talk to storage.
 
 Credentials come from the boto3 default chain, a named profile, or a Prefect `AwsCredentials`
 block named in the parameters; they are resolved here, on the worker, and never pass through
