@@ -260,38 +260,56 @@ def export(
     cumulative: Annotated[
         bool, typer.Option(help="Include the tag's ancestors (the dataset up to the tag).")
     ] = False,
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="filenames: one exported name per line (frames as PNG names, images as source "
+            "keys); csv: one row per member; parquet: the same with embeddings (needs --out); "
+            "labelstudio: Label Studio import tasks.",
+        ),
+    ] = "filenames",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write to this file instead of printing (parquet: required)."),
+    ] = None,
+    document_root: Annotated[
+        str,
+        typer.Option(
+            help="labelstudio, local outputs: the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT; "
+            "image paths are written relative to it."
+        ),
+    ] = "/",
     endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
 ) -> None:
-    """Print the filenames of a tag (frames as exported PNG names, images as source keys)."""
+    """Export a tag's members: filenames (default), CSV, Parquet or Label Studio tasks."""
+    from winnow import outputs
     from winnow.errors import WinnowError
-    from winnow.outputs import export_name
+    from winnow.storage import S3Options, open_store
 
+    if format not in outputs.EXPORT_FORMATS:
+        _fail(f"--format must be one of {', '.join(outputs.EXPORT_FORMATS)}, got {format!r}")
+    if format == "parquet" and out is None:
+        _fail("--format parquet writes a binary file: give --out FILE")
+    options = S3Options(endpoint_url=endpoint_url) if endpoint_url else None
     snapshot = _open_pool(output, endpoint_url).load()
     try:
-        chain = [snapshot.tag(tag)]
-    except WinnowError as exc:
-        _fail(str(exc), code=1)
-    while cumulative and chain[-1].parent:
-        chain.append(snapshot.tag(chain[-1].parent))
-    ids = [s for t in reversed(chain) for s in t.sample_ids]
-    samples = snapshot.samples(ids)
-    files = snapshot.files
-    totals = dict(
-        zip(files.column("key").to_pylist(), files.column("frames_total").to_pylist(), strict=True)
-    )
-    kinds = dict(
-        zip(files.column("key").to_pylist(), files.column("kind").to_pylist(), strict=True)
-    )
-    by_id = {sid: i for i, sid in enumerate(samples.sample_id)}
-    for sid in ids:
-        i = by_id[sid]
-        key = str(samples.key[i])
-        sys.stdout.write(
-            export_name(
-                key, kinds.get(key, "video"), int(samples.frame_index[i]), totals.get(key, 1)
-            )
-            + "\n"
+        data = outputs.export_tag(
+            snapshot,
+            tag=tag,
+            fmt=format,
+            cumulative=cumulative,
+            output=open_store(output, options),
+            open_source=lambda url: open_store(url, options),
+            document_root=document_root,
         )
+    except (WinnowError, ValueError) as exc:
+        _fail(str(exc), code=1)
+    if out is not None:
+        out.write_bytes(data)
+        typer.echo(f"wrote {out} ({len(data)} bytes)", err=True)
+    else:
+        sys.stdout.write(data.decode("utf-8"))
 
 
 def main() -> None:

@@ -86,6 +86,7 @@ def curate(
             shard_files=params.shard_files,
         )
     summary.files_listed, summary.files_known = found.listed, found.known
+    summary.files_ignored, summary.ignored_examples = found.ignored, list(found.ignored_examples)
     summary.files_new = len(found.new)
     if not found.new:
         summary.nothing_new = True

@@ -11,6 +11,7 @@ from winnow.records import FileRef, Shard, kind_of
 from winnow.storage import ObjectStore, check_key
 
 _GLOB_CHARS = set("*?[")
+IGNORED_EXAMPLES = 5  # keys of ignored (non-media) objects kept to show the user
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,10 @@ class Discovery:
         listed: Media files listed (after the relevant filter and output exclusion).
         known: Listed files the pool already holds with the same fingerprint.
         changed: New files whose key the pool holds with another fingerprint.
-        ignored: Listed objects that are not media (by extension) or not relevant.
+        ignored: Listed objects that are not media by their extension (`records.kind_of`),
+            among the relevant ones: what a user who expected them to be read looks for.
+        ignored_examples: The first few of them (at most `IGNORED_EXAMPLES` keys).
+        not_relevant: Listed objects left out by the relevant-filenames filter.
     """
 
     new: tuple[FileRef, ...]
@@ -77,6 +81,8 @@ class Discovery:
     known: int
     changed: int
     ignored: int
+    ignored_examples: tuple[str, ...] = ()
+    not_relevant: int = 0
 
 
 def list_new_files(
@@ -106,13 +112,19 @@ def list_new_files(
     """
     excluded = tuple(p for p in exclude_prefixes if p)
     new: list[FileRef] = []
-    listed = known_n = changed = ignored = 0
+    listed = known_n = changed = ignored = not_relevant = 0
+    examples: list[str] = []
     for info in source.list():
         if excluded and info.key.startswith(excluded):
             continue
+        if relevant is not None and not relevant(info.key):
+            not_relevant += 1
+            continue
         kind = kind_of(info.key)
-        if kind is None or (relevant is not None and not relevant(info.key)):
+        if kind is None:
             ignored += 1
+            if len(examples) < IGNORED_EXAMPLES:
+                examples.append(info.key)
             continue
         listed += 1
         previous = known.get(info.key)
@@ -122,7 +134,7 @@ def list_new_files(
         if previous is not None and previous != info.fingerprint:
             changed += 1
         new.append(FileRef(info.key, info.fingerprint, info.size_bytes, kind))
-    return Discovery(tuple(new), listed, known_n, changed, ignored)
+    return Discovery(tuple(new), listed, known_n, changed, ignored, tuple(examples), not_relevant)
 
 
 def plan_shards(

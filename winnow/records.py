@@ -18,7 +18,11 @@ import pyarrow as pa
 FileKind = Literal["image", "video"]
 FileStatus = Literal["ok", "corrupt", "skipped"]
 
-IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"})
+# Still pictures. GIF is here too: a still GIF decodes as an image, an animated one has its
+# frames sampled like a video's (and its result says `video`). HEIC/HEIF need pillow-heif.
+IMAGE_EXTENSIONS = frozenset(
+    {"jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif", "avif", "heic", "heif"}
+)
 VIDEO_EXTENSIONS = frozenset({"mp4", "mov", "avi", "mkv", "webm", "m4v"})
 
 

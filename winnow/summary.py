@@ -42,6 +42,8 @@ class RunSummary:
         files_listed: Media files listed in the source (after `relevant_filenames`).
         files_new: Files new or changed since the last run.
         files_known: Files skipped because the pool already holds them unchanged.
+        files_ignored: Objects in the source ignored as not media (by extension).
+        ignored_examples: A few of their keys, so a user who expected them sees which.
         files_ok: New files decoded successfully.
         files_corrupt: New files that could not be decoded.
         files_skipped: New files decoded to no usable frame.
@@ -75,6 +77,8 @@ class RunSummary:
     files_listed: int = 0
     files_new: int = 0
     files_known: int = 0
+    files_ignored: int = 0
+    ignored_examples: list[str] = field(default_factory=list)
     files_ok: int = 0
     files_corrupt: int = 0
     files_skipped: int = 0
@@ -159,6 +163,7 @@ def summary_rows(summary: RunSummary) -> list[Row]:
         ("files listed", s.files_listed),
         ("new or changed", s.files_new),
         ("already in the pool", s.files_known),
+        ("ignored (not media)", _ignored(s)),
         ("decoded", s.files_ok),
         ("corrupt", s.files_corrupt),
         ("skipped", s.files_skipped),
@@ -183,11 +188,23 @@ def summary_rows(summary: RunSummary) -> list[Row]:
     ]
 
 
+def _ignored(summary: RunSummary) -> str:
+    """The ignored count with a few example keys, e.g. `2 (notes.txt, clip.mts)`."""
+    shown = summary.ignored_examples
+    if not summary.files_ignored or not shown:
+        return str(summary.files_ignored)
+    more = ", …" if summary.files_ignored > len(shown) else ""
+    return f"{summary.files_ignored} ({', '.join(shown)}{more})"
+
+
 def _headline(summary: RunSummary) -> str:
     if summary.nothing_new:
+        ignored = (
+            f"; {_ignored(summary)} objects ignored (not media)" if summary.files_ignored else ""
+        )
         return (
-            f"nothing new in {summary.source}: {summary.files_known} files already in the pool; "
-            "no decoding, no embedding, no tag"
+            f"nothing new in {summary.source}: {summary.files_known} files already in the pool"
+            f"{ignored}; no decoding, no embedding, no tag"
         )
     after = summary.pool_version_after
     versions = f"{summary.pool_version_before} → {after if after is not None else 'unchanged'}"
@@ -227,7 +244,13 @@ def render_markdown(summary: RunSummary) -> str:
     if summary.nothing_new:
         return (
             f"## Nothing new\n\nNo new or changed media file in `{summary.source}` "
-            f"({summary.files_known} files already in the pool). No tag registered."
+            f"({summary.files_known} files already in the pool"
+            + (
+                f"; {_md(_ignored(summary))} objects ignored, not media"
+                if summary.files_ignored
+                else ""
+            )
+            + "). No tag registered."
         )
     lines = [
         f"## Tag `{summary.tag}`" if summary.tag else "## No tag (nothing selected)",

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from winnow.errors import ConfigError
+from winnow.media._animated import _decode_gif, _is_animated_gif
 from winnow.media._images import _decode_image
 from winnow.media._options import FrameOptions
 from winnow.media._video import _decode_video
@@ -22,7 +23,8 @@ def decode_file(
 ) -> Iterator[FrameBatch | FileResult]:
     """Decode one image or video file into model-size frames.
 
-    `ref.kind` picks the decoder. Frames are squashed to `size` x `size` RGB (aspect ratio not
+    `ref.kind` picks the decoder; an image whose content is an animated GIF has its frames
+    sampled like a video's, and its `FileResult.kind` is `video`. Frames are squashed to `size` x `size` RGB (aspect ratio not
     kept), with EXIF orientation or display rotation applied. Bad media never raises: it ends
     in a `FileResult` with status `corrupt` (or `skipped` for a file without a video stream)
     and a reason in `error`. A video that breaks after some frames keeps those frames and
@@ -32,7 +34,7 @@ def decode_file(
         path: Local file holding the content.
         ref: The file's identity (key, fingerprint, size, kind), copied into every record.
         size: Side of the square model input, in pixels.
-        options: How video frames are sampled (ignored for images).
+        options: How video (and animated GIF) frames are sampled (ignored for still images).
         chunk_frames: Most frames per yielded `FrameBatch`, so memory never depends on a
             video's length.
 
@@ -48,5 +50,7 @@ def decode_file(
             f"decode_file: size and chunk_frames must be positive, got {size} and {chunk_frames}"
         )
     if ref.kind == "image":
+        if _is_animated_gif(path):  # frames sampled like a video's; its result says `video`
+            return _decode_gif(path, ref, size=size, options=options, chunk_frames=chunk_frames)
         return _decode_image(path, ref, size=size)
     return _decode_video(path, ref, size=size, options=options, chunk_frames=chunk_frames)

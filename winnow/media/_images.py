@@ -1,4 +1,8 @@
-"""Images with Pillow: full size (`load_image`) and squashed to the model's square input."""
+"""Images with Pillow: full size (`load_image`) and squashed to the model's square input.
+
+Pillow reads JPEG, PNG, WebP, BMP, TIFF, GIF and AVIF itself; `pillow-heif` adds HEIC/HEIF
+(phone photos), registered here as a Pillow opener.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from winnow.errors import DecodeError, UnsupportedMediaError
 from winnow.media._sniff import _file_size, _not_an_image, _reason
 from winnow.media._stats import _Chunks
 from winnow.records import FileRef, FileResult, FrameBatch
+
+pillow_heif.register_heif_opener()
 
 
 def load_image(path: Path) -> np.ndarray:

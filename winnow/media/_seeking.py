@@ -13,6 +13,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from winnow.errors import DecodeError, EmptyVideoError, UnsupportedMediaError
+from winnow.media._animated import _extract_gif_frames, _is_animated_gif
 from winnow.media._sniff import _reason
 from winnow.media._video import _decode_threads, _quarter_turns, _video_stream
 
@@ -20,13 +21,14 @@ from winnow.media._video import _decode_threads, _quarter_turns, _video_stream
 def extract_frames(
     path: Path, targets: Sequence[tuple[int, float]]
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Full-resolution frames of a video, re-decoded by seeking.
+    """Full-resolution frames of a video (or an animated GIF), re-decoded by seeking.
 
     For each target the decoder seeks to the keyframe before it and decodes forward to the
-    frame with exactly that timestamp (nearby targets share one forward pass).
+    frame with exactly that timestamp (nearby targets share one forward pass). An animated
+    GIF's frames are found by frame number (Pillow draws every frame up to the last target).
 
     Args:
-        path: The video file.
+        path: The video file, or an animated GIF.
         targets: `(frame_index, pts_seconds)` pairs as reported by `decode_file`.
 
     Yields:
@@ -40,6 +42,9 @@ def extract_frames(
     for index, pts in targets:
         wanted.setdefault(int(index), float(pts))
     if not wanted:
+        return
+    if _is_animated_gif(path):
+        yield from _extract_gif_frames(path, sorted(wanted))
         return
     try:
         container = av.open(str(path), metadata_errors="ignore")

@@ -5,7 +5,9 @@ Layout under the output root (nothing is written anywhere else; the source is on
 frames/<key without extension>-<frame index>-<extension>.png   selected video frames, full size
 tags/<tag>/filenames.txt      one exported name per sample (frame PNG name, or the image's key)
 tags/<tag>/samples.csv        metadata, pick distance and reason, link and embedding per sample
-tags/<tag>/labelstudio.json   Label Studio import tasks
+tags/<tag>/labelstudio.json   Label Studio import tasks (`image`: local-files URL or s3://)
+tags/<tag>/members.csv        one plain row per member: ids, key, frame, time, name, size, stats
+tags/<tag>/members.parquet    the same columns and the embedding (fixed-size float32 list)
 tags/<tag>/embedding.png      2-D PCA projection: dataset grey, picks in colour, the rest faint
 tags/<tag>/report.html        self-contained HTML report of the run
 ```
@@ -18,14 +20,21 @@ One module a concern:
 ```
 _names.py     frame_name, export_name, tag_keys: every name in the output store
 _frames.py    picked video frames re-decoded at full size, PNG encoding, report thumbnails
-_exports.py   filenames.txt, samples.csv, labelstudio.json
+_exports.py   filenames.txt, samples.csv, labelstudio.json, members.csv/.parquet
 _plot.py      render_embedding_plot: the 2-D PCA picture
 _report.py    render_report: the HTML report and its sections
 _upload.py    upload_selection: all of the above for one tag, and what it wrote (Exported)
 ```
 """
 
-from winnow.outputs._exports import SAMPLES_CSV_COLUMNS
+from winnow.outputs._exports import (
+    EXPORT_FORMATS,
+    LABELSTUDIO_LOCAL_FILES,
+    MEMBERS_COLUMNS,
+    SAMPLES_CSV_COLUMNS,
+    export_tag,
+    labelstudio_image,
+)
 from winnow.outputs._frames import PNG_COMPRESS_LEVEL, REPORT_THUMBNAILS, THUMBNAIL_PX
 from winnow.outputs._names import (
     EXPORT_FILES,
@@ -41,7 +50,10 @@ from winnow.outputs._upload import Exported, upload_selection
 
 __all__ = [
     "EXPORT_FILES",
+    "EXPORT_FORMATS",
     "FRAMES_PREFIX",
+    "LABELSTUDIO_LOCAL_FILES",
+    "MEMBERS_COLUMNS",
     "MAX_PLOT_POINTS",
     "PNG_COMPRESS_LEVEL",
     "REPORT_THUMBNAILS",
@@ -50,7 +62,9 @@ __all__ = [
     "THUMBNAIL_PX",
     "Exported",
     "export_name",
+    "export_tag",
     "frame_name",
+    "labelstudio_image",
     "render_embedding_plot",
     "render_report",
     "tag_keys",

@@ -14,6 +14,8 @@ EXPORT_FILES = {
     "filenames": "filenames.txt",
     "samples_csv": "samples.csv",
     "labelstudio": "labelstudio.json",
+    "members_csv": "members.csv",
+    "members_parquet": "members.parquet",
     "embedding_plot": "embedding.png",
     "report": "report.html",
 }

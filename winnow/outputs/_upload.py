@@ -7,7 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from winnow.outputs._exports import _filenames_txt, _labelstudio_json, _samples_csv
+from winnow.outputs._exports import (
+    _filenames_txt,
+    _labelstudio_json,
+    _members_csv,
+    _members_parquet,
+    _samples_csv,
+)
 from winnow.outputs._frames import _image_thumbnails, _write_frames
 from winnow.outputs._names import export_name, tag_keys
 from winnow.outputs._plot import render_embedding_plot
@@ -26,14 +32,14 @@ class Exported:
             the image's source key), as in `filenames.txt`.
         urls: Per pick: a link to the frame PNG in the output (videos) or to the source image;
             an empty string for a frame in `missing`.
-        keys: `filenames`, `samples_csv`, `labelstudio`, `embedding_plot`, `report` → key of
-            that file in the output store.
+        keys: `filenames`, `samples_csv`, `labelstudio`, `members_csv`, `members_parquet`,
+            `embedding_plot`, `report` → key of that file in the output store.
         links: The same names → link (`ObjectStore.link`: `file://` locally; `s3://`, or
             presigned HTTPS when asked for, on S3).
         missing: Frame name → `<key>: <reason>`, for picked frames that could not be
             re-decoded (the video was removed or can no longer be decoded). They are left out of
             `filenames.txt`, `samples.csv` and `labelstudio.json`, logged as a warning and
-            listed in the report.
+            listed in the report (and left out of the members CSV and Parquet).
     """
 
     filenames: list[str]
@@ -59,8 +65,8 @@ def upload_selection(
 
     Picked video frames are re-decoded at full size (one open and seek pass per video for all
     its picks) and written as PNG; images are referenced in place. Then `filenames.txt`,
-    `samples.csv`, `labelstudio.json`, `embedding.png` and, last, `report.html` are written
-    under `tags/<tag>/`. PNG encoding and uploads run in a thread pool. Every name is
+    `samples.csv`, `labelstudio.json`, `members.csv`, `members.parquet`, `embedding.png`
+    and, last, `report.html` are written under `tags/<tag>/`. PNG encoding and uploads run in a thread pool. Every name is
     deterministic, so a re-run overwrites the same objects with the same content.
 
     A video that can no longer be read (changed, removed or undecodable) does not stop the
@@ -144,10 +150,14 @@ def _upload_selection(
         else:
             row["url"] = source.link(row["key"])
     exported_rows = [r for r in rows if r["error"] is None]
+    for row in rows:
+        row["tag"] = tag
 
     output.put(keys["filenames"], _filenames_txt(exported_rows))
     output.put(keys["samples_csv"], _samples_csv(exported_rows))
     output.put(keys["labelstudio"], _labelstudio_json(exported_rows, tag))
+    output.put(keys["members_csv"], _members_csv(exported_rows))
+    output.put(keys["members_parquet"], _members_parquet(exported_rows))
 
     picked = np.zeros(len(candidates), dtype=bool)
     picked[selection.indices] = True

@@ -314,7 +314,7 @@ def test_upload_selection_writes_frames_and_exports(run, source_dir, tmp_path):
     tasks = json.loads((out_root / exported.keys["labelstudio"]).read_text("utf-8"))
     assert len(tasks) == len(run.selection.picks)
     for task, url, pick in zip(tasks, exported.urls, run.selection.picks, strict=True):
-        assert task["data"]["image"] == url
+        assert task["data"]["image"] == outputs.labelstudio_image(url)
         assert Path(unquote(urlparse(url).path)).is_file()
         assert task["meta"]["sample_id"] == pick.sample_id
         assert task["meta"]["tag"] == TAG
@@ -334,6 +334,8 @@ def test_upload_selection_writes_frames_and_exports(run, source_dir, tmp_path):
         "filenames",
         "samples_csv",
         "labelstudio",
+        "members_csv",
+        "members_parquet",
         "embedding_plot",
         "report",
     }
