@@ -138,3 +138,117 @@ def tag_for(name: str, cands: Candidates, parent=None) -> TagRecord:
         counts="{}",
         sample_ids=tuple(cands.sample_id[:2]),
     )
+
+
+# -- a fault-injecting, request-recording HTTP proxy in front of the moto server ---------------
+
+SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+ACCESS_DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+    b"<Message>Access Denied</Message></Error>"
+)
+
+
+class FaultProxy:
+    """Forward to `upstream`; the first `fail` requests get `mode` instead of an answer.
+
+    Modes: `ok`, `slowdown` (503 SlowDown), `reset` (connection closed, no answer), `deny`
+    (403 AccessDenied on every request). Every request's signing key id (the `Credential=`
+    of its `Authorization` header) is recorded in `key_ids`, in order.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        import http.client
+        import re
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        self.upstream = urlsplit(upstream)
+        self.mode, self.fail, self.seen = "ok", 0, 0
+        self.key_ids: list[str | None] = []
+        self.lock = threading.Lock()
+        proxy = self
+        credential = re.compile(r"Credential=([^/,\s]+)/")
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _handle(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                found = credential.search(self.headers.get("Authorization") or "")
+                with proxy.lock:
+                    proxy.seen += 1
+                    proxy.key_ids.append(found.group(1) if found else None)
+                    fault = proxy.mode if proxy.fail > 0 or proxy.mode == "deny" else "ok"
+                    proxy.fail -= 1 if proxy.fail > 0 else 0
+                if fault == "reset":
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if fault in ("slowdown", "deny"):
+                    payload, status = (
+                        (SLOW_DOWN, 503) if fault == "slowdown" else (ACCESS_DENIED, 403)
+                    )
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(payload)
+                    return
+                conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                headers["Host"] = proxy.upstream.netloc
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def inject(self, mode: str, fail: int = 0) -> None:
+        with self.lock:
+            self.mode, self.fail, self.seen = mode, fail, 0
+            self.key_ids.clear()
+
+
+@pytest.fixture
+def s3_fault_proxy(s3_endpoint: str) -> Iterator[FaultProxy]:
+    """A `FaultProxy` in front of the moto server (mode `ok` until told otherwise)."""
+    proxy = FaultProxy(s3_endpoint)
+    proxy.thread.start()
+    yield proxy
+    proxy.server.shutdown()
+    proxy.server.server_close()
+
+
+@pytest.fixture
+def refused_endpoint() -> str:
+    """An http:// endpoint on 127.0.0.1 where nothing listens (connections are refused)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

@@ -287,35 +287,73 @@ class S3Options:
     presign_expires_s: int = 7 * 24 * 3600
 
 
-_CLIENTS: dict[S3Options, Any] = {}
-_CLIENTS_LOCK = threading.Lock()
+# Connecting to an endpoint should take milliseconds; a refused or unresolvable endpoint is a
+# configuration error and must fail the run in seconds, not after minutes of backoff.
+CONNECT_TIMEOUT_S = 5
 
 
-def _s3_client(options: S3Options) -> Any:
-    """One boto3 client per options, shared by threads (boto3 clients are thread-safe)."""
-    with _CLIENTS_LOCK:
-        client = _CLIENTS.get(options)
-        if client is None:
-            import boto3
-            from botocore.config import Config
+def _make_s3_client(options: S3Options) -> Any:
+    """A boto3 S3 client; credentials are resolved now (options, profile, then the chain)."""
+    import boto3
+    from botocore.config import Config
 
-            session = boto3.session.Session(
-                profile_name=options.profile,
-                aws_access_key_id=options.access_key_id,
-                aws_secret_access_key=options.secret_access_key,
-                aws_session_token=options.session_token,
-                region_name=options.region,
-            )
-            config = Config(
-                retries={"max_attempts": options.max_attempts, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=60,
-                max_pool_connections=32,
-                s3={"addressing_style": "path"} if options.endpoint_url else None,
-            )
-            client = session.client("s3", endpoint_url=options.endpoint_url, config=config)
-            _CLIENTS[options] = client
-        return client
+    session = boto3.session.Session(
+        profile_name=options.profile,
+        aws_access_key_id=options.access_key_id,
+        aws_secret_access_key=options.secret_access_key,
+        aws_session_token=options.session_token,
+        region_name=options.region,
+    )
+    config = Config(
+        retries={"max_attempts": options.max_attempts, "mode": "standard"},
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=60,
+        max_pool_connections=32,
+        s3={"addressing_style": "path"} if options.endpoint_url else None,
+    )
+    client = session.client("s3", endpoint_url=options.endpoint_url, config=config)
+    # Registered first, so it runs before boto3's own retry handler on every attempt.
+    client.meta.events.register_first("needs-retry.s3", _no_retry_when_unreachable)
+    return client
+
+
+def _no_retry_when_unreachable(caught_exception: Exception | None = None, **_: Any) -> None:
+    """Stop boto3 from retrying a refused connection or a name that does not resolve.
+
+    boto3's standard mode retries every connection error with backoff (about 50 s with 8
+    attempts); for an endpoint that refuses or does not exist no retry can help. Raising here
+    ends the call with the original error. Resets, timeouts, throttling and 5xx still retry.
+    """
+    from botocore.exceptions import EndpointConnectionError
+
+    if isinstance(caught_exception, EndpointConnectionError):
+        raise caught_exception
+
+
+class _Client:
+    """One store's boto3 client, made on first use and shared with its child stores.
+
+    Never cached process-wide: credentials are resolved per store, so each run (which opens
+    its own stores) uses the credentials valid now, and no secret outlives the run's stores.
+    Not pickled: a store sent to another process makes its own client there.
+    """
+
+    def __init__(self, options: S3Options) -> None:
+        self.options = options
+        self._lock = threading.Lock()
+        self._client: Any = None
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = _make_s3_client(self.options)
+            return self._client
+
+    def __getstate__(self) -> dict:
+        return {"options": self.options}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["options"])
 
 
 _TRANSIENT_CODES = {
@@ -336,7 +374,14 @@ _TRANSIENT_CODES = {
 class S3Store(ObjectStore):
     """A prefix in an S3 bucket (AWS or any S3-compatible server)."""
 
-    def __init__(self, bucket: str, prefix: str = "", options: S3Options | None = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        options: S3Options | None = None,
+        *,
+        _client: _Client | None = None,
+    ) -> None:
         """Root the store at `s3://bucket/prefix`."""
         if not bucket:
             raise ConfigError("S3 URL has no bucket: use s3://bucket/prefix")
@@ -346,11 +391,12 @@ class S3Store(ObjectStore):
             check_key(self.prefix)
         self.options = options or S3Options()
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self._client = _client if _client is not None else _Client(self.options)
 
     @property
     def client(self) -> Any:
-        """The shared boto3 S3 client."""
-        return _s3_client(self.options)
+        """This store's boto3 S3 client (thread-safe; shared with its child stores)."""
+        return self._client.get()
 
     def _k(self, key: str) -> str:
         return _join(self.prefix, check_key(key))
@@ -359,6 +405,9 @@ class S3Store(ObjectStore):
         """Translate a boto3/botocore exception into our hierarchy, naming bucket and operation."""
         from botocore.exceptions import (
             ClientError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            HTTPClientError,
             NoCredentialsError,
             PartialCredentialsError,
         )
@@ -374,8 +423,19 @@ class S3Store(ObjectStore):
                 f"{op} {where}: no AWS credentials found; set AWS_ACCESS_KEY_ID/"
                 "AWS_SECRET_ACCESS_KEY, a profile, or a Prefect AwsCredentials block"
             )
-        if isinstance(exc, BotoConnectionError):
-            endpoint = self.options.endpoint_url or "AWS S3"
+        endpoint = self.options.endpoint_url or "AWS S3"
+        if isinstance(exc, EndpointConnectionError):  # refused, or the name does not resolve
+            return StorageError(
+                f"{op} {where}: cannot connect to {endpoint}: the connection was refused or the "
+                "host name does not resolve; check the endpoint URL (storage.endpoint_url) and "
+                "that the server is running"
+            )
+        if isinstance(exc, (ConnectTimeoutError, HTTPClientError)):  # timeouts, resets
+            return TransientStorageError(
+                f"{op} {where}: connection to {endpoint} failed ({type(exc).__name__}, "
+                "retries exhausted)"
+            )
+        if isinstance(exc, BotoConnectionError):  # TLS or proxy trouble: retrying won't fix it
             return StorageError(
                 f"{op} {where}: cannot connect to {endpoint} "
                 f"({type(exc).__name__}); check the endpoint URL and the network"
@@ -536,7 +596,7 @@ class S3Store(ObjectStore):
 
     def child(self, prefix: str) -> S3Store:
         """A store rooted at `prefix` below this one, sharing the client."""
-        return S3Store(self.bucket, self._k(prefix), self.options)
+        return S3Store(self.bucket, self._k(prefix), self.options, _client=self._client)
 
 
 def _action(op: str) -> str:

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from tests.conftest import FaultProxy
 from winnow import demo
 from winnow.errors import StorageError
 from winnow.storage import S3Options, S3Store
@@ -93,7 +94,59 @@ def test_missing_credentials_fail_with_one_clear_message(
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setattr("winnow.storage._CLIENTS", {})  # clients resolve credentials when made
     store = S3Store(s3_bucket, "raw", S3Options(endpoint_url=s3_endpoint, region="us-east-1"))
     with pytest.raises(StorageError, match=rf"list s3://{s3_bucket}/raw: no AWS credentials found"):
         list(store.list())
+
+
+def _no_ambient_credentials(monkeypatch, tmp_path, env_key_id: str | None) -> None:
+    """No shared config or credentials files, no instance role; env keys only if given."""
+    empty = tmp_path / "empty-aws-file"
+    empty.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    if env_key_id is None:
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    else:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", env_key_id)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+
+
+@pytest.mark.parametrize("env_key_id", [None, "AKIAENVIRONMENT00001"], ids=["no-env", "env-decoy"])
+def test_a_run_signs_its_requests_with_the_block_credentials(
+    s3_fault_proxy: FaultProxy, s3_bucket, monkeypatch, tmp_path, env_key_id
+):
+    from prefect_aws import AwsCredentials
+
+    from tasks.connect import connect
+    from winnow.params import StorageParams
+
+    _no_ambient_credentials(monkeypatch, tmp_path, env_key_id)
+    storage = StorageParams(endpoint_url=s3_fault_proxy.url, credentials_block="winnow-signing")
+    src, out = f"s3://{s3_bucket}/raw", f"s3://{s3_bucket}/out"
+
+    for key_id in (KEY_ID, "AKIAROTATEDKEY000043"):  # a rotated key is used by the next run
+        AwsCredentials(
+            aws_access_key_id=key_id, aws_secret_access_key=SECRET, region_name="us-east-1"
+        ).save("winnow-signing", overwrite=True)
+        s3_fault_proxy.inject("ok")
+        stores = connect(src, out, storage)  # what a run does first, on the worker
+        assert stores.pool.load().version == 0
+        assert list(stores.source.list()) == []
+        assert len(s3_fault_proxy.key_ids) >= 2
+        assert set(s3_fault_proxy.key_ids) == {key_id}  # the server saw only the block's key
+
+
+def test_new_environment_credentials_are_never_served_an_old_client(
+    s3_fault_proxy: FaultProxy, s3_bucket, monkeypatch, tmp_path
+):
+    options = S3Options(endpoint_url=s3_fault_proxy.url, region="us-east-1")
+    for key_id in ("AKIAFIRSTRUN00000001", "AKIASECONDRUN0000002"):
+        _no_ambient_credentials(monkeypatch, tmp_path, key_id)
+        s3_fault_proxy.inject("ok")
+        store = S3Store(s3_bucket, "raw", options)  # same options, new run, new credentials
+        assert list(store.child("cam").list()) == [] and list(store.list()) == []
+        assert s3_fault_proxy.key_ids == [key_id, key_id]

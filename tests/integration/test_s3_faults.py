@@ -1,101 +1,22 @@
 """S3 failures: transient ones are retried (boto3 backoff, then Prefect task retries), permanent
 ones stop early with one clear message. Faults are injected by a small HTTP proxy in front of
-moto's server, so the client sees real 503s, resets and 403s over the wire."""
+moto's server (`FaultProxy` in tests/conftest.py), so the client sees real 503s, resets and 403s
+over the wire."""
 
 from __future__ import annotations
 
-import http.client
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+import time
 
 import pytest
 
+from tests.conftest import FaultProxy
 from winnow.errors import StorageError, TransientStorageError
 from winnow.storage import S3Options, S3Store
 
-SLOW_DOWN = (
-    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
-    b"<Message>Please reduce your request rate.</Message></Error>"
-)
-ACCESS_DENIED = (
-    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
-    b"<Message>Access Denied</Message></Error>"
-)
-
-
-class FaultProxy:
-    """Forward to `upstream`; the first `fail` requests get `mode` instead of an answer."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = urlsplit(upstream)
-        self.mode, self.fail, self.seen = "ok", 0, 0
-        self.lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def _handle(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with proxy.lock:
-                    proxy.seen += 1
-                    fault = proxy.mode if proxy.fail > 0 or proxy.mode == "deny" else "ok"
-                    proxy.fail -= 1 if proxy.fail > 0 else 0
-                if fault == "reset":
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                if fault in ("slowdown", "deny"):
-                    payload, status = (
-                        (SLOW_DOWN, 503) if fault == "slowdown" else (ACCESS_DENIED, 403)
-                    )
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(payload)
-                    return
-                conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                headers["Host"] = proxy.upstream.netloc
-                conn.request(self.command, self.path, body=body or None, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                self.send_response(resp.status)
-                for k, v in resp.getheaders():
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                conn.close()
-
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def inject(self, mode: str, fail: int = 0) -> None:
-        with self.lock:
-            self.mode, self.fail, self.seen = mode, fail, 0
-
 
 @pytest.fixture
-def proxy(s3_endpoint):
-    p = FaultProxy(s3_endpoint)
-    p.thread.start()
-    yield p
-    p.server.shutdown()
-    p.server.server_close()
+def proxy(s3_fault_proxy: FaultProxy) -> FaultProxy:
+    return s3_fault_proxy
 
 
 def _store(proxy: FaultProxy, bucket: str, attempts: int) -> S3Store:
@@ -115,13 +36,16 @@ def test_transient_faults_are_retried_by_boto3(proxy, s3_bucket, mode):
     assert proxy.seen >= 5  # 3 failures absorbed, then the two calls
 
 
-def test_transient_faults_beyond_the_attempts_are_transient_errors(proxy, s3_bucket):
+@pytest.mark.parametrize(
+    ("mode", "match"),
+    [("slowdown", "transient S3 error SlowDown"), ("reset", "ConnectionClosedError")],
+)
+def test_transient_faults_beyond_the_attempts_are_transient_errors(proxy, s3_bucket, mode, match):
     store = _store(proxy, s3_bucket, attempts=2)
-    proxy.inject("slowdown", fail=100)
-    with pytest.raises(
-        TransientStorageError, match=f"s3://{s3_bucket}/raw/a.jpg: transient S3 error SlowDown"
-    ):
+    proxy.inject(mode, fail=100)
+    with pytest.raises(TransientStorageError, match=f"s3://{s3_bucket}/raw/a.jpg: .*{match}"):
         store.get("a.jpg")
+    assert proxy.seen >= 2  # retried before giving up
 
 
 def test_access_denied_stops_with_one_message_naming_bucket_and_permission(proxy, s3_bucket):
@@ -132,6 +56,22 @@ def test_access_denied_stops_with_one_message_naming_bucket_and_permission(proxy
     ):
         list(store.list())
     assert proxy.seen == 1  # permanent: not retried
+
+
+def test_a_denied_local_copy_is_a_storage_error_and_leaves_no_temporary_file(
+    proxy, s3_bucket, tmp_path, monkeypatch
+):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where local_copy's file would go
+    store = _store(proxy, s3_bucket, attempts=5)
+    store.put("cam/a.mp4", b"video bytes")
+    proxy.inject("deny")
+    with pytest.raises(StorageError, match=rf"get s3://{s3_bucket}/raw/cam/a.mp4: access denied"):
+        with store.local_copy("cam/a.mp4"):
+            pass
+    assert proxy.seen == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.usefixtures("prefect_api")
@@ -151,3 +91,42 @@ def test_prefect_task_retries_a_transient_failure_after_boto3_gives_up(proxy, s3
     proxy.inject("slowdown", fail=2)  # more than one attempt per call: boto3 gives up
     assert just_load() == 0
     assert proxy.seen >= 3
+
+
+# With default settings a retried task waits 2 + 10 + 30 s between its attempts (STORAGE_RETRIES)
+# and the old boto3 setup retried a refused connection for ~40 s: any retry blows this bound.
+FAIL_FAST_S = 10.0
+
+
+@pytest.mark.usefixtures("prefect_api")
+@pytest.mark.parametrize("fault", ["access denied", "refused endpoint", "unresolvable endpoint"])
+def test_a_permanent_error_fails_a_flow_at_once_with_default_settings(
+    proxy, s3_bucket, refused_endpoint, fault
+):
+    from prefect import flow
+
+    from tasks.connect import connect
+    from tasks.discover import load_pool
+    from winnow.params import StorageParams
+
+    endpoint = {
+        "access denied": proxy.url,
+        "refused endpoint": refused_endpoint,
+        "unresolvable endpoint": "http://no-such-host.invalid:9000",
+    }[fault]
+    storage = StorageParams(endpoint_url=endpoint)  # every other setting is the default
+    assert storage.max_attempts > 1  # boto3 and Prefect retries are on
+
+    @flow
+    def just_load():
+        return load_pool(connect(f"s3://{s3_bucket}/raw", f"s3://{s3_bucket}/out", storage)).version
+
+    proxy.inject("deny")
+    match = "access denied" if fault == "access denied" else f"cannot connect to {endpoint}"
+    start = time.monotonic()
+    with pytest.raises(StorageError, match=match):
+        just_load()
+    elapsed = time.monotonic() - start
+    assert elapsed < FAIL_FAST_S, f"a permanent error took {elapsed:.1f} s to fail"
+    if fault == "access denied":
+        assert proxy.seen == 1  # one task attempt, one HTTP request: nothing was retried
