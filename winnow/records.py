@@ -377,6 +377,7 @@ class Selection:
             same candidates (seeded): the baseline the picks should beat.
         stop_reason: Why selection stopped (`n_samples`, `proportion`, `min_distance`,
             `exhausted`).
+        delta: Ball radius δ of a coverage strategy (chosen or given); None without one.
     """
 
     picks: tuple[Pick, ...]
@@ -388,6 +389,7 @@ class Selection:
     mean_pick_distance: float = float("nan")
     mean_random_distance: float = float("nan")
     stop_reason: str = "exhausted"
+    delta: float | None = None
 
     @property
     def sample_ids(self) -> list[str]:

@@ -28,6 +28,7 @@ from winnow.selection._registry import BaseStrategy, Scorer, register, unregiste
 from winnow.selection._select import select
 from winnow.selection._strategies import (
     BalanceStrategy,
+    CoverageStrategy,
     DiversityStrategy,
     RandomStrategy,
     SimilarityStrategy,
@@ -41,6 +42,7 @@ __all__ = [
     "KNOWN_COLUMNS",
     "BalanceStrategy",
     "BaseStrategy",
+    "CoverageStrategy",
     "DiversityStrategy",
     "Inputs",
     "Objective",

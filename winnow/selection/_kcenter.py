@@ -185,12 +185,15 @@ def kcenter_greedy(
     min_distance: float | None = None,
     device: str = "auto",
     block_rows: int = DEFAULT_BLOCK_ROWS,
+    local_search_rounds: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy k-center: repeatedly pick the row farthest from the existing and picked rows.
 
     The first pick is the row farthest from `existing` (row 0 when there is none: every
     distance is infinite and ties go to the lowest index). Picks equal those of a plain float32
-    implementation that recomputes every distance at every step.
+    implementation that recomputes every distance at every step. With `local_search_rounds`,
+    the greedy picks are then improved by swaps that lower the coverage radius (the existing
+    rows stay centers; only picks are swapped).
 
     Args:
         x: (N, D) candidate embeddings (float16 or float32).
@@ -199,21 +202,24 @@ def kcenter_greedy(
         min_distance: Stop before a pick whose distance would be below this; None for none.
         device: `auto` (CUDA when present), `cpu` or `cuda[:N]`.
         block_rows: Rows of `x` per tile of the distance computation.
+        local_search_rounds: Most swaps of the local search after the greedy; None: off.
 
     Returns:
         (indices, distances): int64 rows of `x` in pick order, and float64 distance of each
         pick to the nearest existing-or-earlier pick at the time it was picked (inf for a
-        first pick without existing rows).
+        first pick without existing rows); after a local search, to the nearest existing row
+        or earlier pick in this order.
 
     Raises:
-        ConfigError: Shapes disagree, values are not finite, k < 0, min_distance < 0, or the
-            device is unusable.
+        ConfigError: Shapes disagree, values are not finite, k < 0, min_distance < 0,
+            local_search_rounds < 1, or the device is unusable.
 
     Notes:
         Sener & Savarese, "Active Learning for Convolutional Neural Networks: A Core-Set
         Approach", ICLR 2018 (greedy k-center, a 2-approximation of the minimax facility
         location). Cost: O(N·M·D) for the initial distances (tiled matrix products) plus
-        O(N·D) per pick, read in float16 with exact float32 refinement.
+        O(N·D) per pick, read in float16 with exact float32 refinement. The local search
+        costs O(N·k·D) once, then O(64·N·D) per round.
     """
     xa = _as_matrix(x, "x")
     ea = (
@@ -228,9 +234,21 @@ def kcenter_greedy(
             f"min_distance must be a finite number >= 0 or None, got {min_distance!r}"
         )
     _check_block_rows(block_rows)
+    if local_search_rounds is not None and (
+        not isinstance(local_search_rounds, int | np.integer) or local_search_rounds < 1
+    ):
+        raise ConfigError(
+            f"local_search_rounds must be an integer >= 1 or None, got {local_search_rounds!r}"
+        )
     dev = resolve_device(device)
     return _kcenter_greedy(
-        xa, ea, k=k, min_distance=min_distance, device=dev, block_rows=block_rows
+        xa,
+        ea,
+        k=k,
+        min_distance=min_distance,
+        device=dev,
+        block_rows=block_rows,
+        local_search_rounds=local_search_rounds,
     )
 
 
@@ -243,6 +261,7 @@ def _kcenter_greedy(
     device: torch.device,
     block_rows: int = DEFAULT_BLOCK_ROWS,
     use_filter: bool | None = None,
+    local_search_rounds: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     with _compute(device):
         start = time.perf_counter()
@@ -252,6 +271,9 @@ def _kcenter_greedy(
         initial = time.perf_counter() - start
         cover = _Cover(xt, d2, use_filter=use_filter)
         picks, dists, _ = _greedy_farthest(cover, xt, k=k, min_distance=min_distance)
+        if local_search_rounds and picks:
+            picks, _, _ = _local_search(xt, d2, picks, rounds=local_search_rounds)
+            dists = _pick_distances(xt, d2, picks)
     _log_phases(cover, len(centers), initial, time.perf_counter() - start - initial)
     return np.asarray(picks, dtype=np.int64), np.asarray(dists, dtype=np.float64)
 
@@ -272,3 +294,148 @@ def _log_phases(cover: _Cover, n_centers: int, initial_s: float, greedy_s: float
         100.0 * cover.rows_refined / rows,
         extra={"initial_s": initial_s, "greedy_s": greedy_s, "picks": cover.steps},
     )
+
+
+_SWAP_CANDIDATES = 64  # units nearest to the farthest one tried as its new center, per round
+
+
+class _Top2:
+    """Nearest and second-nearest pick of every row (slots of `picks`), kept across swaps."""
+
+    def __init__(self, x: torch.Tensor, picks: list[int]):
+        import torch
+
+        self.x, self.sq = x, (x * x).sum(1)
+        self.picks = list(picks)
+        n = len(x)
+        self.d1 = torch.full((n,), math.inf, device=x.device)
+        self.d2 = torch.full((n,), math.inf, device=x.device)
+        self.a1 = torch.zeros(n, dtype=torch.int64, device=x.device)
+        self.a2 = torch.zeros(n, dtype=torch.int64, device=x.device)
+        self.refresh(torch.arange(n, device=x.device))
+
+    def refresh(self, rows: torch.Tensor) -> None:
+        """Recompute the two nearest picks of `rows` from scratch."""
+        import torch
+
+        p = self.x[torch.tensor(self.picks, device=self.x.device)]
+        sqp = (p * p).sum(1)
+        kk = min(2, len(self.picks))
+        for s in range(0, len(rows), DEFAULT_BLOCK_ROWS):
+            r = rows[s : s + DEFAULT_BLOCK_ROWS]
+            d = (self.sq[r, None] + sqp[None, :] - 2 * (self.x[r] @ p.T)).clamp_min_(0)
+            v, i = torch.topk(d, kk, dim=1, largest=False, sorted=True)
+            self.d1[r], self.a1[r] = v[:, 0], i[:, 0]
+            if kk == 2:
+                self.d2[r], self.a2[r] = v[:, 1], i[:, 1]
+
+    def swap(self, slot: int, unit: int) -> None:
+        """Replace the pick in `slot` by `unit`, updating every row's two nearest picks."""
+        import torch
+
+        self.picks[slot] = unit
+        stale = ((self.a1 == slot) | (self.a2 == slot)).nonzero().flatten()
+        p = self.x[unit]
+        dn = (self.sq + (p * p).sum() - 2 * (self.x @ p)).clamp_min_(0)
+        first = dn < self.d1
+        second = ~first & (dn < self.d2)
+        self.d2 = torch.where(first, self.d1, torch.where(second, dn, self.d2))
+        self.a2 = torch.where(first, self.a1, torch.where(second, slot, self.a2))
+        self.d1 = torch.where(first, dn, self.d1)
+        self.a1 = torch.where(first, slot, self.a1)
+        if len(stale):
+            self.refresh(stale)
+
+
+def _local_search(
+    x: torch.Tensor,
+    d0: torch.Tensor,
+    picks: list[int],
+    *,
+    rounds: int,
+    exclude_below: float | None = None,
+) -> tuple[list[int], torch.Tensor, int]:
+    """Lower the coverage radius of greedy picks by swaps; the dataset's centers stay fixed.
+
+    # Algorithm: each round finds the farthest row f (the radius) and tries, as a new center,
+    # each of the 64 rows nearest to f that is not a pick, in place of every pick at once: with
+    # every row's nearest and second-nearest pick (and its fixed distance to the dataset), the
+    # radius after "remove pick c, add g" is max(the largest distance in the other picks' and
+    # the dataset's cells, with g added; the largest distance in c's cell, with c's rows sent
+    # to their second-nearest center or g). The best swap is made if it lowers the radius
+    # (ties: nearest g, then lowest slot); the search stops after `rounds` rounds or when no
+    # swap helps. Deterministic; the radius never increases.
+
+    Args:
+        x: (U, D) unit embeddings.
+        d0: (U,) squared distance of each unit to the nearest dataset sample (inf for none).
+        picks: Greedy picks (unit indices), in pick order; the slots keep that order.
+        rounds: Most swaps.
+        exclude_below: No center closer than this to another center (near duplicates).
+
+    Returns:
+        (picks, squared distance of every unit to its nearest center, swaps made).
+    """
+    import torch
+
+    if not picks:
+        return picks, d0.clone(), 0
+    top = _Top2(x, picks)
+    dd = d0
+    k = len(picks)
+    swaps = 0
+    near2 = None if exclude_below is None else exclude_below * exclude_below
+    for _ in range(rounds):
+        cur = torch.minimum(dd, top.d1)
+        radius2, f = (float(v) for v in cur.max(0))
+        f = int(f)
+        owner = torch.where(top.d1 < dd, top.a1, torch.full_like(top.a1, k))  # k: the dataset
+        removed = torch.minimum(dd, top.d2)
+        df = (top.sq + top.sq[f] - 2 * (x @ x[f])).clamp_min_(0)
+        df[torch.tensor(top.picks, device=x.device)] = math.inf  # a pick is no new center
+        m = min(_SWAP_CANDIDATES, int(torch.isfinite(df).sum()))
+        if m == 0:
+            break
+        cand = torch.topk(df, m, largest=False, sorted=True).indices
+        g = x[cand]
+        dg = (top.sq[:, None] + top.sq[cand][None, :] - 2 * (x @ g.T)).clamp_min_(0)  # (U, m)
+        keep = torch.minimum(cur[:, None], dg)
+        gone = torch.minimum(removed[:, None], dg)
+        idx = owner[:, None].expand(-1, m)
+        seg_keep = torch.full((k + 1, m), -math.inf, device=x.device).scatter_reduce_(
+            0, idx, keep, reduce="amax"
+        )
+        seg_gone = torch.full((k + 1, m), -math.inf, device=x.device).scatter_reduce_(
+            0, idx, gone, reduce="amax"
+        )
+        top1, top2 = torch.topk(seg_keep, 2, dim=0).values
+        others = torch.where(seg_keep[:k] == top1[None, :], top2[None, :], top1[None, :])
+        radius_after = torch.maximum(others, seg_gone[:k])  # (k slots, m candidates)
+        if near2 is not None:
+            # g must stay at least exclude_below from every center but the one it replaces
+            slot_ids = torch.arange(k, device=x.device)[:, None]
+            other_pick = torch.where(
+                top.a1[cand][None, :] == slot_ids, top.d2[cand][None, :], top.d1[cand][None, :]
+            )
+            ok = torch.minimum(other_pick, dd[cand][None, :]) >= near2
+            radius_after = torch.where(ok, radius_after, torch.full_like(radius_after, math.inf))
+        flat = radius_after.T.reshape(-1)  # candidate-major: nearest g first, then lowest slot
+        j = int(torch.argmin(flat))
+        if not float(flat[j]) < radius2 * (1 - 1e-6):
+            break
+        top.swap(j % k, int(cand[j // k]))
+        swaps += 1
+    return top.picks, torch.minimum(dd, top.d1), swaps
+
+
+def _pick_distances(x: torch.Tensor, d0: torch.Tensor, picks: list[int]) -> list[float]:
+    """Distance of each pick to the nearest dataset sample or earlier pick, in pick order."""
+    import torch
+
+    idx = torch.tensor(picks, device=x.device)
+    p = x[idx]
+    sq = (p * p).sum(1)
+    d2 = (sq[:, None] + sq[None, :] - 2 * (p @ p.T)).clamp_min_(0)
+    d2 = d2.masked_fill(torch.ones_like(d2, dtype=torch.bool).triu_(), math.inf)  # earlier only
+    near = torch.minimum(d2.amin(1), d0[idx]).sqrt_()
+    return near.double().cpu().tolist()

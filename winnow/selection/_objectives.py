@@ -50,6 +50,11 @@ class Units:
         table: Column name → one value per candidate (index it with `rows`).
         queries: Query embeddings as passed to `select()`, or None.
         seed: The run's seed.
+        dataset_sqdist: (U,) squared distance of each unit to the nearest dataset sample (inf
+            without a dataset), on the device; None where not known.
+        n_dataset: Samples in the dataset.
+        dataset: (M, D) the dataset's embeddings (host memory), or None.
+        budget: Most units the run may pick (None: no count limit).
     """
 
     rows: np.ndarray
@@ -58,6 +63,10 @@ class Units:
     table: dict[str, Any]
     queries: Any
     seed: int
+    dataset_sqdist: torch.Tensor | None = None
+    n_dataset: int = 0
+    dataset: np.ndarray | None = None
+    budget: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,10 @@ class Objective:
         of_distance: True if the objective is the unit's current distance.
         current: Returns the (U,) objective per unit now.
         picked: Told the unit just picked.
+        done: Returns True when the strategy has nothing left to gain (e.g. coverage: every
+            unit covered); selection then stops with that reason `done_reason`.
+        done_reason: The stop reason reported when `done` is True.
+        delta: The ball radius the strategy used (coverage), reported in the `Selection`.
     """
 
     strength: float
@@ -84,6 +97,9 @@ class Objective:
     of_distance: bool = False
     current: Callable[[], np.ndarray] | None = None
     picked: Callable[[int], None] | None = None
+    done: Callable[[], bool] | None = None
+    done_reason: str = "covered"
+    delta: float | None = None
 
     def __post_init__(self) -> None:
         forms = (self.values is not None) + self.of_distance + (self.current is not None)
@@ -126,6 +142,18 @@ class _Objectives:
             if o.picked is not None:
                 o.picked(i)
 
+    def done(self) -> str | None:
+        """The stop reason of the first objective that has nothing left to gain, or None."""
+        for o in self.objectives:
+            if o.done is not None and o.done():
+                return o.done_reason
+        return None
+
+    @property
+    def delta(self) -> float | None:
+        """The ball radius of a coverage objective, if any."""
+        return next((o.delta for o in self.objectives if o.delta is not None), None)
+
 
 def _greedy_combined(
     cover: _Cover,
@@ -147,6 +175,9 @@ def _greedy_combined(
         while True:
             if budget is not None and len(picked) >= budget:
                 return picked, dists, scores, reasons, budget_reason
+            finished = objectives.done()
+            if finished is not None:
+                return picked, dists, scores, reasons, finished
             d2 = cover.d2.double().cpu().numpy()
             taken = d2 < 0
             d = np.sqrt(np.maximum(d2, 0))

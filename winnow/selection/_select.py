@@ -33,7 +33,14 @@ from winnow.selection._filters import (
     _passing,
     _sequences,
 )
-from winnow.selection._kcenter import _Cover, _greedy_farthest, _log_phases
+from winnow.selection._kcenter import (
+    _TAKEN,
+    _Cover,
+    _greedy_farthest,
+    _local_search,
+    _log_phases,
+    _pick_distances,
+)
 from winnow.selection._objectives import Inputs, Units, _greedy_combined, _Objectives
 from winnow.selection._predictions import _column_table
 from winnow.selection._registry import BaseStrategy, scorer_for
@@ -165,6 +172,7 @@ class _Greedy:
     reasons: list[str]
     stop: str
     cover: _Cover
+    delta: float | None = None  # the coverage strategy's ball radius
 
 
 @dataclass
@@ -314,6 +322,8 @@ def _budget(config: SelectionConfig, n: int, length: int) -> tuple[int | None, s
 
 def _pick(run: _Run, pool: _Pool) -> _Greedy:
     """The greedy picks: plain k-center when diversity alone ranks, else combined objectives."""
+    import torch
+
     config = run.config
     near = config.near_duplicate_distance
     budget, budget_reason = _budget(config, len(run.candidates), run.length)
@@ -323,8 +333,19 @@ def _pick(run: _Run, pool: _Pool) -> _Greedy:
             cover, pool.x, k=budget, min_distance=config.min_distance, exclude_below=near
         )
         stop = budget_reason if why == "n_samples" else why
+        rounds = max((s.local_search_rounds or 0) for s in run.ranking)
+        if rounds and picked:
+            picked, final2, swaps = _local_search(
+                pool.x, pool.d0, picked, rounds=rounds, exclude_below=near
+            )
+            dists = _pick_distances(pool.x, pool.d0, picked)
+            cover.d2 = final2.clone()
+            cover.d2[torch.tensor(picked, device=pool.x.device)] = _TAKEN
+            reasons = [_refined_reason(d, swaps) for d in dists]
+        else:
+            reasons = [farthest_reason(d) for d in dists]
         scores = list(dists)
-        reasons = [farthest_reason(d) for d in dists]
+        delta = None
     else:
         units = Units(
             rows=pool.units,
@@ -333,6 +354,10 @@ def _pick(run: _Run, pool: _Pool) -> _Greedy:
             table=run.table,
             queries=run.queries,
             seed=config.seed,
+            dataset_sqdist=pool.d0,
+            n_dataset=len(run.data),
+            dataset=run.data,
+            budget=budget,
         )
         objectives = _Objectives(
             [scorer_for(s).objective(s, units) for s in run.ranking], len(pool.units)
@@ -346,9 +371,19 @@ def _pick(run: _Run, pool: _Pool) -> _Greedy:
             min_distance=config.min_distance,
             exclude_below=near,
         )
+        delta = objectives.delta
     greedy_s = time.perf_counter() - pool.start - pool.initial_s
     _log_phases(cover, len(run.data), pool.initial_s, greedy_s)
-    return _Greedy(picked, dists, scores, reasons, stop, cover)
+    return _Greedy(picked, dists, scores, reasons, stop, cover, delta)
+
+
+def _refined_reason(d: float, swaps: int) -> str:
+    if math.isinf(d):
+        return f"diversity: k-center + local search ({swaps} swaps), first pick"
+    return (
+        f"diversity: k-center + local search ({swaps} swaps), {d:.3f} from the dataset and "
+        "earlier picks"
+    )
 
 
 def _measure(run: _Run, pool: _Pool, greedy: _Greedy) -> _Measures:
@@ -438,4 +473,5 @@ def _selection(
         mean_pick_distance=measures.mean_pick,
         mean_random_distance=measures.mean_random,
         stop_reason=greedy.stop,
+        delta=greedy.delta,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -17,7 +18,9 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from winnow.errors import ConfigError
+from winnow.selection._coverage import _auto_delta, _BallGraph, _log_graph
 from winnow.selection._distances import _as_matrix, _nearest_sqdist
+from winnow.selection._kmeans import _kmeans
 from winnow.selection._objectives import Inputs, Objective, Units
 from winnow.selection._predictions import _get_column, _labels, _numeric
 from winnow.selection._registry import BaseStrategy, Scorer, register
@@ -34,6 +37,14 @@ class DiversityStrategy(BaseStrategy):
     type: Literal["diversity"] = Field(
         "diversity",
         description="diversity: objective = distance to the nearest dataset or picked sample.",
+    )
+    local_search_rounds: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="After the greedy, lower the coverage radius by up to this many swaps of "
+        "a pick for a unit near the farthest one (dataset samples stay centers; "
+        "deterministic). Only with diversity as the only ranking strategy. Empty: off.",
     )
 
 
@@ -337,8 +348,22 @@ class TypicalityStrategy(BaseStrategy):
         20,
         ge=1,
         le=1000,
-        description="Neighbours averaged. Above 20,000 candidates they are searched in a "
-        "seeded sample of 20,000.",
+        description="Neighbours averaged. Above 20,000 candidates (per cluster with "
+        "per_cluster) they are searched in a seeded sample of 20,000.",
+    )
+    per_cluster: bool = Field(
+        False,
+        description="TypiClust: cluster the candidates (k-means, dataset samples + budget "
+        "clusters, at most max_clusters) and pick the most typical candidate (typicality "
+        "within its cluster) of the largest cluster that holds no dataset sample or pick yet; "
+        "once every cluster holds one, clusters by size ÷ (samples + picks). A cold-start "
+        "strategy: with a large dataset most clusters are already held.",
+    )
+    max_clusters: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="Most k-means clusters with per_cluster (TypiClust's reference code uses 500).",
     )
 
 
@@ -346,6 +371,8 @@ class TypicalityScorer(Scorer):
     """Objective: 1 / mean distance to the k nearest other units (TypiClust)."""
 
     def objective(self, strategy: TypicalityStrategy, units: Units) -> Objective:
+        if strategy.per_cluster:
+            return _typiclust_objective(strategy, units)
         m = _knn_mean_distance(units.x, strategy.k, units.seed)
         k = strategy.k
         return Objective(
@@ -353,6 +380,62 @@ class TypicalityScorer(Scorer):
             values=1 / np.maximum(m, 1e-6),
             describe=lambda i, d: f"typicality: mean {k}-NN distance {m[i]:.3f}",
         )
+
+
+def _typiclust_objective(strategy: TypicalityStrategy, units: Units) -> Objective:
+    """TypiClust: the most typical unit of the largest cluster without a sample or pick yet.
+
+    # Algorithm: k-means on the units into min(dataset samples + budget, max_clusters)
+    # clusters (the budget is the run's count limit; without one, 10 % of the units); dataset
+    # samples are assigned to their nearest centroid. Objective = (cluster size + t) for a unit
+    # of a cluster holding nothing yet, with t in [0, 1) its typicality relative to the most
+    # typical unit of its cluster, so the largest free cluster wins and its most typical unit
+    # within it; a unit of a held cluster gets (size + t) / ((U + 1)(held + 1)), below every
+    # free one.
+    """
+    import torch
+
+    x, n = units.x, len(units.x)
+    budget = units.budget if units.budget is not None else max(1, n // 10)
+    n_clusters = max(1, min(units.n_dataset + budget, strategy.max_clusters, n))
+    labels, centroids = _kmeans(x, n_clusters, seed=units.seed)
+    n_clusters = len(centroids)
+    held = np.zeros(n_clusters, dtype=np.int64)
+    data = units.dataset
+    if data is not None and len(data):
+        from winnow.selection._kmeans import _assign
+
+        for s in range(0, len(data), 65536):
+            block = torch.from_numpy(np.ascontiguousarray(data[s : s + 65536], np.float32))
+            lab, _ = _assign(block.to(x.device), centroids)
+            held += np.bincount(lab.cpu().numpy(), minlength=n_clusters)
+    size = np.bincount(labels, minlength=n_clusters).astype(np.float64)
+    typ = np.zeros(n)
+    mean_knn = np.ones(n)
+    for c in np.flatnonzero(size):
+        members = np.flatnonzero(labels == c)
+        m = _knn_mean_distance(x[torch.from_numpy(members).to(x.device)], strategy.k, units.seed)
+        mean_knn[members] = m
+        t = 1 / np.maximum(m, 1e-6)
+        typ[members] = t / t.max() * (1 - 1e-9)
+    base = size[labels] + typ
+
+    def current() -> np.ndarray:
+        h = held[labels]
+        return np.where(h == 0, base, base / ((n + 1.0) * (h + 1.0)))
+
+    def on_pick(i: int) -> None:
+        held[labels[i]] += 1
+
+    def describe(i: int, d: float) -> str:
+        c = labels[i]
+        state = "no sample yet" if held[c] == 0 else f"{held[c]} samples or picks"
+        return (
+            f"typicality: cluster {c} of {int(size[c])} ({state}), mean {strategy.k}-NN "
+            f"distance {mean_knn[i]:.3f}"
+        )
+
+    return Objective(strength=strategy.strength, describe=describe, current=current, picked=on_pick)
 
 
 def _knn_mean_distance(x: torch.Tensor, k: int, seed: int) -> np.ndarray:
@@ -386,3 +469,98 @@ def _knn_mean_distance(x: torch.Tensor, k: int, seed: int) -> np.ndarray:
 
 
 register(TypicalityStrategy, TypicalityScorer())
+
+
+class CoverageStrategy(BaseStrategy):
+    """Prefer the candidate whose δ-ball covers the most not-yet-covered candidates."""
+
+    type: Literal["coverage"] = Field(
+        "coverage",
+        description="coverage (ProbCover): the dataset covers its δ-balls first; objective = "
+        "number of uncovered candidates within δ of the candidate. Stops when everything is "
+        "covered.",
+    )
+    delta: float | None = Field(
+        None,
+        gt=0,
+        le=2,
+        description="Ball radius δ (L2 between unit embeddings, 0..2). Empty: the largest δ "
+        "whose balls are at least `purity` pure under k-means pseudo-labels (`delta_clusters` "
+        "clusters), measured over the pairs inside the balls.",
+    )
+    delta_clusters: int = Field(
+        10,
+        ge=2,
+        le=10_000,
+        description="Clusters of the k-means pseudo-labels that choose δ; ProbCover uses the "
+        "number of classes: set it to yours when known.",
+    )
+    purity: float = Field(
+        0.95,
+        gt=0,
+        lt=1,
+        description="Share of pairs within δ whose pseudo-labels must agree (automatic δ).",
+    )
+    max_degree: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Most neighbours kept per candidate in the δ-ball graph (its nearest); "
+        "bounds memory to about 8 bytes × candidates × max_degree.",
+    )
+
+
+class CoverageScorer(Scorer):
+    """Objective: uncovered candidates in the unit's δ-ball (ProbCover)."""
+
+    def objective(self, strategy: CoverageStrategy, units: Units) -> Objective:
+        import torch
+
+        x = units.x
+        d0 = units.dataset_sqdist
+        if d0 is None:
+            d0 = torch.full((len(x),), math.inf, device=x.device)
+        start = time.perf_counter()
+        delta = strategy.delta
+        if delta is None:
+            delta = _auto_delta(
+                _with_dataset_sample(x, units.dataset, units.seed),
+                clusters=strategy.delta_clusters,
+                purity=strategy.purity,
+                seed=units.seed,
+            )
+        graph = _BallGraph(x, d0, delta=delta, max_degree=strategy.max_degree)
+        _log_graph(graph, delta, strategy.max_degree, time.perf_counter() - start)
+        gained: dict[int, int] = {}
+
+        def on_pick(i: int) -> None:
+            gained[i] = graph.cover_from(i)
+
+        def describe(i: int, d: float) -> str:
+            return f"coverage: {int(graph.count[i])} uncovered within δ={delta:.3f}"
+
+        return Objective(
+            strength=strategy.strength,
+            describe=describe,
+            current=lambda: graph.count.astype(np.float64),
+            picked=on_pick,
+            done=lambda: not graph.count.any(),
+            done_reason="covered",
+            delta=delta,
+        )
+
+
+def _with_dataset_sample(x: torch.Tensor, data: np.ndarray | None, seed: int) -> torch.Tensor:
+    """The units and a seeded sample of at most 50,000 dataset samples, as one tensor."""
+    import torch
+
+    if data is None or len(data) == 0:
+        return x
+    rows = np.arange(len(data))
+    if len(rows) > 50_000:
+        rows = np.sort(np.random.default_rng([seed, 13]).choice(len(rows), 50_000, replace=False))
+    extra = torch.from_numpy(np.ascontiguousarray(data[rows], np.float32)).to(x.device)
+    return torch.cat([x, extra])
+
+
+register(CoverageStrategy, CoverageScorer())

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from winnow.selection import SelectionConfig
+from winnow.selection import CoverageStrategy, SelectionConfig
 
 
 def test_config_defaults_and_conveniences():
     assert SelectionConfig().n_samples == 50
-    assert SelectionConfig().strategies[0].type == "diversity"
+    assert SelectionConfig().strategies[0].type == "coverage"
     assert SelectionConfig(proportion=0.1).n_samples is None  # the default yields to other rules
     assert SelectionConfig(proportion=0.1, n_samples=5).n_samples == 5
     config = SelectionConfig(strategies=["Diversity", {"type": "RANDOM", "strength": 0.5}])
@@ -27,7 +27,9 @@ def test_config_defaults_and_conveniences():
     )
     assert SelectionConfig.model_validate(full.model_dump(mode="json")) == full
     schema = SelectionConfig.model_json_schema()
-    assert schema["properties"]["strategies"]["default"] == [{"strength": 1.0, "type": "diversity"}]
+    assert schema["properties"]["strategies"]["default"] == [
+        CoverageStrategy().model_dump(mode="json")
+    ]
 
     def described(props):
         return all("description" in p for p in props.values())

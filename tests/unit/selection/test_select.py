@@ -17,7 +17,12 @@ from winnow.selection import SelectionConfig, _strategies
 def test_pure_diversity_select_equals_kcenter_and_explains_each_pick():
     emb, data = unit(120, 16, 11), unit(25, 16, 12)
     cands = make_candidates(emb)
-    result = selection.select(cands, dataset=data, config=SelectionConfig(n_samples=10), device=CPU)
+    result = selection.select(
+        cands,
+        dataset=data,
+        config=SelectionConfig(n_samples=10, strategies=["diversity"]),
+        device=CPU,
+    )
     picks, dists = selection.kcenter_greedy(emb.astype(np.float16), existing=data, k=10, device=CPU)
     assert result.indices.tolist() == picks.tolist()
     assert [p.distance for p in result.picks] == pytest.approx(dists.tolist(), abs=1e-6)
@@ -30,7 +35,9 @@ def test_stopping_rules_n_samples_proportion_min_distance_and_exhaustion():
     cands, data = make_candidates(unit(40, 8, 13)), unit(5, 8, 14)
 
     def run(**kw):
-        return selection.select(cands, dataset=data, config=SelectionConfig(**kw), device=CPU)
+        return selection.select(
+            cands, dataset=data, config=SelectionConfig(strategies=["diversity"], **kw), device=CPU
+        )
 
     assert (len(run(n_samples=7).picks), run(n_samples=7).stop_reason) == (7, "n_samples")
     by_share = run(proportion=0.25)
@@ -53,7 +60,10 @@ def test_coverage_after_is_not_above_before_and_picks_beat_random_on_a_gap():
     data = a + rng.standard_normal((50, 32)) * 0.05
     data /= np.linalg.norm(data, axis=1, keepdims=True)
     result = selection.select(
-        make_candidates(emb), dataset=data, config=SelectionConfig(n_samples=10), device=CPU
+        make_candidates(emb),
+        dataset=data,
+        config=SelectionConfig(n_samples=10, strategies=["diversity"]),
+        device=CPU,
     )
     assert result.coverage_after <= result.coverage_before
     assert result.picks[0].index >= 200  # the gap is filled first
@@ -101,7 +111,7 @@ def test_exact_duplicates_are_removed_by_content_hash_keeping_the_first():
     hashes = [f"h{i}" for i in range(20)]
     hashes[7] = hashes[3] = "same"
     cands = make_candidates(unit(20, 8, 20), hashes=hashes)
-    config = SelectionConfig(n_samples=100)
+    config = SelectionConfig(n_samples=100, strategies=["diversity"])
     result = selection.select(cands, dataset=np.zeros((0, 8)), config=config, device=CPU)
     assert 7 not in result.indices.tolist() and 3 in result.indices.tolist()
     assert result.n_removed_duplicates == 1 and result.n_candidates == 19
