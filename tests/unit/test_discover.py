@@ -6,9 +6,11 @@ import os
 
 import pytest
 
+from tests.conftest import MODEL
+from winnow.datapool import Datapool
 from winnow.discover import list_new_files, parse_relevant_filenames, plan_shards
 from winnow.errors import ConfigError
-from winnow.records import FileRef, kind_of
+from winnow.records import Candidates, FileRef, FileResult, kind_of
 from winnow.storage import LocalStore
 
 
@@ -79,3 +81,69 @@ def test_shards_respect_file_and_byte_limits_and_ids_are_stable():
 def test_kind_of():
     assert kind_of("a/b.JPEG") == "image" and kind_of("x.m4v") == "video"
     assert kind_of("dir.mp4/file") is None and kind_of("README") is None
+
+
+# -- changed files: processed once, then known (local folder and S3 over HTTP) -----------------
+
+
+def _rewrite_same_size(store, key: str, data: bytes) -> None:
+    """Replace an object's content keeping its size (local: with a new mtime_ns)."""
+    before = next(i for i in store.list() if i.key == key)
+    assert len(data) == before.size_bytes
+    if isinstance(store, LocalStore):
+        path = store.root / key
+        mtime_ns = path.stat().st_mtime_ns
+        path.write_bytes(data)
+        os.utime(path, ns=(mtime_ns + 1_000_000_000, mtime_ns + 1_000_000_000))
+    else:
+        store.put(key, data)  # S3: new content, so a new ETag, same size
+    after = next(i for i in store.list() if i.key == key)
+    assert after.size_bytes == before.size_bytes and store.get(key) == data
+
+
+def _discover_and_commit(source, pool: Datapool, run_id: str):
+    """One run's bookkeeping: discover against the pool, commit what was found."""
+    found = list_new_files(source, known=pool.load().fingerprints)
+    if found.new:
+        files = [
+            FileResult(
+                key=f.key,
+                fingerprint=f.fingerprint,
+                size_bytes=f.size_bytes,
+                kind=f.kind,
+                status="ok",
+                frames_total=1,
+                frames_sampled=1,
+            )
+            for f in found.new
+        ]
+        pool.commit(
+            pool.load(),
+            run_id=run_id,
+            files=files,
+            samples=Candidates.empty(MODEL.dim),
+            tag=None,
+            model=MODEL,
+        )
+    return found
+
+
+def test_a_same_size_rewrite_is_processed_once_then_known(store_url, open_test_store):
+    root = open_test_store(store_url)
+    source, pool = root.child("raw"), Datapool(root.child("pool"))
+    source.put("cam/a.mp4", b"A" * 64)
+    source.put("cam/b.jpg", b"B" * 32)
+
+    first = _discover_and_commit(source, pool, "r1")
+    assert [f.key for f in first.new] == ["cam/a.mp4", "cam/b.jpg"]
+
+    _rewrite_same_size(source, "cam/a.mp4", b"Z" * 64)
+    second = _discover_and_commit(source, pool, "r2")
+    assert [f.key for f in second.new] == ["cam/a.mp4"]
+    assert second.changed == 1 and second.known == 1
+
+    third = _discover_and_commit(source, pool, "r3")
+    assert third.new == () and third.known == 2 and third.changed == 0
+    snap = pool.load()
+    assert snap.version == 2  # the third run committed nothing
+    assert snap.fingerprints["cam/a.mp4"] == second.new[0].fingerprint

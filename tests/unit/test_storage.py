@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import urllib.request
 from pathlib import Path
@@ -209,3 +210,18 @@ def test_large_files_go_up_as_multipart_uploads(s3_bucket, s3_options, tmp_path,
     assert etag.endswith("-3")  # three parts
     with store.local_copy("big.mp4") as path:
         assert path.read_bytes() == big.read_bytes()
+
+
+def test_a_same_size_rewrite_changes_the_fingerprint(store_url, open_test_store):
+    store = open_test_store(store_url)
+    store.put("f.bin", b"first!")
+    before = next(iter(store.list())).fingerprint
+    if isinstance(store, LocalStore):
+        path = store.root / "f.bin"
+        mtime_ns = path.stat().st_mtime_ns
+        path.write_bytes(b"second")
+        os.utime(path, ns=(mtime_ns + 1_000_000_000, mtime_ns + 1_000_000_000))
+    else:
+        store.put("f.bin", b"second")
+    after = next(iter(store.list()))
+    assert after.size_bytes == 6 and after.fingerprint != before
