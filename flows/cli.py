@@ -7,6 +7,8 @@ An entry point: it runs the curate flow, so it sits above `flows/` in the layers
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,8 +18,19 @@ import typer
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    pretty_exceptions_enable=False,
     help="Winnow: keep only the new images and video frames worth labelling.",
 )
+_STATE = {"debug": False}
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks (errors are one line without).")
+    ] = False,
+) -> None:
+    _STATE["debug"] = debug
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -54,15 +67,88 @@ def build_params(base: dict, options: dict[str, Any]) -> Any:
         _fail("invalid parameters:\n" + "\n".join(lines))
 
 
+class _Brief(logging.Formatter):
+    """Formats records without their traceback (the console shows the error's one line)."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def _brief_console_logs() -> None:
+    """Keep tracebacks out of the terminal's log lines (the Prefect UI still gets them)."""
+    loggers = [logging.getLogger(), *logging.root.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(
+                handler.formatter, _Brief
+            ):
+                handler.setFormatter(_Brief(handler.formatter))
+
+
+class _TerminalBar:
+    """A progress bar for decode + embed on a terminal (rate logging covers the rest)."""
+
+    def __init__(self, console: Any = None) -> None:
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True)
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __call__(self, update: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        if self.bar is None:
+            self.bar = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                "{task.fields[rate]}",
+                TimeRemainingColumn(),
+                console=self.console,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(update.description, total=update.total, rate="")
+        rate = f"{update.items} frames, {update.items / update.elapsed_s:.1f} frames/s"
+        self.bar.update(self.task, completed=update.done, total=update.total, rate=rate)
+        if update.done >= update.total:
+            self.close()
+
+    def close(self) -> None:
+        """Stop drawing (idempotent)."""
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
 def run_curate(params: Any) -> dict:
     """Run the curate flow with validated parameters; return its summary."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from flows.curate import curate
+    from tasks.progress import listening
     from winnow.errors import WinnowError
 
+    if not _STATE["debug"]:
+        _brief_console_logs()
+    bar = _TerminalBar()
     try:
-        return curate(**{name: getattr(params, name) for name in type(params).model_fields})
+        with listening(bar if sys.stderr.isatty() else lambda update: None):
+            return curate(**{name: getattr(params, name) for name in type(params).model_fields})
     except WinnowError as exc:
+        if _STATE["debug"]:
+            raise
         _fail(str(exc), code=1)
+    finally:
+        bar.close()
     raise AssertionError("unreachable")
 
 
@@ -312,9 +398,25 @@ def export(
         sys.stdout.write(data.decode("utf-8"))
 
 
+def _one_line(exc: BaseException) -> str:
+    """An error as one line: the first line of its message, or its type when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def main() -> None:
-    """Entry point."""
-    app()
+    """Entry point: every error ends as one line and exit code 1 (a traceback with --debug)."""
+    try:
+        app()
+    except Exception as exc:
+        if _STATE["debug"]:
+            raise
+        typer.secho(
+            f"error: {_one_line(exc)} (run with --debug for the traceback)",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

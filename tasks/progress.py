@@ -1,13 +1,45 @@
-"""Progress for long stages: a Prefect progress artifact (the UI's bar) and rate logging."""
+"""Progress for long stages: a Prefect progress artifact, rate logging, and listeners.
+
+The artifact is the UI's bar; listeners in the same process (the CLI's terminal bar) get every
+update too.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """Where a stage stands: `done` of `total` units, `items` (frames) so far."""
+
+    description: str
+    unit: str
+    done: int
+    total: int
+    items: int
+    elapsed_s: float
+
+
+_LISTENERS: list[Callable[[ProgressUpdate], None]] = []
+
+
+@contextlib.contextmanager
+def listening(listener: Callable[[ProgressUpdate], None]) -> Iterator[None]:
+    """Call `listener` with every progress update made in this process while inside."""
+    _LISTENERS.append(listener)
+    try:
+        yield
+    finally:
+        _LISTENERS.remove(listener)
 
 
 class Progress:
@@ -47,3 +79,8 @@ class Progress:
         )
         if self._artifact is not None:
             update_progress_artifact(self._artifact, progress=pct, description=text)
+        update = ProgressUpdate(
+            self.description, self.unit, self.done, self.total, self.items, elapsed
+        )
+        for listener in list(_LISTENERS):
+            listener(update)

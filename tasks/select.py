@@ -15,6 +15,7 @@ from winnow.engine import embed_keys
 from winnow.media import FrameOptions
 from winnow.records import Candidates, Selection
 from winnow.stores import Stores
+from winnow.summary import fmt_number
 
 
 @task(name="select", cache_policy=NO_CACHE, **STORAGE_RETRIES)
@@ -48,14 +49,14 @@ def select_samples(
     )
     get_run_logger().info(
         "selected %d of %d candidates (dataset: %d samples; stop: %s); mean distance to the "
-        "dataset %.3f vs %.3f for random picks; coverage radius %.3f -> %.3f",
+        "dataset %s vs %s for random picks; coverage radius %s -> %s",
         len(result.picks),
         len(candidates),
         len(dataset),
         result.stop_reason,
-        result.mean_pick_distance,
-        result.mean_random_distance,
-        result.coverage_before,
-        result.coverage_after,
+        fmt_number(result.mean_pick_distance),
+        fmt_number(result.mean_random_distance),
+        fmt_number(result.coverage_before),
+        fmt_number(result.coverage_after),
     )
     return result, dataset

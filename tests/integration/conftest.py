@@ -38,3 +38,10 @@ def run(source: str, output: str, storage: dict | None = None, **overrides) -> d
     data = {**FAST, "source": source, "output": output, "storage": storage or {}, **overrides}
     params = CurateParams.model_validate(data)
     return curate(**{name: getattr(params, name) for name in CurateParams.model_fields})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the Prefect API is slow: the server alone takes seconds to start."""
+    for item in items:
+        if "prefect_api" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
