@@ -225,3 +225,49 @@ def test_a_same_size_rewrite_changes_the_fingerprint(store_url, open_test_store)
         store.put("f.bin", b"second")
     after = next(iter(store.list()))
     assert after.size_bytes == 6 and after.fingerprint != before
+
+
+def test_local_put_if_absent_is_atomic_when_both_writers_publish_at_once(tmp_path, monkeypatch):
+    """Both writers are held at the publishing step (link/replace/rename of the target) until
+    both have arrived, so a check-then-act implementation would let both win."""
+    store = LocalStore(tmp_path / "store")
+    barrier = threading.Barrier(2, timeout=10)
+    lock = threading.Lock()
+    inside = {"now": 0, "peak": 0}
+
+    def held(real):
+        def publish(src, dst, *args, **kwargs):
+            if Path(dst).name != "v1.json":
+                return real(src, dst, *args, **kwargs)
+            with lock:
+                inside["now"] += 1
+                inside["peak"] = max(inside["peak"], inside["now"])
+            try:
+                barrier.wait()  # neither publishes before the other is here too
+                return real(src, dst, *args, **kwargs)
+            finally:
+                with lock:
+                    inside["now"] -= 1
+
+        return publish
+
+    for name in ("link", "replace", "rename"):
+        monkeypatch.setattr(os, name, held(getattr(os, name)))
+    results: dict[int, bool | BaseException] = {}
+
+    def attempt(i: int) -> None:
+        try:
+            results[i] = store.put_if_absent("versions/v1.json", f"writer {i}".encode())
+        except BaseException as exc:  # noqa: BLE001 - reported by the asserts below
+            results[i] = exc
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert inside["peak"] == 2, f"the writers never overlapped: {results}"
+    assert sorted(results.values()) == [False, True], results
+    winner = next(i for i, won in results.items() if won is True)
+    assert store.get("versions/v1.json") == f"writer {winner}".encode()
+    assert [i.key for i in store.list()] == ["versions/v1.json"]  # no temporary file left
