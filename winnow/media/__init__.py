@@ -1,7 +1,7 @@
 """Decode images (Pillow) and sample video frames (PyAV) at model size, with per-frame metadata.
 
-`decode_file` turns one file (an image, an animated GIF or a video) into `FrameBatch` chunks followed by exactly one `FileResult`; it
-never raises for bad media. Frames are resized to the model's square input inside PyAV or
+`decode_file` turns one file (an image, an animated GIF or a video) into `FrameBatch` chunks
+followed by exactly one `FileResult`; it never raises for bad media. Frames are resized to the model's square input inside PyAV or
 Pillow (never as full-size float tensors), rotation metadata is applied, and each frame gets
 its presentation index, timestamp, brightness, contrast, sharpness and a content hash.
 `extract_frames` re-decodes chosen frames at full resolution by seeking (for exports).
