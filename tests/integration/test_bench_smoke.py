@@ -22,6 +22,11 @@ pytestmark = pytest.mark.slow
     ("script", "args", "keys"),
     [
         ("selection.py", ["--quick"], {"speedup_vs_naive", "coverage_vs_random"}),
+        (
+            "selection_quality.py",
+            ["--quick"],
+            {"default_gain_vs_random_k20", "default_gain_vs_random_k50", "delta_pixels"},
+        ),
         ("throughput.py", ["--quick"], {"engine_vs_bound", "engine_vs_naive", "model_fps"}),
         (
             "discover.py",
@@ -43,3 +48,27 @@ def test_bench_prints_one_json_line_last(script, args, keys):
     assert keys <= result.keys()
     for key in keys:
         assert result[key] is not None
+
+
+def test_selection_quality_quick_values_are_sane():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "selection_quality.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ("default_gain_vs_random_k20", "default_gain_vs_random_k50"):
+        assert isinstance(result[key], float) and -1 <= result[key] <= 1
+    assert 0 < result["delta_pixels"] <= 2
+    assert 0 < result["kcenter_refined_radius_k50"] <= result["kcenter_radius_k50"] + 1e-6
+    for setting in ("cold", "dataset"):
+        for k, row in result["results"]["pixels"][setting].items():
+            if k == "dataset_only":
+                continue
+            for name, cell in row.items():
+                assert 0 <= cell["accuracy"] <= 1, (setting, k, name)
+                assert 1 <= cell["classes"] <= 10 and 0 <= cell["radius"] <= 2
+                assert isinstance(cell["time_s"], float) and 0 < cell["picks"] <= int(k)

@@ -1,0 +1,224 @@
+"""Coverage (ProbCover), TypiClust per-cluster typicality and the k-center local search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from tests.unit.selection.conftest import CPU, make_candidates, unit
+from winnow import selection
+from winnow.selection import SelectionConfig
+from winnow.selection import _coverage as coverage_mod
+from winnow.selection._coverage import _auto_delta, _BallGraph
+
+
+def blobs(n_per: int, n_blobs: int, dim: int, seed: int, noise: float = 0.15) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = unit(n_blobs, dim, seed + 1)
+    x = np.repeat(centers, n_per, axis=0) + rng.standard_normal((n_per * n_blobs, dim)) * noise
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def reference_probcover(x, data, delta, k):
+    """Plain float64 ProbCover: full distance matrices, ties to the lowest row."""
+    x = x.astype(np.float64)
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    ball = d <= delta
+    covered = np.zeros(len(x), bool)
+    if len(data):
+        dd = np.sqrt(((x[:, None] - data.astype(np.float64)[None]) ** 2).sum(-1)).min(1)
+        covered = dd <= delta
+    picks, taken = [], np.zeros(len(x), bool)
+    for _ in range(k):
+        count = (ball & ~covered[None]).sum(1)
+        count[taken] = -1
+        if count.max() <= 0:
+            break
+        i = int(np.argmax(count))
+        picks.append(i)
+        taken[i] = True
+        covered |= ball[i]
+    return picks
+
+
+def graph(x, data=None, *, delta, max_degree=10_000, block_rows=None):
+    xt = torch.from_numpy(x)
+    if data is None or len(data) == 0:
+        d0 = torch.full((len(x),), float("inf"))
+    else:
+        d0 = torch.cdist(xt.double(), torch.from_numpy(data).double()).min(1).values.float() ** 2
+    return _BallGraph(xt, d0, delta=delta, max_degree=max_degree, block_rows=block_rows)
+
+
+def test_coverage_equals_a_plain_probcover_with_the_dataset_covering_first():
+    x, data = blobs(30, 6, 16, 0), blobs(5, 2, 16, 0)
+    config = SelectionConfig(n_samples=8, strategies=[{"type": "coverage", "delta": 0.3}])
+    result = selection.select(make_candidates(x), dataset=data, config=config, device=CPU)
+    expected = reference_probcover(x.astype(np.float16).astype(np.float32), data, 0.3, 8)
+    assert result.indices.tolist() == expected
+    assert result.delta == 0.3
+    assert all(p.reason.startswith("coverage: ") for p in result.picks)
+
+
+def test_the_dataset_balls_are_covered_before_any_pick():
+    x, data = blobs(20, 4, 8, 3), blobs(3, 1, 8, 3)
+    g = graph(x, data, delta=0.4)
+    dd = np.sqrt(((x[:, None] - data[None]) ** 2).sum(-1)).min(1)
+    assert g.covered.tolist() == (dd <= 0.4).tolist()
+    assert g.covered.any() and not g.covered.all()
+    # counts are of uncovered units only: a unit's count is its ball minus the covered part
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    assert g.count.tolist() == ((d <= 0.4) & ~g.covered[None]).sum(1).tolist()
+
+
+def test_covered_sets_grow_monotonically_and_counts_never_rise():
+    x = blobs(25, 5, 12, 4)
+    g = graph(x, delta=0.35)
+    before_cov, before_count = g.covered.copy(), g.count.copy()
+    for i in [0, 30, 60, 61, 99, 124]:
+        g.cover_from(i)
+        assert (g.covered >= before_cov).all() and g.covered[i]
+        assert (g.count <= before_count).all()
+        uncovered = ~g.covered
+        d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+        assert g.count.tolist() == ((d <= 0.35) & uncovered[None]).sum(1).tolist()
+        before_cov, before_count = g.covered.copy(), g.count.copy()
+
+
+def test_blockwise_and_one_block_graphs_and_picks_are_identical(monkeypatch):
+    x = blobs(40, 5, 16, 5)
+    one, blocks = graph(x, delta=0.3), graph(x, delta=0.3, block_rows=7)
+    assert np.array_equal(one.in_src, blocks.in_src) and np.array_equal(one.in_ptr, blocks.in_ptr)
+    assert np.array_equal(one.count, blocks.count)
+    config = SelectionConfig(n_samples=12, strategies=["coverage"])
+    cands = make_candidates(x)
+    whole = selection.select(cands, dataset=np.zeros((0, 16)), config=config, device=CPU)
+    monkeypatch.setattr(coverage_mod, "_BLOCK_ELEMENTS", 300)  # 1-row blocks
+    split = selection.select(cands, dataset=np.zeros((0, 16)), config=config, device=CPU)
+    assert whole.indices.tolist() == split.indices.tolist() and whole.delta == split.delta
+
+
+def test_same_seed_same_delta_and_picks():
+    x = blobs(40, 6, 16, 6)
+    cands = make_candidates(x)
+
+    def run(seed):
+        config = SelectionConfig(n_samples=10, seed=seed, strategies=["coverage"])
+        return selection.select(cands, dataset=np.zeros((0, 16)), config=config, device=CPU)
+
+    a, b = run(3), run(3)
+    assert a.indices.tolist() == b.indices.tolist() and a.delta == b.delta
+    assert 0 < a.delta <= 2
+
+
+def test_automatic_delta_is_the_largest_with_95_percent_pure_pairs():
+    x = blobs(50, 4, 32, 7, noise=0.05)
+    delta = _auto_delta(torch.from_numpy(x), clusters=4, purity=0.95, seed=0)
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    label = np.repeat(np.arange(4), 50)  # k-means finds the four blobs
+    off = ~np.eye(len(x), dtype=bool)
+    same = label[:, None] == label[None]
+
+    def purity(r):
+        inside = (d <= r) & off
+        return (inside & same).sum() / inside.sum()
+
+    assert d[same & off].max() <= delta  # whole clusters fit in a ball
+    assert purity(delta) >= 0.95 > purity(delta + 0.02)
+
+
+def test_everything_covered_stops_the_selection():
+    x = blobs(10, 3, 8, 8, noise=0.05)
+    config = SelectionConfig(n_samples=50, strategies=[{"type": "coverage", "delta": 0.5}])
+    result = selection.select(make_candidates(x), dataset=np.zeros((0, 8)), config=config)
+    assert result.stop_reason == "covered" and len(result.picks) == 3
+    labels = {p.index // 10 for p in result.picks}
+    assert labels == {0, 1, 2}  # one per blob
+
+
+def test_coverage_combines_with_thresholds_and_near_duplicates():
+    x = blobs(20, 4, 8, 9)
+    sharp = np.where(np.arange(80) < 40, 1.0, 20.0).astype(np.float32)
+    config = SelectionConfig(
+        n_samples=5,
+        near_duplicate_distance=0.2,
+        strategies=[
+            {"type": "threshold", "column": "sharpness", "min": 10},
+            {"type": "coverage", "delta": 0.3},
+        ],
+    )
+    result = selection.select(
+        make_candidates(x, sharpness=sharp), dataset=np.zeros((0, 8)), config=config, device=CPU
+    )
+    picked = result.indices
+    assert (picked >= 40).all() and result.n_removed_thresholds == 40
+    d = np.sqrt(((x[picked][:, None] - x[picked][None]) ** 2).sum(-1))
+    assert (d[~np.eye(len(picked), dtype=bool)] >= 0.2 - 1e-3).all()
+
+
+def test_the_degree_cap_bounds_the_edges():
+    x = blobs(30, 2, 8, 10, noise=0.05)
+    g = graph(x, delta=0.5, max_degree=5)
+    assert g.edges == 60 * 5 and g.capped == 60 and g.count.max() == 5
+
+
+def test_local_search_never_raises_the_radius_and_keeps_the_dataset_centers():
+    x, data = unit(300, 8, 11), unit(20, 8, 12)
+    for existing in (None, data):
+        greedy, _ = selection.kcenter_greedy(x, existing=existing, k=15, device=CPU)
+        refined, dists = selection.kcenter_greedy(
+            x, existing=existing, k=15, device=CPU, local_search_rounds=50
+        )
+        again, _ = selection.kcenter_greedy(
+            x, existing=existing, k=15, device=CPU, local_search_rounds=50
+        )
+        assert refined.tolist() == again.tolist()  # deterministic
+        assert len(set(refined.tolist())) == 15
+        centers = x[greedy] if existing is None else np.vstack([existing, x[greedy]])
+        new = x[refined] if existing is None else np.vstack([existing, x[refined]])
+        assert (
+            selection.coverage_radius(x, new, device=CPU)
+            <= selection.coverage_radius(x, centers, device=CPU) + 1e-6
+        )
+        assert len(dists) == 15 and np.isfinite(dists[1:]).all()
+
+
+def test_local_search_through_select_reports_its_swaps_and_is_diversity_only():
+    x = unit(200, 8, 13)
+    config = SelectionConfig(
+        n_samples=10, strategies=[{"type": "diversity", "local_search_rounds": 20}]
+    )
+    result = selection.select(make_candidates(x), dataset=unit(5, 8, 14), config=config)
+    assert all("local search" in p.reason for p in result.picks)
+    radius = selection.coverage_radius(
+        x.astype(np.float16).astype(np.float32),
+        np.vstack([unit(5, 8, 14), x[result.indices].astype(np.float16).astype(np.float32)]),
+    )
+    assert result.coverage_after == pytest.approx(radius, abs=1e-3)
+    with pytest.raises(ValidationError, match="only ranking strategy"):
+        SelectionConfig(strategies=[{"type": "diversity", "local_search_rounds": 5}, "random"])
+
+
+def test_typiclust_picks_one_typical_sample_per_free_cluster_largest_first():
+    sizes = [60, 40, 25, 10]
+    rng = np.random.default_rng(15)
+    centers = unit(4, 16, 16)
+    x = np.vstack(
+        [c + rng.standard_normal((s, 16)) * 0.05 for c, s in zip(centers, sizes, strict=True)]
+    )
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    label = np.repeat(np.arange(4), sizes)
+    config = SelectionConfig(n_samples=4, strategies=[{"type": "typicality", "per_cluster": True}])
+    result = selection.select(make_candidates(x), dataset=np.zeros((0, 16)), config=config)
+    assert label[result.indices].tolist() == [0, 1, 2, 3]
+    # the first pick is the most typical member of the largest cluster (nearest its centre)
+    members = np.flatnonzero(label == 0)
+    d = np.sqrt(((x[members][:, None] - x[members][None]) ** 2).sum(-1))
+    typical = members[np.argmin(np.sort(d, 1)[:, 1:21].mean(1))]
+    assert result.indices[0] == typical
+    # with a dataset sample in the largest cluster, that cluster is held: it comes last
+    config3 = config.model_copy(update={"n_samples": 3})
+    held = selection.select(make_candidates(x), dataset=centers[:1], config=config3)
+    assert 0 not in label[held.indices].tolist()
