@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,8 @@ from winnow.records import (
     tags_to_arrow,
 )
 from winnow.storage import ObjectStore
+
+_log = logging.getLogger(__name__)
 
 FORMAT = "winnow-datapool/1"
 TABLES = ("files", "samples", "tags")
@@ -390,16 +393,29 @@ class Datapool:
     def load_staged(
         self, plan_hash: str, shard_id: str
     ) -> tuple[Candidates, list[FileResult]] | None:
-        """A staged shard, or None if it was never staged (or cannot be read)."""
+        """A staged shard, or None if it was never staged or cannot be parsed (logged).
+
+        Storage errors (throttling, access denied) are raised, not taken for a missing shard:
+        a resume must not silently turn into a full redo.
+        """
+        key = self._staged_key(plan_hash, shard_id)
         try:
-            data = self.store.get(self._staged_key(plan_hash, shard_id))
-            table = _read_parquet(data)
-            files = [FileResult(**f) for f in json.loads(table.schema.metadata[b"winnow.files"])]
+            data = self.store.get(key)
         except NotFound:
             return None
-        except Exception:  # a torn or foreign object: redo the shard rather than fail the run
+        try:
+            table = _read_parquet(data)
+            files = [FileResult(**f) for f in json.loads(table.schema.metadata[b"winnow.files"])]
+            return Candidates.from_arrow(table), files
+        except (pa.ArrowException, ValueError, KeyError, TypeError) as exc:
+            # A torn or foreign object: the shard is decoded again rather than failing the run.
+            _log.warning(
+                "staged shard %s cannot be read (%s: %s); it will be decoded again",
+                self.store.url_for(key),
+                type(exc).__name__,
+                exc,
+            )
             return None
-        return Candidates.from_arrow(table), files
 
     def resume(self, plan_hash: str, shards: Iterable[Shard]) -> Resumed:
         """Split planned shards into those staged by an earlier attempt and those still to do."""
