@@ -27,7 +27,7 @@ from tests.integration.prefect_server import (
 
 TEMPLATES = REPO / "deployments" / "templates"
 SCREENSHOTS = REPO / "tests" / "artifacts"
-DEPLOYMENTS = ("street-videos", "on-demand")
+DEPLOYMENTS = ("street-videos", "on-demand", "on-upload")
 # Small and fast on a 2-core CPU machine.
 FAST = {
     "embedding": {"weights": "none", "input_size": 64, "batch_size": 32},
