@@ -7,7 +7,7 @@ import logging
 import struct
 import threading
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -27,18 +27,30 @@ PNG_COMPRESS_LEVEL = 1
 
 
 def _write_frames(
-    *, source: ObjectStore, output: ObjectStore, rows: list[dict[str, Any]], workers: int
+    *,
+    source: ObjectStore,
+    output: ObjectStore,
+    rows: list[dict[str, Any]],
+    workers: int,
+    extras: Sequence[dict[str, Any]] = (),
 ) -> None:
     """Re-decode the picked video frames and upload them as PNG; errors go to `row["error"]`.
 
     Videos are decoded by a few threads, one pass per video; each frame is handed to a pool of
     `workers` threads that encode and upload it. A semaphore bounds the full-size frames held
-    in memory. The first storage failure stops the decoders and is raised.
+    in memory. The first storage failure stops the decoders and is raised. `extras` are other
+    video frames (the report's neighbours: `key`, `frame_index`, `pts_seconds`) that only get a
+    thumbnail, decoded in the same pass.
     """
     by_video: dict[str, list[int]] = {}
     for row in rows:
         if row["kind"] == "video":
             by_video.setdefault(row["key"], []).append(row["rank"])
+    extra_frames: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for item in extras:
+        if item["kind"] == "video":
+            extra_frames.setdefault((item["key"], item["frame_index"]), []).append(item)
+            by_video.setdefault(item["key"], [])
     if not by_video:
         return
     slots = threading.BoundedSemaphore(2 * workers)
@@ -65,16 +77,22 @@ def _write_frames(
         by_frame: dict[int, list[int]] = {}
         for r in ranks:
             by_frame.setdefault(rows[r]["frame_index"], []).append(r)
-        targets = sorted((fi, rows[rs[0]]["pts_seconds"]) for fi, rs in by_frame.items())
+        targets = {(fi, rows[rs[0]]["pts_seconds"]) for fi, rs in by_frame.items()}
+        thumbs_only = {fi: items for (k, fi), items in extra_frames.items() if k == key}
+        targets |= {(fi, items[0]["pts_seconds"]) for fi, items in thumbs_only.items()}
         done: set[int] = set()
         local_name = ""
         reason = "the decoder did not return this frame"
         try:
             with source.local_copy(key) as path:
                 local_name = path.name
-                for fi, frame in media.extract_frames(path, targets):
+                for fi, frame in media.extract_frames(path, sorted(targets)):
                     if stop.is_set():
                         return
+                    if fi in thumbs_only:
+                        thumb = _thumbnail_jpeg(frame)
+                        for item in thumbs_only.pop(fi):
+                            item["thumbnail"] = thumb
                     if fi not in by_frame or fi in done:
                         continue
                     done.add(fi)
@@ -122,9 +140,15 @@ def _first_error(futures: Iterable[Future]) -> None:
             raise exc
 
 
-def _image_thumbnails(*, source: ObjectStore, rows: list[dict[str, Any]], workers: int) -> None:
-    """Thumbnails of the picked images shown in the report (the first `REPORT_THUMBNAILS`)."""
-    wanted = [r for r in rows[:REPORT_THUMBNAILS] if r["kind"] == "image"]
+def _image_thumbnails(
+    *,
+    source: ObjectStore,
+    rows: list[dict[str, Any]],
+    workers: int,
+    extras: Sequence[dict[str, Any]] = (),
+) -> None:
+    """Thumbnails of the report's images: the first `REPORT_THUMBNAILS` picks, and `extras`."""
+    wanted = [r for r in [*rows[:REPORT_THUMBNAILS], *extras] if r["kind"] == "image"]
 
     def load(row: dict[str, Any]) -> None:
         try:

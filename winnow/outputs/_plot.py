@@ -24,20 +24,15 @@ def _as_points(x: np.ndarray, dim: int) -> np.ndarray:
 
 
 def _pca_2d(points: np.ndarray) -> np.ndarray:
-    """Project rows on their first two principal axes (deterministic signs)."""
-    # Algorithm: centre, then the SVD of the D×D scatter matrix gives the principal axes
-    # (cheaper than the SVD of the N×D data for N in the thousands); each axis's sign is fixed
-    # so that its largest coordinate is positive, making the picture reproducible.
+    """Project rows on their first two principal axes (scikit-learn's PCA; signs fixed by it)."""
+    from sklearn.decomposition import PCA
+
     n, d = points.shape
     out = np.zeros((n, 2))
-    if n == 0 or d == 0:
+    components = min(2, d, n)
+    if components == 0:
         return out
-    centred = points - points.mean(axis=0)
-    axes, _, _ = np.linalg.svd(centred.T @ centred)
-    axes = axes[:, : min(2, d)]
-    signs = np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(axes.shape[1])])
-    axes = axes * np.where(signs == 0, 1.0, signs)
-    out[:, : axes.shape[1]] = centred @ axes
+    out[:, :components] = PCA(n_components=components, svd_solver="full").fit_transform(points)
     return out
 
 

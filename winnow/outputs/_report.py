@@ -9,7 +9,7 @@ from typing import Any
 
 from winnow.outputs._frames import REPORT_THUMBNAILS
 from winnow.outputs._names import FRAMES_PREFIX
-from winnow.summary import RunSummary, fmt_number, render_html
+from winnow.summary import RunSummary, fmt_coverage, fmt_number, render_coverage_svg, render_html
 
 _SAFE_URL_RE = re.compile(r"^(https?|file|s3)://", re.IGNORECASE)
 
@@ -25,6 +25,9 @@ font-variant-numeric:tabular-nums}
 .grid{display:flex;flex-wrap:wrap;gap:10px}.card{width:150px;border:1px solid #ddd;
 border-radius:4px;padding:6px;font-size:12px;background:#fafafa}
 .card img{display:block;max-width:138px;max-height:138px;margin:0 auto 4px}
+.nb{display:flex;gap:3px;margin-top:4px}.nb figure{margin:0;width:44px;font-size:10px;
+text-align:center;color:#666}.nb img{width:44px;height:44px;object-fit:cover;margin:0}
+.nb .none{width:44px;height:44px;font-size:9px}
 .card .none{height:80px;display:flex;align-items:center;justify-content:center;color:#999;
 background:#eee;margin-bottom:4px}
 .plot img{max-width:100%;border:1px solid #ddd}.warn{color:#a33}
@@ -80,12 +83,30 @@ def render_report(*, summary: RunSummary, picks: list[dict], plot_png: bytes | N
         + "</p>",
     ]
     parts.append(render_html(summary))
+    parts += _report_coverage(summary)
     parts += _report_plot(summary, plot_png)
     parts += _report_picks(picks, summary.selected or len(picks))
     parts += _report_problems(summary, picks)
     parts += _report_outputs(summary, picks)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _report_coverage(summary: RunSummary) -> list[str]:
+    history = summary.coverage_history
+    if not history:
+        return []
+    chart = render_coverage_svg(history)
+    first, last = history[0], history[-1]
+    return [
+        "<h2>Coverage over the pool's versions</h2>",
+        '<p class="muted">Per tag, the coverage radius of its run: the largest distance from '
+        "a frame of that run to the dataset, before (dashed) and after (solid) adding the "
+        f"tag's picks; lower is better. After <code>{_e(first[0])}</code>: "
+        f"{_e(fmt_coverage(first[2]))}; after <code>{_e(last[0])}</code>: "
+        f"{_e(fmt_coverage(last[2]))}.</p>",
+        f'<div class="chart">{chart}</div>' if chart else '<p class="muted">n/a</p>',
+    ]
 
 
 def _report_plot(summary: RunSummary, plot_png: bytes | None) -> list[str]:
@@ -123,9 +144,65 @@ def _report_picks(picks: list[dict], n_selected: int) -> list[str]:
             f"<div>{frame} · distance {fmt_number(float(pick['distance']))}</div>"
             f'<div class="muted">{_e(pick["reason"])}</div>'
             + (f'<div class="warn">not exported: {_e(error)}</div>' if error else "")
+            + _card_neighbours(pick)
             + "</div>"
         )
     out.append("</div>")
+    out += _report_pick_table(picks)
+    return out
+
+
+def _where(item: dict) -> str:
+    frame = "" if item.get("kind") == "image" else f" #{_e(item['frame_index'])}"
+    return f"<code>{_e(item['key'])}</code>{frame}"
+
+
+def _card_neighbours(pick: dict) -> str:
+    """What the pick stands for: how many candidates, and its nearest unpicked ones."""
+    neighbours = pick.get("neighbours") or []
+    if not neighbours and "represented" not in pick:
+        return ""
+    figures = []
+    for n in neighbours:
+        thumb = n.get("thumbnail")
+        img = (
+            f'<img alt="neighbour" src="{_data_uri("image/jpeg", thumb)}">'
+            if thumb
+            else '<div class="none">n/a</div>'
+        )
+        title = f"{n['key']} frame {n['frame_index']}"
+        figures.append(f'<figure title="{_e(title)}">{img}{fmt_number(n["distance"], 2)}</figure>')
+    dups = len(pick.get("duplicates") or [])
+    text = f"stands for {_e(pick.get('represented', 1))} candidates"
+    text += f", {dups} exact duplicates removed" if dups else ""
+    return (
+        f'<div class="muted">{text}; nearest not picked:</div>'
+        f'<div class="nb neighbours">{"".join(figures)}</div>'
+    )
+
+
+def _report_pick_table(picks: list[dict]) -> list[str]:
+    """Every pick (not only the cards): what it stands for, its nearest unpicked candidates."""
+    if not any("neighbours" in p for p in picks):
+        return []
+    out = [
+        "<h2>What each pick stands for</h2>",
+        '<p class="muted">Candidates represented (nearest pick), the nearest candidates that '
+        "were not picked (distance), and exact duplicates removed in favour of the pick.</p>",
+        "<table><tr><th>#</th><th>pick</th><th>stands for</th><th>nearest not picked</th>"
+        "<th>duplicates removed</th></tr>",
+    ]
+    for rank, pick in enumerate(picks):
+        near = ", ".join(
+            f"{_where(n)} ({fmt_number(n['distance'], 3)})" for n in pick.get("neighbours", [])
+        )
+        dups = ", ".join(_where(d) for d in pick.get("duplicates", []))
+        out.append(
+            f'<tr><td class="n">{rank + 1}</td><td>{_where(pick)}</td>'
+            f'<td class="n">{_e(pick.get("represented", ""))}</td><td>{near}</td>'
+            f"<td>{dups}</td></tr>"
+        )
+    out.append("</table>")
     return out
 
 

@@ -14,8 +14,9 @@ from winnow.outputs._exports import (
     _members_parquet,
     _samples_csv,
 )
-from winnow.outputs._frames import _image_thumbnails, _write_frames
+from winnow.outputs._frames import REPORT_THUMBNAILS, _image_thumbnails, _write_frames
 from winnow.outputs._names import export_name, tag_keys
+from winnow.outputs._neighbours import exact_duplicates, nearest_unpicked
 from winnow.outputs._plot import render_embedding_plot
 from winnow.outputs._report import render_report
 from winnow.records import Candidates, FileResult, Selection
@@ -138,8 +139,10 @@ def _upload_selection(
     workers: int,
 ) -> Exported:
     rows = _pick_rows(candidates, selection, files)
-    _write_frames(source=source, output=output, rows=rows, workers=workers)
-    _image_thumbnails(source=source, rows=rows, workers=workers)
+    _add_neighbours(rows, candidates, selection, files)
+    shown = [n for row in rows[:REPORT_THUMBNAILS] for n in row["neighbours"]]
+    _write_frames(source=source, output=output, rows=rows, workers=workers, extras=shown)
+    _image_thumbnails(source=source, rows=rows, workers=workers, extras=shown)
 
     missing: dict[str, str] = {}
     for row in rows:
@@ -217,3 +220,39 @@ def _pick_rows(
             }
         )
     return rows
+
+
+def _add_neighbours(
+    rows: list[dict[str, Any]],
+    candidates: Candidates,
+    selection: Selection,
+    files: dict[str, FileResult],
+) -> None:
+    """Give each pick row its nearest unpicked candidates and its removed exact duplicates."""
+    picks = selection.indices
+    if len(candidates.embedding) == 0:
+        for row in rows:
+            row.update(neighbours=[], duplicates=[], represented=1)
+        return
+    found = nearest_unpicked(candidates.embedding, picks)
+    duplicates = exact_duplicates(candidates.content_hash, picks)
+
+    def describe(i: int, distance: float) -> dict[str, Any]:
+        key = str(candidates.key[i])
+        return {
+            "key": key,
+            "kind": files[key].kind if key in files else "video",
+            "frame_index": int(candidates.frame_index[i]),
+            "pts_seconds": float(candidates.pts_seconds[i]),
+            "distance": distance,
+            "thumbnail": None,
+        }
+
+    for pos, row in enumerate(rows):
+        row["neighbours"] = [
+            describe(int(i), float(d))
+            for i, d in zip(found.index[pos], found.distance[pos], strict=True)
+            if i >= 0
+        ]
+        row["duplicates"] = [describe(i, 0.0) for i in duplicates.get(pos, [])]
+        row["represented"] = int(found.represented[pos])
