@@ -180,8 +180,9 @@ class PoolSnapshot:
             raise ModelMismatch(
                 f"the datapool at {self.store.url} was built with {self.model.describe()}, this "
                 f"run asks for {record.describe()}: embeddings from different models cannot be "
-                "compared. Use the pool's model settings, or a new output location for a new "
-                "model."
+                "compared. Use the pool's model settings, or move the pool to the new model "
+                "first with `winnow reembed --output <output> --model ... --weights ...` (the "
+                "reembed flow), or use a new output location for a new model."
             )
 
     def check_new_tag(self, name: str) -> None:
@@ -471,7 +472,9 @@ class Datapool:
             tag: The run's tag, or None when it selected nothing.
             model: The embedding model of the samples.
             replace_samples: Start the samples table afresh with this run's samples (used
-                when the pool is re-embedded with a new model).
+                when the pool is re-embedded with a new model); files and tags are kept, and
+                the samples keep their run ids (the runs that found them). Older versions still
+                name the old samples parts, so they stay readable.
 
         Returns:
             The new version.
@@ -488,7 +491,7 @@ class Datapool:
         )
         tables: dict[str, pa.Table] = {
             "files": files_table,
-            "samples": samples.with_run_id(run_id).to_arrow(),
+            "samples": (samples if replace_samples else samples.with_run_id(run_id)).to_arrow(),
             "tags": tags_to_arrow([tag] if tag else []),
         }
         old_parts = base.manifest.parts if base.manifest else {t: [] for t in TABLES}

@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
+import re
+import tempfile
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,8 +32,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from winnow.device import available_cores, resolve_device
-from winnow.errors import ConfigError, WeightsUnavailable
+from winnow.errors import ConfigError, NotFound, WeightsUnavailable
 from winnow.records import ModelRecord
+from winnow.storage import LocalStore, ObjectStore, S3Options, open_store
 
 if TYPE_CHECKING:
     import torch
@@ -110,9 +115,10 @@ class EmbeddingOptions(BaseModel):
     weights: str = Field(
         "default",
         description="'default': torchvision's pretrained ImageNet weights (downloaded once into "
-        "TORCH_HOME); 'none': random weights seeded by `seed` (tests and demos only); or the "
-        "path of a checkpoint file on the worker (a state_dict, or a dict holding one under "
-        "'state_dict' or 'model'; classification-head keys are ignored).",
+        "TORCH_HOME); 'none': random weights seeded by `seed` (tests and demos only); "
+        "'pool:<model-id>': a model trained in this run's datapool (`winnow train`); the URL "
+        "(s3://…, file://…) or the path of a checkpoint file (a state_dict, or a dict holding "
+        "one under 'state_dict' or 'model'; classification-head keys are ignored).",
         min_length=1,
     )
     input_size: int = Field(
@@ -160,10 +166,17 @@ class EmbeddingOptions(BaseModel):
         value = value.strip()
         if value.lower() in ("default", "none"):
             return value.lower()
-        if "://" in value:
+        if value.startswith(POOL_WEIGHTS):
+            if not _MODEL_ID_RE.match(value[len(POOL_WEIGHTS) :]):
+                raise ValueError(
+                    f"weights={value!r}: a pool model is named 'pool:<model-id>' (letters, digits, "
+                    "'.', '_' and '-'), as printed by `winnow train`"
+                )
+            return value
+        if "://" in value and not value.startswith(("s3://", "file://")):
             raise ValueError(
-                "weights must be 'default', 'none' or a local checkpoint path, "
-                f"not the URL {value!r}: download the file to the worker first"
+                "weights must be 'default', 'none', 'pool:<model-id>', a local checkpoint path "
+                f"or an s3:// or file:// URL, not {value!r}"
             )
         return value
 
@@ -182,18 +195,24 @@ def model_spec(name: str) -> ModelSpec:
         ) from None
 
 
-def model_record(options: EmbeddingOptions) -> ModelRecord:
-    """Describe the model a run would use, without building it or downloading anything.
+def model_record(
+    options: EmbeddingOptions, *, pool: ObjectStore | None = None, s3: S3Options | None = None
+) -> ModelRecord:
+    """Describe the model a run would use, without building it or downloading pretrained weights.
 
     Args:
         options: The embedding options.
+        pool: The datapool's store, where `pool:<model-id>` weights live.
+        s3: Connection options for `s3://` weights (default: the boto3 chain).
 
     Returns:
         The record the datapool stores: name, weights fingerprint (`torchvision:<enum member>`,
         `none:seed=<seed>` or `checkpoint:<sha256 prefix>`), input size and embedding width.
+        A checkpoint's fingerprint is that of its content, however it is named (path, URL or
+        `pool:<model-id>`).
 
     Raises:
-        ConfigError: If the model is unknown or the checkpoint file cannot be read.
+        ConfigError: If the model is unknown or the checkpoint cannot be found or read.
     """
     spec = model_spec(options.model)
     if options.weights == "default":
@@ -201,16 +220,70 @@ def model_record(options: EmbeddingOptions) -> ModelRecord:
     elif options.weights == "none":
         weights = f"none:seed={options.seed}"
     else:
-        weights = f"checkpoint:{_checkpoint_digest(_checkpoint_path(options.weights))[:16]}"
+        path = _checkpoint_path(options.weights, pool=pool, s3=s3)
+        weights = f"checkpoint:{_checkpoint_digest(path)[:16]}"
     return ModelRecord(name=spec.name, weights=weights, input_size=options.input_size, dim=spec.dim)
 
 
-def _checkpoint_path(value: str) -> Path:
+POOL_WEIGHTS = "pool:"
+_MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def pool_model_key(model_id: str) -> str:
+    """Key, in the datapool's store, of the weights of a model trained there."""
+    return f"models/{model_id}/model.pt"
+
+
+def _checkpoint_path(
+    value: str, *, pool: ObjectStore | None = None, s3: S3Options | None = None
+) -> Path:
+    """A local file holding the checkpoint `value` names (remote ones are cached locally)."""
+    if value.startswith(POOL_WEIGHTS):
+        if pool is None:
+            raise ConfigError(
+                f"weights={value!r} names a model of a datapool, but this run has none; pass "
+                "the checkpoint's URL or path instead"
+            )
+        return _cached_copy(pool, pool_model_key(value[len(POOL_WEIGHTS) :]), value)
+    if value.startswith("s3://"):
+        parent, _, name = value.rpartition("/")
+        return _cached_copy(open_store(parent, s3), name, value)
+    if value.startswith("file://"):
+        value = value[len("file://") :]
+    return _local_checkpoint(value)
+
+
+def _cached_copy(store: ObjectStore, key: str, value: str) -> Path:
+    """The object as a local file: the file itself (local store) or a cached download."""
+    if isinstance(store, LocalStore):
+        return _local_checkpoint(str(store.root / key), named=value)
+    try:
+        info = next((i for i in store.list(key) if i.key == key), None)
+    except NotFound:
+        info = None
+    if info is None:
+        raise ConfigError(
+            f"weights={value!r}: no checkpoint at {store.url_for(key)}; `winnow status` lists "
+            "a pool's trained models, `winnow train` trains one"
+        )
+    # One download per content: the name carries the object's fingerprint (ETag and size).
+    digest = hashlib.blake2b(f"{store.url_for(key)}\0{info.fingerprint}".encode(), digest_size=12)
+    cached = Path(tempfile.gettempdir()) / "winnow-weights" / f"{digest.hexdigest()}.pt"
+    if not cached.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(f".{uuid.uuid4().hex[:8]}.part")
+        partial.write_bytes(store.get(key))
+        os.replace(partial, cached)
+    return cached
+
+
+def _local_checkpoint(value: str, *, named: str | None = None) -> Path:
     path = Path(value).expanduser()
     if not path.is_file():
         raise ConfigError(
-            f"weights={value!r}: no such checkpoint file on this worker; use 'default' "
-            "(torchvision pretrained), 'none' (random) or the path of a saved state_dict"
+            f"weights={named or value!r}: no such checkpoint file on this worker; use 'default' "
+            "(torchvision pretrained), 'none' (random), 'pool:<model-id>' or the path or URL of "
+            "a saved state_dict"
         )
     return path.resolve()
 
@@ -252,11 +325,15 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return torch.float16
 
 
-def load_embedder(options: EmbeddingOptions) -> Embedder:
+def load_embedder(
+    options: EmbeddingOptions, *, pool: ObjectStore | None = None, s3: S3Options | None = None
+) -> Embedder:
     """Build the model, load its weights and move it to its device.
 
     Args:
         options: The embedding options.
+        pool: The datapool's store, where `pool:<model-id>` weights live.
+        s3: Connection options for `s3://` weights (default: the boto3 chain).
 
     Returns:
         A ready `Embedder`.
@@ -268,7 +345,7 @@ def load_embedder(options: EmbeddingOptions) -> Embedder:
             state_dict, or it does not fit the model; or if the device or precision cannot be
             used here.
     """
-    record = model_record(options)
+    record = model_record(options, pool=pool, s3=s3)
     spec = model_spec(options.model)
     device = resolve_device(options.device)
     dtype = resolve_precision(options.precision, device)
@@ -277,8 +354,11 @@ def load_embedder(options: EmbeddingOptions) -> Embedder:
         state = _pretrained_state_dict(spec)
         _load_trunk_state(model, spec, state, source=f"torchvision weights {spec.weights}")
     elif options.weights != "none":
-        path = _checkpoint_path(options.weights)
-        _load_trunk_state(model, spec, _read_checkpoint(path), source=f"checkpoint {path}")
+        path = _checkpoint_path(options.weights, pool=pool, s3=s3)
+        source = f"checkpoint {options.weights}" + (
+            f" ({path})" if str(path) != options.weights else ""
+        )
+        _load_trunk_state(model, spec, _read_checkpoint(path), source=source)
     model = prepare_module(model, device=device, channels_last=True, compile=options.compile)
     return Embedder(
         model,

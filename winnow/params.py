@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from winnow.embedding import EmbeddingOptions
+from winnow.embedding import POOL_WEIGHTS, EmbeddingOptions, pool_model_key
 from winnow.media import FrameOptions
 from winnow.selection import SelectionConfig
 from winnow.storage import sibling_url
@@ -120,6 +120,16 @@ class CurateParams(BaseModel):
             raise ValueError(f"source {self.source!r} names no bucket")
         if self.output and self.output.rstrip("/") == self.source.rstrip("/"):
             raise ValueError("output must differ from source (outputs would be rediscovered)")
+        return self
+
+    @model_validator(mode="after")
+    def _pool_weights(self) -> CurateParams:
+        # `pool:<model-id>` names a model trained in this run's datapool: its checkpoint's URL.
+        weights = self.embedding.weights
+        if weights.startswith(POOL_WEIGHTS):
+            key = pool_model_key(weights[len(POOL_WEIGHTS) :])
+            url = f"{self.output_url.rstrip('/')}/pool/{key}"
+            self.embedding = self.embedding.model_copy(update={"weights": url})
         return self
 
     @property

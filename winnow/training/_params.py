@@ -1,0 +1,195 @@
+"""Parameters of the model-lifecycle flows: train, reembed, reselect (UI forms, CLI options).
+
+Plain pydantic, like `winnow.params`: each flow's signature reuses these models, so the Prefect
+UI form, server-side validation and the `winnow` command agree. A lifecycle run is anchored on a
+pool (`output`); the source defaults to the one recorded by the pool's latest tag.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from winnow.embedding import EmbeddingOptions, ModelName
+from winnow.errors import ConfigError
+from winnow.params import StorageParams, TagName
+from winnow.selection import SelectionConfig
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+PoolOutput = Annotated[
+    str,
+    Field(
+        min_length=1,
+        description="The output folder or s3:// prefix whose datapool (<output>/pool) is used.",
+        examples=["s3://my-bucket/.winnow", "./data/.winnow"],
+    ),
+]
+PoolSource = Annotated[
+    str | None,
+    Field(
+        description="The raw data the pool's keys are relative to (local folder or s3://…); "
+        "empty: the source recorded by the pool's latest tag.",
+    ),
+]
+Names = Annotated[
+    list[str] | None,
+    Field(description="Restrict to these names; empty: no restriction."),
+]
+
+
+class TrainParams(BaseModel):
+    """A self-supervised (SimCLR) training run on the frames of a pool's samples."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    output: PoolOutput
+    source: PoolSource = None
+    model: ModelName = Field(
+        "resnet18", description="torchvision backbone to train (its trunk becomes the embedding)."
+    )
+    init_weights: str = Field(
+        "none",
+        description="Weights to start from: 'none' (random), 'default' (torchvision pretrained, "
+        "needs them in TORCH_HOME), 'pool:<model-id>', or a checkpoint path or URL.",
+    )
+    tags: list[str] | None = Field(
+        None, description="Train on the members of these tags; empty: on every sample."
+    )
+    max_samples: int | None = Field(
+        None,
+        ge=2,
+        description="Train on at most this many samples, drawn at random (by `seed`); empty: all.",
+    )
+    epochs: int = Field(20, ge=1, le=10_000, description="Passes over the training samples.")
+    batch_size: int = Field(
+        64,
+        ge=2,
+        le=4096,
+        description="Samples per step (two views each); SimCLR wants 64 or more.",
+    )
+    input_size: int = Field(
+        64,
+        ge=32,
+        le=1024,
+        description="Square training size in pixels; embed with the same `input_size` later.",
+    )
+    learning_rate: float = Field(
+        1e-3, gt=0, le=10, description="Peak learning rate (AdamW; cosine decay over the epochs)."
+    )
+    weight_decay: float = Field(1e-4, ge=0, le=1, description="AdamW weight decay.")
+    temperature: float = Field(0.5, gt=0, le=10, description="NT-Xent temperature.")
+    crop_min_scale: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="Smallest area fraction of a random resized crop (SimCLR: 0.08).",
+    )
+    horizontal_flip: bool = Field(
+        True, description="Flip views horizontally at random (off for text, digits, signs)."
+    )
+    rotation_degrees: float = Field(
+        0.0, ge=0, le=180, description="Rotate views at random by up to this many degrees."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the sample draw, the init and the views.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where training runs: 'auto' picks CUDA when available."
+    )
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="'auto' = fp16 autocast (AMP) on CUDA, fp32 on CPU."
+    )
+    loader_workers: int | None = Field(
+        None,
+        ge=0,
+        le=64,
+        description="DataLoader processes making the views; empty: automatic (0 on a small CPU "
+        "host, up to 8 beside a GPU).",
+    )
+    model_id: str | None = Field(
+        None,
+        description="Name of the trained model in the pool; empty: derived from these "
+        "parameters (the same parameters resume the same training).",
+    )
+    storage: StorageParams = Field(default_factory=StorageParams)
+
+    @field_validator("init_weights")
+    @classmethod
+    def _check_init(cls, value: str) -> str:
+        return EmbeddingOptions(weights=value).weights
+
+    @field_validator("model_id")
+    @classmethod
+    def _check_id(cls, value: str | None) -> str | None:
+        if value is not None and not _ID_RE.match(value):
+            raise ValueError(
+                f"model_id {value!r}: use letters, digits, '.', '_' and '-' (at most 100)"
+            )
+        return value
+
+    def identity(self) -> dict:
+        """The parameters that define the trained model (not where or how fast it runs)."""
+        skip = {"device", "loader_workers", "storage", "source", "output", "model_id"}
+        return json.loads(self.model_dump_json(exclude=skip))
+
+
+class ReembedParams(BaseModel):
+    """Move a pool to a new embedding model: every sample's frame decoded again and embedded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    output: PoolOutput
+    source: PoolSource = None
+    embedding: EmbeddingOptions = Field(
+        default_factory=EmbeddingOptions,
+        description="The new model (its weights may be 'pool:<model-id>' of a trained model).",
+    )
+    storage: StorageParams = Field(default_factory=StorageParams)
+    shard_files: int = Field(
+        32, ge=1, le=10_000, description="Files per shard (the unit of progress and of resume)."
+    )
+
+
+class ReselectParams(BaseModel):
+    """A new tag from samples already in the pool, read from the pool only (no decoding)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    output: PoolOutput
+    source: PoolSource = None
+    tag_name: TagName = None
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    from_tags: Names = Field(
+        None, description="Pick only among the members of these tags; empty: every sample."
+    )
+    from_runs: Names = Field(
+        None, description="Pick only among the samples of these runs (run ids); empty: all."
+    )
+    against_dataset: bool = Field(
+        True,
+        description="Treat the dataset (every tag's members) as already chosen, as a curate run "
+        "does; off: pick afresh among the candidates (e.g. a subset of one tag).",
+    )
+    storage: StorageParams = Field(default_factory=StorageParams)
+
+
+def recorded_source(snapshot_tags: list, given: str | None, *, pool_url: str) -> str:
+    """The source a lifecycle run reads: the one given, else the latest tag's recorded source.
+
+    Raises:
+        ConfigError: If none was given and no tag records one.
+    """
+    if given:
+        return given
+    for tag in reversed(snapshot_tags):
+        try:
+            source = json.loads(tag.parameters).get("source")
+        except (ValueError, AttributeError):
+            source = None
+        if source:
+            return str(source)
+    raise ConfigError(
+        f"the datapool at {pool_url} records no source (no tag yet): pass --source / `source`"
+    )

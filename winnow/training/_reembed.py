@@ -1,0 +1,182 @@
+"""Re-embed a pool with another model: plan over its samples, embed shards, one switching commit.
+
+Re-embedding is a run like any other. The plan groups the pool's samples by file into shards
+whose id is a hash of each file's key, fingerprint and frame indices; the plan hash names the
+new model. Every finished shard is staged (`Datapool.stage_shard`), so a killed re-embed
+resumes with the shards it finished (`Datapool.resume`), and a re-embed that lost a race to a
+curate run re-plans from the newer version and reuses every shard whose files did not change.
+The commit starts a fresh samples table (`replace_samples`) holding every re-embedded sample
+and records the new model, keeping files and tags; older versions stay readable. A curate run
+still on the old model then stops with `ModelMismatch`, or, if it loaded the pool before the
+switch, loses the commit race with `PoolConflict`.
+
+Samples whose file vanished or changed since it was embedded, or whose frame cannot be found
+again, get no new embedding and leave the samples table (they are counted as dropped); a changed
+file is reprocessed as such by the next curate run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from winnow.datapool import Datapool, PoolSnapshot, plan_hash
+from winnow.embedding import Embedder
+from winnow.records import Candidates, FileRef, FileResult, ModelRecord, Shard, kind_of
+from winnow.storage import ObjectStore
+from winnow.training._frames import file_refs, read_frames
+
+_PLAN_KIND = {"reembed": "frames-by-key-and-index"}
+
+
+@dataclass
+class ReembedPlan:
+    """The work of moving a pool to a new model.
+
+    Attributes:
+        base: The snapshot the re-embed starts from (its commit creates base + 1).
+        model: The new model.
+        plan_hash: Names the staged shards of this model (`staging/<plan-hash>/`).
+        shards: Groups of files whose samples are embedded and staged together.
+        samples: Every sample to re-embed (old embeddings; metadata is kept as is).
+        superseded: Samples of an earlier processing of a file that was reprocessed since
+            (their content is gone from the source); they are dropped.
+        rows: Shard id -> rows of `samples` in that shard.
+    """
+
+    base: PoolSnapshot
+    model: ModelRecord
+    plan_hash: str
+    shards: tuple[Shard, ...]
+    samples: Candidates
+    superseded: int = 0
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def plan_reembed(snapshot: PoolSnapshot, model: ModelRecord, *, shard_files: int) -> ReembedPlan:
+    """Plan the re-embedding of every sample of a pool with `model`.
+
+    Args:
+        snapshot: The pool as it is now.
+        model: The new model's record.
+        shard_files: Files per shard.
+
+    Returns:
+        The plan (no shards when the pool is empty).
+    """
+    samples = snapshot.samples()
+    refs = file_refs(snapshot, samples.key.tolist())
+    current = np.array(
+        [
+            str(k) in refs and refs[str(k)].fingerprint == str(f)
+            for k, f in zip(samples.key, samples.fingerprint, strict=True)
+        ],
+        dtype=bool,
+    )
+    superseded = int((~current).sum())
+    samples = samples.take(np.flatnonzero(current))
+    by_key: dict[str, list[int]] = {}
+    for i, key in enumerate(samples.key):
+        by_key.setdefault(str(key), []).append(i)
+    keys = sorted(by_key)
+    shards, rows = [], {}
+    for start in range(0, len(keys), shard_files):
+        chunk = keys[start : start + shard_files]
+        files = tuple(
+            refs.get(k) or FileRef(key=k, fingerprint="", size_bytes=0, kind=kind_of(k) or "image")
+            for k in chunk
+        )
+        h = hashlib.blake2b(digest_size=10)
+        for ref in files:
+            indices = sorted(int(samples.frame_index[i]) for i in by_key[ref.key])
+            h.update(f"{ref.key}\0{ref.fingerprint}\0{indices}\n".encode())
+        shard = Shard(index=len(shards), shard_id=h.hexdigest(), files=files)
+        shards.append(shard)
+        rows[shard.shard_id] = np.array([i for k in chunk for i in by_key[k]], dtype=np.int64)
+    return ReembedPlan(
+        base=snapshot,
+        model=model,
+        plan_hash=plan_hash(model, _PLAN_KIND),
+        shards=tuple(shards),
+        samples=samples,
+        superseded=superseded,
+        rows=rows,
+    )
+
+
+def embed_reembed_shards(
+    plan: ReembedPlan,
+    shards: Sequence[Shard],
+    *,
+    source: ObjectStore,
+    embedder: Embedder,
+    workers: int = 1,
+):  # noqa: ANN201 - a generator of (Shard, Candidates, list[FileResult])
+    """Read every sample's frame of each shard again and embed it with the new model.
+
+    Args:
+        plan: The plan.
+        shards: The shards to do (those not staged yet), in order.
+        source: Where the files live (only read).
+        embedder: The new model.
+        workers: Files read in parallel.
+
+    Yields:
+        `(shard, candidates, files)` per shard: the shard's samples with new embeddings (their
+        metadata and run ids kept), and one `FileResult` per file (`ok`, or `skipped` with the
+        reason its samples were dropped).
+    """
+    for shard in shards:
+        sub = plan.samples.take(plan.rows[shard.shard_id])
+        refs = {f.key: f for f in shard.files}
+        parts: list[Candidates] = []
+        results: list[FileResult] = []
+        for got in read_frames(
+            source,
+            sub,
+            files=refs,
+            size=embedder.input_size,
+            workers=workers,
+            check_fingerprints=True,
+        ):
+            ref = refs[got.key]
+            if got.pixels is None:
+                results.append(FileResult.for_ref(ref, status="skipped", error=got.error))
+                continue
+            emb = embedder.embed(got.pixels)
+            parts.append(replace(sub.take(got.rows), embedding=emb))
+            results.append(FileResult.for_ref(ref, status="ok", frames_sampled=len(got.rows)))
+        dim = embedder.record.dim
+        yield shard, Candidates.concat(parts) if parts else Candidates.empty(dim), results
+
+
+def commit_reembed(pool: Datapool, plan: ReembedPlan, *, run_id: str, samples: Candidates) -> int:
+    """Switch the pool to the new model in one atomic commit, then drop the staged shards.
+
+    Args:
+        pool: The datapool.
+        plan: The plan the samples were embedded under (its base is the commit's parent).
+        run_id: The re-embed run's id.
+        samples: Every re-embedded sample (the new samples table).
+
+    Returns:
+        The new version.
+
+    Raises:
+        PoolConflict: If another run committed since the plan's base was loaded; nothing was
+            committed and the staged shards remain for the retry.
+    """
+    version = pool.commit(
+        plan.base,
+        run_id=run_id,
+        files=[],
+        samples=samples,
+        tag=None,
+        model=plan.model,
+        replace_samples=True,
+    )
+    pool.clear_staged(plan.plan_hash, [s.shard_id for s in plan.shards])
+    return version
