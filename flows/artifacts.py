@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from prefect.artifacts import (
     create_link_artifact,
     create_markdown_artifact,
@@ -14,16 +16,36 @@ from winnow.records import Candidates, Selection
 from winnow.summary import RunSummary, render_markdown, render_text
 
 
+def artifact_keys(output_url: str) -> dict[str, str]:
+    """Stable artifact keys of one output pool: `winnow-<kind>-<10 hex of its URL's sha256>`.
+
+    Every run on a pool publishes new versions of the same keys, so the UI's Artifacts page
+    shows each pool's latest summary, picks, report and plot, and their history.
+    """
+    digest = hashlib.sha256(output_url.rstrip("/").encode()).hexdigest()[:10]
+    return {kind: f"winnow-{kind}-{digest}" for kind in ("summary", "picks", "report", "plot")}
+
+
 def publish_summary(
     summary: RunSummary,
     *,
+    pool_url: str,
     candidates: Candidates | None = None,
     selection: Selection | None = None,
     exported: Exported | None = None,
 ) -> None:
-    """Log the summary and create the run's artifacts."""
+    """Log the summary and create the run's artifacts, keyed by the output pool's URL.
+
+    A run that found nothing new publishes its summary without a key (on its run page only), so
+    the pool's latest keyed summary stays the one of its latest tag.
+    """
     get_run_logger().info("run summary: %s", render_text(summary))
-    create_markdown_artifact(render_markdown(summary), description="Winnow run summary")
+    keys = artifact_keys(pool_url)
+    create_markdown_artifact(
+        render_markdown(summary),
+        key=None if summary.nothing_new else keys["summary"],
+        description="Winnow run summary",
+    )
     if selection is not None and candidates is not None and selection.picks:
         rows = [
             {
@@ -35,10 +57,15 @@ def publish_summary(
             }
             for i, pick in enumerate(selection.picks)
         ]
-        create_table_artifact(rows, description=f"Samples selected into tag {summary.tag}")
+        create_table_artifact(
+            rows, key=keys["picks"], description=f"Samples selected into tag {summary.tag}"
+        )
     if exported is not None:
-        for name in ("report", "embedding_plot"):
+        for name, kind in (("report", "report"), ("embedding_plot", "plot")):
             if name in exported.links:
                 create_link_artifact(
-                    exported.links[name], link_text=f"{name} of tag {summary.tag}", description=name
+                    exported.links[name],
+                    link_text=f"{name} of tag {summary.tag}",
+                    key=keys[kind],
+                    description=name,
                 )

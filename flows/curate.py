@@ -91,7 +91,7 @@ def curate(
     if not found.new:
         summary.nothing_new = True
         get_run_logger().info("nothing new in %s: no file decoded, no tag", stores.source.url)
-        publish_summary(summary)
+        publish_summary(summary, pool_url=stores.output.url)
         return summary.to_dict()
 
     with _timed(summary, "decode_embed"):
@@ -122,6 +122,7 @@ def curate(
     summary.record_selection(selection, dataset_samples=len(dataset))
     summary.tag = tag if selection.picks else None
     summary.parent_tag = snapshot.latest_tag.name if snapshot.latest_tag else None
+    summary.record_history(snapshot.tags, tag=summary.tag)
 
     exported = None
     if selection.picks:
@@ -147,5 +148,11 @@ def curate(
             plan_hash=plan,
             shard_ids=[s.shard_id for s in shards],
         )
-    publish_summary(summary, candidates=candidates, selection=selection, exported=exported)
+    publish_summary(
+        summary,
+        pool_url=stores.output.url,
+        candidates=candidates,
+        selection=selection,
+        exported=exported,
+    )
     return summary.to_dict()

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from winnow.records import FileResult, Selection
+from winnow.records import FileResult, Selection, TagRecord
 
 CORRUPT_LISTED = 100  # (key, reason) pairs kept in the summary; the pool has every file
 
@@ -64,6 +64,8 @@ class RunSummary:
         model: The embedding model, described.
         outputs: Name → URL of the exported files (report, embedding plot, lists).
         seconds: Stage name → wall-clock seconds.
+        coverage_history: (tag, coverage before, coverage after) of every tag of the pool,
+            oldest first, this run's tag last (non-finite values where there was no dataset).
     """
 
     run_id: str
@@ -98,6 +100,7 @@ class RunSummary:
     model: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    coverage_history: list[tuple[str, float, float]] = field(default_factory=list)
 
     def record_files(self, files: list[FileResult], *, shards: int, resumed: int) -> None:
         """Count the run's decoded, corrupt and skipped files and its shards."""
@@ -120,6 +123,12 @@ class RunSummary:
         self.mean_random_distance = selection.mean_random_distance
         self.stop_reason = selection.stop_reason
 
+    def record_history(self, tags: list[TagRecord], *, tag: str | None) -> None:
+        """The pool's coverage history: its tags before the run, then this run's `tag` if any."""
+        self.coverage_history = [(t.name, t.coverage_before, t.coverage_after) for t in tags]
+        if tag is not None:
+            self.coverage_history.append((tag, self.coverage_before, self.coverage_after))
+
     def counts(self) -> dict[str, int]:
         """The counts a tag keeps of its run."""
         names = ("files_new", "files_ok", "files_corrupt", "files_skipped", "candidates")
@@ -132,6 +141,10 @@ class RunSummary:
             if isinstance(v, float) and not math.isfinite(v):
                 out[k] = None
         out["corrupt"] = [list(c) for c in self.corrupt]
+        out["coverage_history"] = [
+            [tag, *(v if math.isfinite(v) else None for v in (before, after))]
+            for tag, before, after in self.coverage_history
+        ]
         return out
 
     @classmethod
@@ -143,6 +156,10 @@ class RunSummary:
             if v is None and names[k].type == "float":
                 values[k] = float("nan")
         values["corrupt"] = [tuple(c) for c in values.get("corrupt", [])]
+        values["coverage_history"] = [
+            (tag, *(float("nan") if v is None else float(v) for v in (before, after)))
+            for tag, before, after in values.get("coverage_history", [])
+        ]
         return cls(**values)
 
 
@@ -239,6 +256,54 @@ def _md(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
 
 
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def fmt_coverage(value: float | None) -> str:
+    """A coverage radius for the history: 3 digits, `n/a` when not finite (no dataset yet)."""
+    return fmt_number(value) if _finite(value) else "n/a"
+
+
+def sparkline(values: list[float]) -> str:
+    """One block character per value, scaled between their min and max (`·` if not finite)."""
+    finite = [v for v in values if _finite(v)]
+    if not finite:
+        return "·" * len(values)
+    low, high = min(finite), max(finite)
+    span = high - low
+    out = []
+    for v in values:
+        if not _finite(v):
+            out.append("·")
+        else:
+            level = round((v - low) / span * (len(SPARKS) - 1)) if span else len(SPARKS) // 2
+            out.append(SPARKS[level])
+    return "".join(out)
+
+
+def _history_markdown(history: list[tuple[str, float, float]]) -> list[str]:
+    afters = [after for _, _, after in history]
+    lines = [
+        "",
+        "### Coverage radius over the pool's versions",
+        "",
+        f"After each tag (lower is better): `{sparkline(afters)}` "
+        f"{fmt_coverage(afters[0])} → {fmt_coverage(afters[-1])}",
+        "",
+        "| tag | before | after |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| `{_md(tag)}` | {fmt_coverage(before)} | {fmt_coverage(after)} |"
+        for tag, before, after in history
+    ]
+    return lines
+
+
 def render_markdown(summary: RunSummary) -> str:
     """The summary as markdown (the Prefect UI's summary artifact)."""
     if summary.nothing_new:
@@ -264,6 +329,8 @@ def render_markdown(summary: RunSummary) -> str:
     if summary.outputs:
         links = " · ".join(f"[{k}]({v})" for k, v in summary.outputs.items())
         lines += ["", f"**Outputs:** {links}"]
+    if summary.coverage_history:
+        lines += _history_markdown(summary.coverage_history)
     if summary.corrupt:
         lines += ["", "### Corrupt or skipped files", "", "| file | reason |", "|---|---|"]
         lines += [f"| `{_md(k)}` | {_md(reason)} |" for k, reason in summary.corrupt]
@@ -295,3 +362,73 @@ def render_html(summary: RunSummary) -> str:
         out.append(_html_table(timings, head=("stage", "seconds")))
     out.append("</div>")
     return "\n".join(out)
+
+
+def render_coverage_svg(
+    history: list[tuple[str, float, float]], *, width: int = 520, height: int = 180
+) -> str:
+    """The coverage history as a small inline SVG line chart (no external assets).
+
+    The solid line is the coverage radius after each tag, the dashed one before it; points that
+    are not finite (no dataset yet) are left out and the line bridges them.
+
+    Args:
+        history: (tag, before, after) per tag, oldest first (`RunSummary.coverage_history`).
+        width: Width of the chart in pixels.
+        height: Height of the chart in pixels.
+
+    Returns:
+        An `<svg>` element, or an empty string when no value is finite.
+    """
+    values = [v for _, before, after in history for v in (before, after) if _finite(v)]
+    if not values:
+        return ""
+    return _coverage_svg(history, values, width=width, height=height)
+
+
+def _coverage_svg(
+    history: list[tuple[str, float, float]], values: list[float], *, width: int, height: int
+) -> str:
+    left, right, top, bottom = 52, 12, 12, 34
+    low, high = min(values), max(values)
+    if high == low:
+        low, high = low - 0.5 * (abs(low) or 1), high + 0.5 * (abs(high) or 1)
+    step = (width - left - right) / max(len(history) - 1, 1)
+
+    def x(i: int) -> float:
+        return left + (i * step if len(history) > 1 else (width - left - right) / 2)
+
+    def y(v: float) -> float:
+        return top + (high - v) / (high - low) * (height - top - bottom)
+
+    def line(column: int, style: str) -> str:
+        points = [(x(i), y(row[column])) for i, row in enumerate(history) if _finite(row[column])]
+        path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
+        dots = "".join(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.5"/>' for px, py in points)
+        return f'<g {style}><polyline fill="none" points="{path}"/>{dots}</g>'
+
+    label_every = max(1, -(-len(history) // 8))  # at most ~8 tag labels
+    labels = "".join(
+        f'<text x="{x(i):.1f}" y="{height - bottom + 16}" text-anchor="middle">'
+        f"{html.escape(tag)}</text>"
+        for i, (tag, _, _) in enumerate(history)
+        if i % label_every == 0 or i == len(history) - 1
+    )
+    axis = (
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#bbb"/>'
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" '
+        'stroke="#bbb"/>'
+        f'<text x="{left - 6}" y="{y(high) + 4:.1f}" text-anchor="end">{fmt_number(high)}</text>'
+        f'<text x="{left - 6}" y="{y(low) + 4:.1f}" text-anchor="end">{fmt_number(low)}</text>'
+    )
+    title = "coverage radius before (dashed) and after (solid) each tag"
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{title}" '
+        'font-family="system-ui,sans-serif" font-size="11" fill="#444">'
+        f"<title>{title}</title>{axis}"
+        + line(1, 'stroke="#999" fill="#999" stroke-dasharray="4 3"')
+        + line(2, 'stroke="#1f77b4" fill="#1f77b4" stroke-width="2"')
+        + labels
+        + "</svg>"
+    )

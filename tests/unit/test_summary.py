@@ -103,3 +103,84 @@ def test_the_dict_round_trips():
     assert again.corrupt == summary.corrupt and again.selected == summary.selected
     assert math.isnan(again.coverage_before)  # JSON has no infinity: missing comes back as n/a
     assert render_text(again) == render_text(summary).replace("∞", "n/a")
+
+
+HISTORY = [("run-0001", math.inf, 0.8), ("run-0002", 0.8, 0.5), ("t<3>", 0.6, 0.2)]
+
+
+def test_the_history_is_the_pools_tags_then_this_runs():
+    from winnow.records import TagRecord
+
+    tags = [
+        TagRecord(
+            name=n,
+            parent=None,
+            run_id="r",
+            created="",
+            parameters="{}",
+            counts="{}",
+            sample_ids=(),
+            coverage_before=b,
+            coverage_after=a,
+        )  # fmt: skip
+        for n, b, a in HISTORY[:2]
+    ]
+    summary = _summary()
+    summary.record_history(tags, tag="t1")
+    assert summary.coverage_history == [*HISTORY[:2], ("t1", 0.9, 0.4)]
+    summary.record_history(tags, tag=None)  # nothing selected: no point for this run
+    assert summary.coverage_history == HISTORY[:2]
+
+
+def test_the_history_renders_in_markdown_with_na_for_non_finite_values():
+    markdown = render_markdown(_summary(coverage_history=HISTORY))
+    assert "### Coverage radius over the pool's versions" in markdown
+    assert "| `run-0001` | n/a | 0.800 |" in markdown
+    assert "| `t&lt;3>` | 0.600 | 0.200 |" in markdown
+    assert "`█▄▁` 0.800 → 0.200" in markdown  # after each tag, scaled min..max
+    assert "nan" not in markdown.lower().replace("nothing", "") and "∞ |" not in markdown
+    assert "Coverage radius over" not in render_markdown(_summary())  # no history, no section
+
+
+@pytest.mark.parametrize(
+    ("values", "line"),
+    [
+        ([1.0, 0.5, 0.0], "█▅▁"),
+        ([0.3, 0.3], "▅▅"),
+        ([math.inf, 0.2, math.nan, 0.4], "·▁·█"),
+        ([math.nan], "·"),
+    ],
+)
+def test_sparkline(values, line):
+    from winnow.summary import sparkline
+
+    assert sparkline(values) == line
+
+
+def test_the_coverage_chart_is_an_inline_svg_without_non_finite_points():
+    from xml.etree import ElementTree
+
+    from winnow.summary import render_coverage_svg
+
+    svg = render_coverage_svg(HISTORY)
+    root = ElementTree.fromstring(svg)  # well-formed, tag names escaped
+    ns = "{http://www.w3.org/2000/svg}"
+    before, after = root.findall(f"{ns}g")
+    assert len(after.findall(f"{ns}circle")) == 3
+    assert len(before.findall(f"{ns}circle")) == 2  # the first run had no dataset: no point
+    assert "t<3>" in [t.text for t in root.iter(f"{ns}text")]
+    assert "nan" not in svg and "inf" not in svg and "http" not in svg.replace(ns[1:-1], "")
+    assert render_coverage_svg([("a", math.inf, math.nan)]) == ""
+    assert ElementTree.fromstring(render_coverage_svg([("only", 0.5, 0.5)]))  # one point
+
+
+def test_the_history_round_trips_through_json():
+    import json
+
+    summary = _summary(coverage_history=HISTORY)
+    data = json.loads(json.dumps(summary.to_dict(), allow_nan=False))
+    assert data["coverage_history"][0] == ["run-0001", None, 0.8]
+    again = RunSummary.from_dict(data)
+    assert again.coverage_history[1:] == HISTORY[1:]
+    assert math.isnan(again.coverage_history[0][1])
+    assert render_markdown(again) == render_markdown(summary)
