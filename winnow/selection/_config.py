@@ -62,7 +62,7 @@ class SelectionConfig(BaseModel):
         "embeddings, 0..2) from the dataset and the picks so far.",
     )
     strategies: list[Strategy] = Field(
-        [CoverageStrategy()],
+        [CoverageStrategy(when_covered="farthest")],
         min_length=1,
         description="Ordered strategies, as in Lightly Worker: thresholds filter first; the "
         "others are combined greedily with score = product of objective^strength. The default, "

@@ -97,6 +97,7 @@ class _BallGraph:
         self.sq = (x * x).sum(1)
         self.delta2 = delta * delta
         self.covered = (dataset_sqdist <= self.delta2).cpu().numpy()
+        self.near2 = dataset_sqdist.clone()  # squared distance to the nearest center
         src, dst, self.capped = self._build(max_degree, block_rows)
         self.edges = len(src)
         # in-edges: for unit v, the units u whose ball stores v
@@ -131,8 +132,7 @@ class _BallGraph:
             if bool(big.any()):
                 rows = big.nonzero().flatten()
                 capped += len(rows)
-                # ties (equal distances) go to the lowest column, as everywhere else
-                near = torch.sort(d2[rows], dim=1, stable=True).indices[:, :max_degree]
+                near = torch.topk(d2[rows], max_degree, dim=1, largest=False).indices
                 srcs.append(
                     (rows[:, None] + s)
                     .expand(-1, max_degree)
@@ -149,8 +149,11 @@ class _BallGraph:
 
     def cover_from(self, i: int) -> int:
         """Cover the units within δ of unit `i` (exact distances); returns how many were new."""
+        import torch
+
         x, p = self.x, self.x[i]
         d2 = (self.sq + (p * p).sum() - 2 * (x @ p)).clamp_min_(0)
+        self.near2 = torch.minimum(self.near2, d2)
         within = (d2 <= self.delta2).cpu().numpy()
         within[i] = True
         new = np.flatnonzero(within & ~self.covered)

@@ -501,6 +501,12 @@ class CoverageStrategy(BaseStrategy):
         lt=1,
         description="Share of pairs within δ whose pseudo-labels must agree (automatic δ).",
     )
+    when_covered: Literal["stop", "farthest"] = Field(
+        "stop",
+        description="Once every candidate is covered: 'stop' (ProbCover; fewer picks than "
+        "asked for), or 'farthest': continue with the candidate farthest from the dataset and "
+        "the picks (k-center) until another stopping rule.",
+    )
     max_degree: int = Field(
         256,
         ge=1,
@@ -536,15 +542,25 @@ class CoverageScorer(Scorer):
         def on_pick(i: int) -> None:
             gained[i] = graph.cover_from(i)
 
+        farthest = strategy.when_covered == "farthest"
+
+        def current() -> np.ndarray:
+            if farthest and not graph.count.any():
+                # everything covered: prefer the unit farthest from the dataset and the picks
+                return graph.near2.clamp_max(16.0).sqrt().double().cpu().numpy()
+            return graph.count.astype(np.float64)
+
         def describe(i: int, d: float) -> str:
+            if farthest and not graph.count.any():
+                return f"coverage: all covered at δ={delta:.3f}; farthest ({d:.3f})"
             return f"coverage: {int(graph.count[i])} uncovered within δ={delta:.3f}"
 
         return Objective(
             strength=strategy.strength,
             describe=describe,
-            current=lambda: graph.count.astype(np.float64),
+            current=current,
             picked=on_pick,
-            done=lambda: not graph.count.any(),
+            done=None if farthest else (lambda: not graph.count.any()),
             done_reason="covered",
             delta=delta,
         )

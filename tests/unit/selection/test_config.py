@@ -28,7 +28,7 @@ def test_config_defaults_and_conveniences():
     assert SelectionConfig.model_validate(full.model_dump(mode="json")) == full
     schema = SelectionConfig.model_json_schema()
     assert schema["properties"]["strategies"]["default"] == [
-        CoverageStrategy().model_dump(mode="json")
+        CoverageStrategy(when_covered="farthest").model_dump(mode="json")
     ]
 
     def described(props):

@@ -136,6 +136,18 @@ def test_everything_covered_stops_the_selection():
     assert result.stop_reason == "covered" and len(result.picks) == 3
     labels = {p.index // 10 for p in result.picks}
     assert labels == {0, 1, 2}  # one per blob
+    onward = {"type": "coverage", "delta": 0.5, "when_covered": "farthest"}
+    more = selection.select(
+        make_candidates(x),
+        dataset=np.zeros((0, 8)),
+        config=SelectionConfig(n_samples=6, strategies=[onward]),
+    )
+    assert more.indices[:3].tolist() == result.indices.tolist()
+    assert more.stop_reason == "n_samples" and len(more.picks) == 6
+    # after full coverage the picks are k-center's: each the farthest from the centers so far
+    assert [p.distance for p in more.picks[3:]] == sorted(
+        [p.distance for p in more.picks[3:]], reverse=True
+    )
 
 
 def test_coverage_combines_with_thresholds_and_near_duplicates():
