@@ -19,6 +19,22 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+MAX_DECODE_THREADS = 16  # FFmpeg's own cap for automatic decoder threads
+
+
+def decode_threads(decoders: int = 1) -> int:
+    """Codec threads for each of `decoders` videos decoded at once on this host.
+
+    The one rule for sizing decoders (engine and media): the available cores shared out evenly,
+    `max(1, min(16, cores // decoders))`, so many decoders never oversubscribe the host (e.g. 16
+    cores: 1 decoder 16 threads, 4 decoders 4 each, 8 decoders 2 each, 32 decoders 1 each).
+
+    Args:
+        decoders: Videos decoded at the same time in this process.
+    """
+    return max(1, min(MAX_DECODE_THREADS, available_cores() // max(1, decoders)))
+
+
 def resolve_device(device: str) -> torch.device:
     """The torch device for a `device` option: `auto`, `cpu`, `cuda` or `cuda:N`.
 

@@ -52,12 +52,23 @@ class FileRef:
             `mtime:<mtime_ns>:<size>` on a local folder. A new fingerprint means a changed file.
         size_bytes: Size of the file.
         kind: `image` or `video`, from the extension.
+        start_s: A video's time range starts here, in the stream's presentation seconds (the
+            `pts_seconds` of its frames); None: at the start. Set by `plan_shards` when it
+            splits a long video into ranges that workers decode at once.
+        end_s: The range ends before this time; None: at the end of the file.
     """
 
     key: str
     fingerprint: str
     size_bytes: int
     kind: FileKind
+    start_s: float | None = None
+    end_s: float | None = None
+
+    @property
+    def is_range(self) -> bool:
+        """Whether this entry is one time range of a video rather than the whole file."""
+        return self.start_s is not None or self.end_s is not None
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,9 @@ class Shard:
         """Stable id of a set of files (independent of shard position)."""
         h = hashlib.blake2b(digest_size=10)
         for f in files:
-            h.update(f"{f.key}\0{f.fingerprint}\n".encode())
+            # A time range adds its bounds (whole files hash as they always have).
+            span = f"\0{f.start_s!r}\0{f.end_s!r}" if f.is_range else ""
+            h.update(f"{f.key}\0{f.fingerprint}{span}\n".encode())
         return h.hexdigest()
 
 
@@ -123,6 +136,57 @@ class FileResult:
             kind=ref.kind,
             **values,
         )
+
+
+# The result of a video's time range that holds no frame: neutral when ranges are merged.
+EMPTY_RANGE = "no frame in this time range"
+
+
+def merge_file_results(results: list[FileResult]) -> list[FileResult]:
+    """One result per file: the results of a video's time ranges merged into one.
+
+    Results with the same key and fingerprint are the ranges of one file (discovery lists a key
+    once). Merged: `frames_sampled` summed; `frames_total`, `width`, `height` from the ranges
+    that know them; status `ok` if any range sampled frames (with the first `partial:` error, a
+    range that failed outright counting as one), else `corrupt` if any range was, else `skipped`, with the first reason that
+    is not `EMPTY_RANGE`. A single result passes through unchanged; order is first appearance.
+
+    Args:
+        results: File results, e.g. of every staged shard of a run.
+
+    Returns:
+        The merged results, one per (key, fingerprint).
+    """
+    groups: dict[tuple[str, str], list[FileResult]] = {}
+    for r in results:
+        groups.setdefault((r.key, r.fingerprint), []).append(r)
+    return [parts[0] if len(parts) == 1 else _merge_ranges(parts) for parts in groups.values()]
+
+
+def _merge_ranges(parts: list[FileResult]) -> FileResult:
+    sampled = sum(p.frames_sampled for p in parts)
+    telling = [p for p in parts if p.error != EMPTY_RANGE] or parts[:1]
+    if any(p.status == "ok" for p in parts):
+        status: FileStatus = "ok"
+        # A range that failed outright makes the file partial, as a mid-stream error does.
+        errors = [
+            p.error if p.status == "ok" else f"partial: a time range failed: {p.error}"
+            for p in parts
+            if p.error and p.status != "skipped"
+        ]
+    else:
+        status = "corrupt" if any(p.status == "corrupt" for p in parts) else "skipped"
+        errors = [p.error for p in telling if p.status == status and p.error]
+    sized = [p for p in parts if p.width and p.height]
+    return dataclasses.replace(
+        parts[0],
+        status=status,
+        error=errors[0] if errors else None,
+        frames_total=max(p.frames_total for p in parts),
+        frames_sampled=sampled,
+        width=sized[0].width if sized else 0,
+        height=sized[0].height if sized else 0,
+    )
 
 
 FILES_SCHEMA = pa.schema(

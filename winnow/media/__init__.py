@@ -4,7 +4,8 @@
 followed by exactly one `FileResult`; it never raises for bad media. Frames are resized to the model's square input inside PyAV or
 Pillow (never as full-size float tensors), rotation metadata is applied, and each frame gets
 its presentation index, timestamp, brightness, contrast, sharpness and a content hash.
-`extract_frames` re-decodes chosen frames at full resolution by seeking (for exports).
+`extract_frames` re-decodes chosen frames at full resolution by seeking (for exports);
+`probe_duration` reads a video's length from its header (for planning time ranges).
 
 One module a concern:
 ```
@@ -23,5 +24,6 @@ from winnow.media._decode import decode_file
 from winnow.media._images import load_image
 from winnow.media._options import FrameOptions
 from winnow.media._seeking import extract_frames
+from winnow.media._video import probe_duration
 
-__all__ = ["FrameOptions", "decode_file", "extract_frames", "load_image"]
+__all__ = ["FrameOptions", "decode_file", "extract_frames", "load_image", "probe_duration"]

@@ -20,6 +20,7 @@ def decode_file(
     size: int,
     options: FrameOptions,
     chunk_frames: int = 64,
+    threads: int | None = None,
 ) -> Iterator[FrameBatch | FileResult]:
     """Decode one image or video file into model-size frames.
 
@@ -30,6 +31,12 @@ def decode_file(
     and a reason in `error`. A video that breaks after some frames keeps those frames and
     reports `ok` with `error` starting with `partial:`.
 
+    A `ref` with a time range (`start_s`/`end_s`) gives exactly the frames of a whole-file
+    decode whose `pts_seconds` lie in `[start_s, end_s)`: same frame indices, sample ids,
+    pixels and metadata, whatever the sampling options. Its `FileResult` covers the range
+    (`frames_sampled` of the range; `skipped` with `records.EMPTY_RANGE` when the range holds
+    no frame to take); `records.merge_file_results` makes the file's result from its ranges.
+
     Args:
         path: Local file holding the content.
         ref: The file's identity (key, fingerprint, size, kind), copied into every record.
@@ -37,6 +44,8 @@ def decode_file(
         options: How video (and animated GIF) frames are sampled (ignored for still images).
         chunk_frames: Most frames per yielded `FrameBatch`, so memory never depends on a
             video's length.
+        threads: Codec threads for a video; None: `device.decode_threads(1)` (all the
+            cores). Callers decoding several videos at once pass `decode_threads(n)`.
 
     Yields:
         `FrameBatch` chunks of at most `chunk_frames` frames in presentation order, then
@@ -53,4 +62,6 @@ def decode_file(
         if _is_animated_gif(path):  # frames sampled like a video's; its result says `video`
             return _decode_gif(path, ref, size=size, options=options, chunk_frames=chunk_frames)
         return _decode_image(path, ref, size=size)
-    return _decode_video(path, ref, size=size, options=options, chunk_frames=chunk_frames)
+    return _decode_video(
+        path, ref, size=size, options=options, chunk_frames=chunk_frames, threads=threads
+    )

@@ -3,10 +3,18 @@
 Sequential decoding keeps frames by `every_n_frames` or `sample_fps`; keyframe mode sends only
 keyframe packets to the decoder. A demux-only pass (the packet index) counts frames and ranks
 keyframes without decoding, so `max_frames_per_video` can spread its picks over the whole video.
+
+A time range of a video (`FileRef.start_s`/`end_s`, planned by `discover.plan_shards`) gives
+exactly the frames a whole-file decode gives whose timestamp falls in it: the packet index names
+every frame's presentation index and the sampling state at the range's start, decoding starts
+at the keyframe at or before the range's first frame, and each decoded frame's timestamp is
+checked against the index. Files whose index cannot be trusted for that (packets without
+timestamps, duplicate timestamps, a damaged container) are decoded from the start and filtered.
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,11 +26,11 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from winnow.device import available_cores
+from winnow.device import decode_threads
 from winnow.media._options import FrameOptions
 from winnow.media._sniff import _file_size, _reason, _sniff
 from winnow.media._stats import _Chunks
-from winnow.records import FileRef, FileResult, FrameBatch
+from winnow.records import EMPTY_RANGE, FileRef, FileResult, FrameBatch
 
 # Container formats that FFmpeg opens as one-frame "videos" but that are still images.
 _IMAGE_DEMUXERS = frozenset({"image2", "gif", "apng", "webp", "ico", "tiff", "bmp"})
@@ -33,12 +41,18 @@ _Y8_FORMATS = frozenset(
 
 
 def _decode_threads() -> int:
-    """Decoder threads per file: one per available core, at most 8."""
-    return max(1, min(available_cores(), 8))
+    """Codec threads for one video decoded alone (`device.decode_threads`)."""
+    return decode_threads(1)
 
 
 def _decode_video(
-    path: Path, ref: FileRef, *, size: int, options: FrameOptions, chunk_frames: int
+    path: Path,
+    ref: FileRef,
+    *,
+    size: int,
+    options: FrameOptions,
+    chunk_frames: int,
+    threads: int | None = None,
 ) -> Iterator[FrameBatch | FileResult]:
     if _file_size(path) == 0:
         yield FileResult.for_ref(ref, status="corrupt", error="zero-byte file")
@@ -60,7 +74,15 @@ def _decode_video(
             refusal = _refuse(container, path)
             if refusal is None:
                 stream = _video_stream(container)
-                decoder = _VideoDecoder(path, container, stream, size=size, options=options)
+                decoder = _VideoDecoder(
+                    path,
+                    container,
+                    stream,
+                    size=size,
+                    options=options,
+                    threads=threads or _decode_threads(),
+                    span=(ref.start_s, ref.end_s),
+                )
         except Exception as exc:  # per-file boundary: the codec cannot be set up
             refusal = ("corrupt", f"not decodable: {_reason(exc)}")
         if refusal is not None:
@@ -87,6 +109,27 @@ def _decode_video(
         if batch is not None:
             yield batch
     yield _video_result(ref, decoder, chunks.count, error)
+
+
+def probe_duration(path: Path) -> float | None:
+    """Seconds of a video from its container header (no packet is read), or None.
+
+    Cheap enough for planning: `discover.plan_shards` splits videos longer than its
+    `shard_seconds` into time ranges. None for unreadable files and headers without a duration.
+
+    Args:
+        path: Local video file.
+    """
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            stream = _video_stream(container)
+            if stream is not None and stream.duration and stream.time_base:
+                return float(stream.duration * stream.time_base)
+            if container.duration:
+                return container.duration / 1_000_000  # AV_TIME_BASE
+    except Exception:  # per-file boundary: decoding reports the reason later
+        return None
+    return None
 
 
 def _refuse(container: Any, path: Path) -> tuple[str, str] | None:
@@ -116,6 +159,8 @@ def _video_result(
 ) -> FileResult:
     total = decoder.frames_total()
     common = {"frames_total": total, "width": decoder.width, "height": decoder.height}
+    if decoder.range_empty and error is None:
+        return FileResult.for_ref(ref, status="skipped", error=EMPTY_RANGE, **common)
     if error is not None:
         if decoder.decoded == 0:
             return FileResult.for_ref(ref, status="corrupt", error=f"no decodable frame: {error}")
@@ -227,15 +272,31 @@ def _spread(n_candidates: int, cap: int) -> set[int]:
     return {int(i) for i in np.round(np.linspace(0, n_candidates - 1, cap))}
 
 
+class _IndexMismatch(Exception):
+    """A decoded frame's timestamp is not the one the packet index promised."""
+
+
 class _VideoDecoder:
     """Sequential (or keyframe-only) decoding of one video stream to model-size frames."""
 
     def __init__(
-        self, path: Path, container: Any, stream: Any, *, size: int, options: FrameOptions
+        self,
+        path: Path,
+        container: Any,
+        stream: Any,
+        *,
+        size: int,
+        options: FrameOptions,
+        threads: int,
+        span: tuple[float | None, float | None] = (None, None),
     ) -> None:
         self.path, self.container, self.stream = path, container, stream
         self.size, self.options = size, options
+        self.start_s, self.end_s = span
+        self.ranged = self.start_s is not None or self.end_s is not None
+        self.range_empty = False  # a time range with no frame to take (neutral when merged)
         self.tb = stream.time_base or Fraction(1, 90000)
+        self._num, self._den = self.tb.numerator, self.tb.denominator
         self.rate = stream.average_rate or stream.guessed_rate
         self.container_frames = int(stream.frames or 0)
         self.decoded = 0  # frames out of the decoder
@@ -246,7 +307,7 @@ class _VideoDecoder:
         self._scale = VideoReformatter()
         self._rgb = VideoReformatter()
         stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = _decode_threads()
+        stream.codec_context.thread_count = threads
 
     def frames_total(self) -> int:
         """Frames in the video: demuxed packets, frames decoded to the end, or the header's count."""
@@ -259,18 +320,39 @@ class _VideoDecoder:
     def frames(self) -> Iterator[dict[str, Any]]:
         """Kept frames as keyword arguments of `_Chunks.add`, in presentation order."""
         opts = self.options
-        if opts.keyframes_only or opts.max_frames_per_video is not None:
+        if opts.keyframes_only or opts.max_frames_per_video is not None or self.ranged:
             self.index = _index_packets(self.path, self.stream.index)
         if opts.keyframes_only:
             yield from self._keyframes()
+        elif self.ranged and self._index_exact():
+            yield from self._range()
         else:
             yield from self._sequential()
 
     def _seconds(self, pts: int | None, index: int) -> float:
         """Seconds of a timestamp in the stream's time base (frame rate when it has none)."""
         if pts is not None:
-            return float(pts * self.tb)
+            # Integer true division is correctly rounded: equal to float(pts * self.tb), and
+            # several times faster than building the Fraction.
+            return pts * self._num / self._den
         return index / float(self.rate) if self.rate else 0.0
+
+    def _in_span(self, seconds: float) -> bool:
+        """Whether a frame at `seconds` belongs to this decode's time range."""
+        return (self.start_s is None or seconds >= self.start_s) and (
+            self.end_s is None or seconds < self.end_s
+        )
+
+    def _index_exact(self) -> bool:
+        """Whether the packet index names every frame: complete, timestamped, no duplicates."""
+        index = self.index
+        return (
+            index is not None
+            and index.ordered
+            and index.complete
+            and len(index.pts) > 0
+            and bool(np.all(np.diff(index.pts) > 0))
+        )
 
     def _sequential(self) -> Iterator[dict[str, Any]]:
         opts = self.options
@@ -302,8 +384,87 @@ class _VideoDecoder:
                     return  # every chosen frame is out: stop decoding
                 if candidate not in chosen:
                     continue
+            if self.ranged and not self._in_span(seconds):
+                continue  # the fallback for a range: decoded from the start, filtered
             yield self._convert(frame, index, seconds)
         self.complete = True
+
+    def _range(self) -> Iterator[dict[str, Any]]:
+        # Algorithm: the packet index gives every frame's timestamp in presentation order, so
+        # frame r of the whole file is the r-th smallest pts, and the sampling state a
+        # whole-file decode has on reaching the range's first frame (fps rule, candidate count)
+        # is replayed from the index without decoding. Decoding starts at the keyframe at or
+        # before that frame; frames before it are dropped, and every later one must carry the
+        # index's next timestamp (else the range stops with an error, never with shifted ids).
+        assert self.index is not None
+        pts = self.index.pts.tolist()
+        secs = [self._seconds(p, 0) for p in pts]
+        r0 = 0 if self.start_s is None else bisect.bisect_left(secs, self.start_s)
+        r1 = len(secs) if self.end_s is None else bisect.bisect_left(secs, self.end_s)
+        opts = self.options
+        every = opts.every_n_frames or 1
+        fps_rule = _FpsRule(opts.sample_fps) if opts.sample_fps is not None else None
+        origin = secs[0]
+        candidate = -1
+        for i in range(r0):  # the whole-file decode's loop, on timestamps only
+            if i % every:
+                continue
+            if fps_rule is not None and not fps_rule.keep(secs[i] - origin):
+                continue
+            candidate += 1
+        cap = opts.max_frames_per_video
+        chosen = _spread(self._count_candidates(), cap) if cap is not None else None
+        last = max(chosen) if chosen else -1
+        if r0 >= r1 or (chosen is not None and candidate >= last):
+            self.range_empty = self.complete = True  # no frame here, or every pick is earlier
+            return
+        r = r0
+        for frame in self._frames_from(pts[r0]):
+            self.decoded += 1
+            if self.decoded == 1:
+                self._note_size(frame)
+            if frame.pts is not None and frame.pts < pts[r0]:
+                continue  # between the keyframe and the range
+            if frame.pts != pts[r]:
+                raise _IndexMismatch(
+                    f"frame {r} has timestamp {frame.pts}, the packet index says {pts[r]}"
+                )
+            index, seconds = r, secs[r]
+            r += 1
+            if r == r1:
+                self.complete = True
+            if index % every == 0 and (fps_rule is None or fps_rule.keep(seconds - origin)):
+                candidate += 1
+                if chosen is not None and candidate > last:
+                    self.complete = True
+                    return  # every chosen frame is out: stop decoding
+                if chosen is None or candidate in chosen:
+                    yield self._convert(frame, index, seconds)
+            if self.complete:
+                return
+
+    def _frames_from(self, target: int) -> Iterator[Any]:
+        """Decoded frames from the keyframe at or before timestamp `target` on."""
+        assert self.index is not None
+        keys = self.index.key_pts.tolist()
+        i = bisect.bisect_right(keys, target) - 1
+        tries = 0
+        while True:
+            if i > 0 or tries:  # the first keyframe, first time: read on from the file's start
+                self.container.seek(keys[max(i, 0)], stream=self.stream, backward=True)
+            frames = iter(self.container.decode(self.stream))
+            first = next(frames, None)
+            if first is None:
+                return
+            if first.pts is not None and first.pts <= target:
+                yield first
+                yield from frames
+                return
+            # The seek landed after the target (demuxers seek by decode time): go back further.
+            if i <= 0 and tries:
+                raise _IndexMismatch(f"no frame at or before timestamp {target} after seeking")
+            tries += 1
+            i -= 1
 
     def _count_candidates(self) -> int:
         """How many frames the sampling rule keeps, from the packet index (no decoding)."""
@@ -328,9 +489,18 @@ class _VideoDecoder:
         if self.options.max_frames_per_video is not None:
             chosen = _spread(len(keys), self.options.max_frames_per_video)
             keys = [k for i, k in enumerate(keys) if i in chosen]
-        wanted = set(keys)
         self.index_ordered = index.ordered
         rank = dict(zip(keys, np.searchsorted(index.pts, keys).tolist(), strict=True))
+        if self.ranged:  # the same keyframes and picks as the whole file, in this time range
+            keys = [
+                k
+                for k in keys
+                if self._in_span(self._seconds(k if index.ordered else None, rank[k]))
+            ]
+            if not keys:
+                self.range_empty = self.complete = True
+                return
+        wanted = set(keys)
         pending: collections.deque[int] = collections.deque()
         ordinal = -1
         sent = 0
