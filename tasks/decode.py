@@ -16,7 +16,7 @@ from tasks.progress import Progress
 from winnow import engine
 from winnow.embedding import Embedder
 from winnow.media import FrameOptions
-from winnow.records import Candidates, FileResult, Shard
+from winnow.records import EMPTY_RANGE, Candidates, FileResult, Shard, merge_file_results
 from winnow.stores import Stores
 
 
@@ -42,6 +42,7 @@ def decode_embed_shards(
     progress = Progress(len(shards), unit="shards", description="decode + embed")
     progress.advance(reused)
     parts, files = resumed.candidates, resumed.files
+    stats = engine.EngineStats()
     for result in engine.embed_shards(
         resumed.todo,
         source=stores.source,
@@ -49,12 +50,15 @@ def decode_embed_shards(
         embedder=embedder,
         decode_workers=decode_workers,
         prefetch_batches=prefetch_batches,
+        stats=stats,
+        on_progress=lambda s: progress.report_items(s.frames),  # frames within long videos
     ):
         pool.stage_shard(plan_hash, result.shard.shard_id, result.candidates, result.files)
         parts.append(result.candidates)
         files.extend(result.files)
-        bad = sum(f.status != "ok" for f in result.files)
+        bad = sum(f.status != "ok" and f.error != EMPTY_RANGE for f in result.files)
         progress.advance(
-            1, items=len(result.candidates), note=f"({bad} corrupt/skipped)" if bad else ""
+            1, items_so_far=stats.frames, note=f"({bad} corrupt/skipped)" if bad else ""
         )
-    return Candidates.concat(parts), files, reused
+    # A long video's time ranges (in one or several shards) give one result for the file.
+    return Candidates.concat(parts), merge_file_results(files), reused

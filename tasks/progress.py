@@ -1,7 +1,8 @@
 """Progress for long stages: a Prefect progress artifact, rate logging, and listeners.
 
 The artifact is the UI's bar; listeners in the same process (the CLI's terminal bar) get every
-update too.
+update too. Between units, `report_items` moves the count of frames, so one long video does not
+sit at "0/1" while it decodes.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def listening(listener: Callable[[ProgressUpdate], None]) -> Iterator[None]:
         _LISTENERS.remove(listener)
 
 
+_LOG_EVERY_S = 15.0  # between log lines of frame-only updates (each unit is always logged)
+
+
 class Progress:
     """Track `total` units of work; log rate and ETA, keep a progress artifact up to date."""
 
@@ -53,6 +57,7 @@ class Progress:
         self.done = 0
         self.items = 0
         self.started = time.perf_counter()
+        self._logged = self.started
         in_task = TaskRunContext.get() is not None
         self._logger: logging.Logger | logging.LoggerAdapter = (
             get_run_logger() if in_task else logging.getLogger("winnow")
@@ -63,20 +68,43 @@ class Progress:
                 progress=0.0, description=f"{description}: 0/{total} {unit}"
             )
 
-    def advance(self, units: int, *, items: int = 0, note: str = "") -> None:
-        """Mark `units` more done (`items` counts e.g. frames, for the rate)."""
+    def advance(
+        self, units: int, *, items: int = 0, items_so_far: int | None = None, note: str = ""
+    ) -> None:
+        """Mark `units` more done (`items` more frames, or `items_so_far` frames in all)."""
         self.done += units
         self.items += items
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        if items_so_far is not None:
+            self.items = max(self.items, items_so_far)
+        self._publish(note, log=True)
+
+    def report_items(self, items_so_far: int) -> None:
+        """Frames done so far (never less than before), while the current unit goes on."""
+        if items_so_far > self.items:
+            self.items = items_so_far
+            self._publish("", log=time.perf_counter() - self._logged >= _LOG_EVERY_S)
+
+    def _publish(self, note: str, *, log: bool) -> None:
+        now = time.perf_counter()
+        elapsed = max(now - self.started, 1e-9)
         rate = self.items / elapsed
         pct = 100.0 * self.done / self.total
         text = f"{self.description}: {self.done}/{self.total} {self.unit}"
         eta = "ETA unknown"
         if self.done:
             eta = f"ETA {elapsed / self.done * (self.total - self.done):.0f} s"
-        self._logger.info(
-            "%s (%.0f%%), %d frames at %.1f frames/s, %s %s", text, pct, self.items, rate, eta, note
-        )
+        if log:
+            self._logged = now
+            self._logger.info(
+                "%s (%.0f%%), %d frames at %.1f frames/s, %s %s",
+                text,
+                pct,
+                self.items,
+                rate,
+                eta,
+                note,
+            )
+        text = f"{text}, {self.items:,} frames ({rate:.0f} frames/s)"
         if self._artifact is not None:
             update_progress_artifact(self._artifact, progress=pct, description=text)
         update = ProgressUpdate(

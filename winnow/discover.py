@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -138,17 +140,47 @@ def list_new_files(
 
 
 def plan_shards(
-    files: Iterable[FileRef], *, max_files: int = 32, max_bytes: int = 256 << 20
+    files: Iterable[FileRef],
+    *,
+    max_files: int = 32,
+    max_bytes: int = 256 << 20,
+    shard_seconds: float | None = None,
+    durations: Mapping[str, float] | None = None,
 ) -> tuple[Shard, ...]:
     """Group files into shards of at most `max_files` files and about `max_bytes` bytes.
 
     A shard's id hashes its files, so the same files plan to the same shard ids on a re-run
-    and staged shards of a crashed run are found again.
+    and staged shards of a crashed run are found again. With `shard_seconds`, a video whose
+    duration (from `durations`, e.g. `media.probe_duration`) is longer is planned as
+    `ceil(duration / shard_seconds)` shards of one time range each (`FileRef.start_s`/`end_s`,
+    the first open at the start and the last at the end), so several workers decode it at
+    once; decoding a range gives exactly the whole-file frames in it, for every sampling rule,
+    and `records.merge_file_results` makes its one `FileResult`.
+
+    Args:
+        files: The files, in plan order.
+        max_files: Most files per shard.
+        max_bytes: About the most bytes per shard (a bigger file is a shard of its own).
+        shard_seconds: Length of a video's time ranges; None: videos are never split.
+        durations: Key → seconds of the videos that may be split; others stay whole.
+
+    Raises:
+        ConfigError: If `shard_seconds` is not positive.
     """
+    if shard_seconds is not None and not shard_seconds > 0:
+        raise ConfigError(f"shard_seconds must be positive or None, got {shard_seconds}")
     shards: list[Shard] = []
     group: list[FileRef] = []
     size = 0
     for f in files:
+        ranges = _time_ranges(f, shard_seconds, durations)
+        if ranges:
+            if group:
+                shards.append(Shard(len(shards), Shard.id_for(tuple(group)), tuple(group)))
+                group, size = [], 0
+            for r in ranges:
+                shards.append(Shard(len(shards), Shard.id_for((r,)), (r,)))
+            continue
         if group and (len(group) >= max_files or size + f.size_bytes > max_bytes):
             shards.append(Shard(len(shards), Shard.id_for(tuple(group)), tuple(group)))
             group, size = [], 0
@@ -157,3 +189,17 @@ def plan_shards(
     if group:
         shards.append(Shard(len(shards), Shard.id_for(tuple(group)), tuple(group)))
     return tuple(shards)
+
+
+def _time_ranges(
+    f: FileRef, shard_seconds: float | None, durations: Mapping[str, float] | None
+) -> list[FileRef]:
+    """The time ranges a long video is split into (empty: keep it whole)."""
+    if shard_seconds is None or not durations or f.kind != "video" or f.is_range:
+        return []
+    seconds = durations.get(f.key)
+    if seconds is None or not seconds > shard_seconds:
+        return []
+    n = math.ceil(seconds / shard_seconds)
+    bounds: list[float | None] = [None, *(k * shard_seconds for k in range(1, n)), None]
+    return [dataclasses.replace(f, start_s=bounds[k], end_s=bounds[k + 1]) for k in range(n)]

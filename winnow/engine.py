@@ -29,7 +29,7 @@ import collections
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from winnow import media
+from winnow.device import decode_threads
 from winnow.embedding import Embedder, default_decode_workers
 from winnow.errors import ConfigError, DecodeError, NotFound, WinnowError
 from winnow.media import FrameOptions
@@ -62,7 +63,8 @@ class ShardResult:
     Attributes:
         shard: The shard.
         candidates: Embedded frames of its `ok` files, in file order then frame order.
-        files: One result per file of the shard, in the shard's file order.
+        files: One result per file of the shard, in the shard's file order (for a time range
+            of a video, the range's result: `records.merge_file_results` makes the file's).
     """
 
     shard: Shard
@@ -85,6 +87,7 @@ class EngineStats:
         model_s: Seconds spent in model calls.
         wall_s: Seconds from start to the last shard.
         workers: Decoder threads used.
+        codec_threads: Codec threads of each decoder (`device.decode_threads(workers)`).
         batch_sizes: How many model calls had each batch size.
     """
 
@@ -97,6 +100,7 @@ class EngineStats:
     model_s: float = 0.0
     wall_s: float = 0.0
     workers: int = 0
+    codec_threads: int = 0
     batch_sizes: collections.Counter[int] = field(default_factory=collections.Counter)
 
 
@@ -109,6 +113,8 @@ def embed_shards(
     decode_workers: int | None = None,
     prefetch_batches: int = 4,
     stats: EngineStats | None = None,
+    on_progress: Callable[[EngineStats], None] | None = None,
+    progress_every_s: float = 2.0,
 ) -> Iterator[ShardResult]:
     """Decode and embed every file of every shard, streaming.
 
@@ -128,13 +134,18 @@ def embed_shards(
         prefetch_batches: Batches of decoded frames that may wait for the model; with
             `embedder.batch_size` it bounds memory.
         stats: Filled in with counters as the run goes, if given.
+        on_progress: Called in the caller's thread with the counters (`frames` embedded so
+            far, `files` finished) at most every `progress_every_s` while frames keep coming,
+            also in the middle of one long video.
+        progress_every_s: Seconds between `on_progress` calls.
 
     Yields:
         One `ShardResult` per shard, in order. Bad media never stops the run: such files get
         a `corrupt` (or `skipped`) `FileResult` and no candidates.
 
     Raises:
-        ConfigError: If `prefetch_batches` or `decode_workers` is not positive.
+        ConfigError: If `prefetch_batches`, `decode_workers` or `progress_every_s` is not
+            positive.
         StorageError: If a file cannot be read from the source (a vanished file is `skipped`
             instead); transient errors raise `TransientStorageError`.
         DecodeError: If a decoder fails in an unexpected way; the message names the file.
@@ -143,6 +154,8 @@ def embed_shards(
         raise ConfigError(f"prefetch_batches must be at least 1, got {prefetch_batches}")
     if decode_workers is not None and decode_workers < 1:
         raise ConfigError(f"decode_workers must be at least 1 or None, got {decode_workers}")
+    if not progress_every_s > 0:
+        raise ConfigError(f"progress_every_s must be positive, got {progress_every_s}")
     n_files = sum(len(s.files) for s in shards)
     workers = decode_workers or default_decode_workers(embedder.device)
     workers = max(1, min(workers, n_files))
@@ -154,6 +167,8 @@ def embed_shards(
         workers=workers,
         prefetch_batches=prefetch_batches,
         stats=stats if stats is not None else EngineStats(),
+        on_progress=on_progress,
+        progress_every_s=progress_every_s,
     )
 
 
@@ -264,6 +279,7 @@ def _decode_one(
     size: int,
     options: FrameOptions,
     chunk_frames: int,
+    threads: int,
     put: Any,
     acquire: Any,
 ) -> bool:
@@ -272,7 +288,12 @@ def _decode_one(
     try:
         with source.local_copy(ref.key) as path:
             for item in media.decode_file(
-                Path(path), ref, size=size, options=options, chunk_frames=chunk_frames
+                Path(path),
+                ref,
+                size=size,
+                options=options,
+                chunk_frames=chunk_frames,
+                threads=threads,
             ):
                 if isinstance(item, FrameBatch):
                     if not acquire(len(item)):
@@ -316,6 +337,7 @@ class _ThreadDecoders:
             "size": size,
             "options": options,
             "chunk_frames": chunk_frames,
+            "threads": decode_threads(workers),  # decoders share the cores, never oversubscribe
             "put": self.out.put,
             "acquire": budget.acquire,
         }
@@ -412,6 +434,8 @@ def _embed_shards(
     workers: int,
     prefetch_batches: int,
     stats: EngineStats,
+    on_progress: Callable[[EngineStats], None] | None,
+    progress_every_s: float,
 ) -> Iterator[ShardResult]:
     start = time.perf_counter()
     batch_size = embedder.batch_size
@@ -419,6 +443,7 @@ def _embed_shards(
         _Task(i, j, ref) for i, shard in enumerate(shards) for j, ref in enumerate(shard.files)
     ]
     stats.workers = workers if tasks else 0
+    stats.codec_threads = decode_threads(workers) if tasks else 0
     if not tasks:
         for shard in shards:
             yield _Shard.of(shard).result(embedder.record.dim)
@@ -448,9 +473,24 @@ def _embed_shards(
 
     thread = threading.Thread(target=run, name="winnow-model", daemon=True)
     thread.start()
+    reported = 0  # frames at the last progress call
+    due = time.perf_counter() + progress_every_s
     try:
         while True:
-            tag, value = ready.get()
+            if on_progress is None:
+                tag, value = ready.get()
+            else:
+                try:
+                    tag, value = ready.get(timeout=max(0.0, due - time.perf_counter()))
+                except queue.Empty:
+                    tag, value = "tick", None
+                if time.perf_counter() >= due:
+                    due = time.perf_counter() + progress_every_s
+                    if stats.frames != reported:  # frames embedded by the model thread
+                        reported = stats.frames
+                        on_progress(stats)
+            if tag == "tick":
+                continue
             if tag == "end":
                 return
             if tag == "error":
