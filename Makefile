@@ -5,7 +5,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test test-fast bench lint format clean
+.PHONY: install demo test test-fast bench lint format clean mutation
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -40,3 +40,11 @@ format: install
 
 clean:
 	rm -rf demo-data .prefect .pytest_cache tests/artifacts
+
+MUTATION_TIMEOUT ?= 3600
+mutation: install  ## mutation testing of the pool/discover/storage promises (docs/testing.md); not in make test
+	$(PY) -m pip install -q -e '.[test,mutation]'
+	rm -rf mutants
+	timeout $(MUTATION_TIMEOUT) $(VENV)/bin/mutmut run --max-children 2; rc=$$?; \
+	  $(VENV)/bin/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json; \
+	  $(VENV)/bin/mutmut results; exit $$rc

@@ -182,3 +182,27 @@ def test_parts_are_plain_parquet_with_float16_fixed_size_embeddings(tmp_path):
     assert pa.types.is_fixed_size_list(field.type) and field.type.list_size == 8
     assert field.type.value_type == pa.float16() and samples.num_rows == len(cands)
     assert manifest["model"]["name"] == "resnet18" and manifest["counts"]["samples"] == len(cands)
+
+
+def test_next_tag_name_skips_names_already_taken(pool):
+    f1, c1 = make_run(["a.mp4"], seed=1)
+    pool.commit(
+        pool.load(), run_id="r1", files=f1, samples=c1, tag=tag_for("run-0002", c1), model=MODEL
+    )
+    assert pool.load().next_tag_name() == "run-0003"  # run-0002 is taken, run-0001 is not next
+    f2, c2 = make_run(["b.mp4"], seed=2)
+    pool.commit(
+        pool.load(), run_id="r2", files=f2, samples=c2, tag=tag_for("run-0003", c2), model=MODEL
+    )
+    assert pool.load().next_tag_name() == "run-0004"
+
+
+def test_a_reprocessed_sample_keeps_its_latest_row(pool):
+    files, first = make_run(["a.mp4"], seed=1)
+    pool.commit(pool.load(), run_id="r1", files=files, samples=first, tag=None, model=MODEL)
+    files, second = make_run(["a.mp4"], seed=2)  # same sample ids, new embeddings
+    pool.commit(pool.load(), run_id="r2", files=files, samples=second, tag=None, model=MODEL)
+    back = pool.load().samples()
+    assert list(back.sample_id) == list(second.sample_id)
+    np.testing.assert_array_equal(back.embedding, second.embedding)
+    assert set(back.run_id) == {"r2"}

@@ -147,3 +147,26 @@ def test_a_same_size_rewrite_is_processed_once_then_known(store_url, open_test_s
     snap = pool.load()
     assert snap.version == 2  # the third run committed nothing
     assert snap.fingerprints["cam/a.mp4"] == second.new[0].fingerprint
+
+
+def test_changed_and_new_files_are_counted_apart(tmp_path):
+    store = _store(tmp_path, ["a.mp4", "b.mp4", "c.mp4"])
+    first = list_new_files(store, known={})
+    assert first.changed == 0 and first.known == 0  # new files are not "changed"
+    assert [f.size_bytes for f in first.new] == [10, 10, 10]
+    known = {f.key: f.fingerprint for f in first.new}
+    for name in ("a.mp4", "c.mp4"):
+        os.utime(store.root / name, ns=(7, 7))
+    store.put("d.mp4", b"new")
+    again = list_new_files(store, known=known)
+    assert [f.key for f in again.new] == ["a.mp4", "c.mp4", "d.mp4"]
+    assert again.changed == 2 and again.known == 1 and again.listed == 4
+
+
+def test_a_shard_fills_up_to_exactly_its_byte_limit():
+    files = [FileRef(f"f{i}.mp4", f"fp{i}", 100, "video") for i in range(4)]
+    shards = plan_shards(files, max_files=10, max_bytes=200)
+    assert [len(s.files) for s in shards] == [2, 2]  # 100 + 100 is not over 200
+    assert all(isinstance(s.shard_id, str) and s.shard_id for s in shards)
+    assert shards[0].shard_id != shards[1].shard_id
+    assert [len(s.files) for s in plan_shards(files * 10)] == [32, 8]  # default: 32 files

@@ -271,3 +271,18 @@ def test_local_put_if_absent_is_atomic_when_both_writers_publish_at_once(tmp_pat
     winner = next(i for i, won in results.items() if won is True)
     assert store.get("versions/v1.json") == f"writer {winner}".encode()
     assert [i.key for i in store.list()] == ["versions/v1.json"]  # no temporary file left
+
+
+def test_listing_is_in_key_order_with_folders_sorted_as_prefixes(store_url, open_test_store):
+    store = open_test_store(store_url)
+    keys = ["a/x.bin", "a-b.bin", "a.c.bin", "b.bin"]
+    for k in keys:
+        store.put(k, b"1")
+    assert [i.key for i in store.list()] == sorted(keys)  # "a-b" < "a.c" < "a/x", as S3 lists
+
+
+def test_leftover_temporary_files_are_not_listed(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    store.put("d/a.bin", b"1")
+    (tmp_path / "store/d/.winnow-tmp-0123").write_bytes(b"torn")
+    assert [i.key for i in store.list()] == ["d/a.bin"]
