@@ -11,6 +11,7 @@ from prefect import flow, runtime
 from prefect.logging import get_run_logger
 
 from flows.artifacts import publish_summary
+from flows.embed_shards import scale_out
 from tasks.connect import connect
 from tasks.decode import decode_embed_shards
 from tasks.discover import discover_files, load_pool
@@ -32,6 +33,7 @@ from winnow.params import (
     TagName,
     document_parameters,
 )
+from winnow.scale import ScaleOptions
 from winnow.selection import SelectionConfig
 from winnow.summary import RunSummary
 
@@ -62,6 +64,7 @@ def curate(
     selection: SelectionConfig = SelectionConfig(),  # noqa: B008
     storage: StorageParams = StorageParams(),  # noqa: B008
     shard_files: ShardFiles = 32,
+    scale: ScaleOptions = ScaleOptions(),  # noqa: B008
 ) -> dict:
     """Keep only what is worth labelling from the new files of a bucket or folder."""
     params = CurateParams(**locals())  # the arguments, validated together
@@ -97,6 +100,9 @@ def curate(
     with _timed(summary, "decode_embed"):
         embedder = load_model(params.embedding)
         plan = plan_hash(model, params.frames.model_dump(mode="json"))
+        # On the GPU pool or Dask the shards are staged elsewhere; the step below then reads
+        # them like a resume and decodes in-process only what is still missing.
+        scale_out(stores, shards, params=params, plan_hash=plan)
         candidates, files, resumed = decode_embed_shards(
             stores,
             shards,

@@ -626,3 +626,53 @@ def default_decode_workers(device: torch.device | str) -> int:
     if str(device).startswith("cuda"):
         return max(1, min(8, cores - 1))
     return max(1, cores // 8)
+
+
+# --------------------------------------------------------------------------------------------
+# a process-level model cache (long-lived workers: Dask workers, child runs)
+
+_CACHE: dict[tuple, Embedder] = {}
+_CACHE_LOCK = threading.Lock()
+_CACHE_STATS = {"loads": 0, "hits": 0}
+_CACHE_SIZE = 2  # models kept per process; a third evicts the oldest
+
+
+def cached_embedder(
+    options: EmbeddingOptions, *, pool: ObjectStore | None = None, s3: S3Options | None = None
+) -> Embedder:
+    """`load_embedder`, once per process for the same model record and run settings.
+
+    A worker that embeds shard after shard (a Dask worker, a child run's group) loads its model
+    once. The key is the model record (name, weights fingerprint, input size) plus the options
+    that change how it runs (device, precision, batch size, compile); a checkpoint's content
+    is part of the record, so a replaced checkpoint is loaded anew.
+
+    Args:
+        options: The embedding options.
+        pool: As for `load_embedder`.
+        s3: As for `load_embedder`.
+
+    Returns:
+        A ready `Embedder`, shared by callers in this process (its `submit` holds a lock).
+
+    Raises:
+        As `load_embedder`.
+    """
+    record = model_record(options, pool=pool, s3=s3)
+    key = (record, options.device, options.precision, options.batch_size, options.compile)
+    with _CACHE_LOCK:
+        if (embedder := _CACHE.get(key)) is not None:
+            _CACHE_STATS["hits"] += 1
+            return embedder
+        embedder = load_embedder(options, pool=pool, s3=s3)
+        _CACHE_STATS["loads"] += 1
+        while len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = embedder
+        return embedder
+
+
+def embedder_cache_stats() -> dict[str, int]:
+    """Models loaded and reused by `cached_embedder` in this process (`loads`, `hits`)."""
+    with _CACHE_LOCK:
+        return {**_CACHE_STATS, "cached": len(_CACHE)}

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from winnow.embedding import POOL_WEIGHTS, EmbeddingOptions, pool_model_key
 from winnow.media import FrameOptions
+from winnow.scale import ScaleOptions
 from winnow.selection import SelectionConfig
 from winnow.storage import sibling_url
 
@@ -109,6 +110,7 @@ class CurateParams(BaseModel):
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     storage: StorageParams = Field(default_factory=StorageParams)
     shard_files: ShardFiles = 32
+    scale: ScaleOptions = Field(default_factory=ScaleOptions)
 
     @model_validator(mode="after")
     def _check_urls(self) -> CurateParams:

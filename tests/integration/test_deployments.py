@@ -52,8 +52,16 @@ def test_prefect_yaml_declares_both_deployments_with_limits_and_validation():
     ]
     (build,) = config["build"]
     assert build["prefect.deployments.steps.run_shell_script"]["id"] == "checkout"
-    deployments = {d["name"]: d for d in config["deployments"]}
+    deployments = {
+        d["name"]: d for d in config["deployments"] if d["entrypoint"] == "flows/curate.py:curate"
+    }
     assert set(deployments) == set(DEPLOYMENTS)
+    # The fan-out child: on the GPU pool, with no deployment concurrency limit (#16027).
+    (child,) = [
+        d for d in config["deployments"] if d["entrypoint"] == "flows/embed_shards.py:embed_shards"
+    ]
+    assert child["name"] == "gpu" and child["work_pool"]["name"] == "winnow-gpu"
+    assert child["concurrency_limit"] is None and child["enforce_parameter_schema"] is True
     for d in deployments.values():
         assert d["entrypoint"] == "flows/curate.py:curate"
         assert d["description"] and d["enforce_parameter_schema"] is True
@@ -74,7 +82,7 @@ def test_every_entrypoint_loads():
 
     for d in _prefect_yaml()["deployments"]:
         flow = load_flow_from_entrypoint(str(REPO / d["entrypoint"]), use_placeholder_flow=False)
-        assert flow.name == "curate"
+        assert flow.fn.__name__ == d["entrypoint"].rsplit(":", 1)[1]
 
 
 def _render(template: dict, values: dict | None = None) -> dict:
