@@ -1,4 +1,4 @@
-"""The `winnow` command: run, demo, tags, status, export.
+"""The `winnow` command: run, demo, tags, status, export, train, reembed, select.
 
 An entry point: it runs the curate flow, so it sits above `flows/` in the layers. Heavy imports
 (Prefect, torch) happen inside the commands, so `winnow --help` answers at once.
@@ -337,6 +337,13 @@ def status(
     counts = snapshot.manifest.counts if snapshot.manifest else {}
     typer.echo(f"samples: {counts.get('samples', 0)}, dataset: {len(snapshot.dataset_ids)}")
     typer.echo(f"tags: {', '.join(t.name for t in snapshot.tags) or 'none'}")
+    from winnow.training import list_models
+
+    trained = [
+        f"{c.weights} ({c.backbone}, {c.input_size}px, {c.epochs} epochs, loss {c.final_loss:.4f})"
+        for c in list_models(pool.store)
+    ]
+    typer.echo(f"trained models: {', '.join(trained) or 'none'}")
 
 
 @app.command()
@@ -396,6 +403,225 @@ def export(
         typer.echo(f"wrote {out} ({len(data)} bytes)", err=True)
     else:
         sys.stdout.write(data.decode("utf-8"))
+
+
+def _validated(model: Any, data: dict) -> Any:
+    """Validate lifecycle parameters (`winnow.training`), failing with one line per error."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in e['loc']) or 'parameters'}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        _fail("invalid parameters:\n" + "\n".join(lines))
+
+
+def run_flow(flow_fn: Any, params: Any) -> dict:
+    """Run a lifecycle flow (train, reembed, reselect) locally with validated parameters."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    from tasks.progress import listening
+    from winnow.errors import WinnowError
+
+    if not _STATE["debug"]:
+        _brief_console_logs()
+    bar = _TerminalBar()
+    try:
+        with listening(bar if sys.stderr.isatty() else lambda update: None):
+            return flow_fn(**{name: getattr(params, name) for name in type(params).model_fields})
+    except WinnowError as exc:
+        if _STATE["debug"]:
+            raise
+        _fail(str(exc), code=1)
+    finally:
+        bar.close()
+    raise AssertionError("unreachable")
+
+
+def _names(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@app.command()
+def train(
+    output: Annotated[str, typer.Option(help="Output folder or s3:// prefix of the datapool.")],
+    source: Annotated[
+        str | None, typer.Option(help="Raw data (default: the source the pool records).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Backbone to train (resnet18, …).")] = None,
+    init_weights: Annotated[
+        str | None, typer.Option(help="Start from 'none', 'default', pool:<id> or a checkpoint.")
+    ] = None,
+    tags: Annotated[
+        str | None, typer.Option(help="Train on these tags' members (comma-separated).")
+    ] = None,
+    max_samples: Annotated[int | None, typer.Option(help="Train on at most this many.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default 20).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Samples per step (default 64).")] = None,
+    input_size: Annotated[
+        int | None, typer.Option(help="Training size in px (default 64).")
+    ] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    no_flip: Annotated[
+        bool, typer.Option("--no-flip", help="No horizontal flips (text, digits, signs).")
+    ] = False,
+    seed: Annotated[int | None, typer.Option(help="Seed of samples, init and views.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    model_id: Annotated[str | None, typer.Option(help="Name of the model in the pool.")] = None,
+    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Train a self-supervised (SimCLR) embedding on the frames of a pool's samples."""
+    from winnow.training import TrainParams
+
+    data: dict = {"output": output, "source": source, "training": {}, "storage": {}}
+    for name, value in {
+        "model": model,
+        "init_weights": init_weights,
+        "tags": _names(tags),
+        "max_samples": max_samples,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "input_size": input_size,
+        "learning_rate": learning_rate,
+        "horizontal_flip": False if no_flip else None,
+        "seed": seed,
+        "device": device,
+        "model_id": model_id,
+    }.items():
+        _set(data, f"training.{name}", value)
+    _set(data, "storage.endpoint_url", endpoint_url)
+    from flows.train import train as train_flow
+
+    result = run_flow(train_flow, _validated(TrainParams, data))
+    if as_json:
+        typer.echo(json.dumps(result, indent=1))
+        return
+    typer.echo(
+        f"model {result['model_id']}: {result['epochs']} epochs, final loss "
+        f"{result['final_loss']:.4f}, {result['samples']} samples of pool version "
+        f"{result['data_version']}"
+        + (f" (resumed after epoch {result['resumed_from']})" if result["resumed_from"] else "")
+    )
+    typer.echo(f"checkpoint: {result['url']}")
+    typer.echo(
+        f"use it: winnow reembed --output {output} --weights {result['weights']} "
+        f"--input-size {result['input_size']}"
+    )
+
+
+@app.command()
+def reembed(
+    output: Annotated[str, typer.Option(help="Output folder or s3:// prefix of the datapool.")],
+    source: Annotated[
+        str | None, typer.Option(help="Raw data (default: the source the pool records).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="The new model (resnet18, …).")] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(help="'default', 'none', pool:<model-id>, a checkpoint path or URL."),
+    ] = None,
+    input_size: Annotated[int | None, typer.Option(help="Model input size in pixels.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Frames per model batch.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of random weights.")] = None,
+    shard_files: Annotated[int | None, typer.Option(help="Files per shard.")] = None,
+    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Move a pool to a new embedding model: every sample's frame is embedded again."""
+    from winnow.training import ReembedParams
+
+    data: dict = {"output": output, "source": source, "embedding": {}, "storage": {}}
+    for name, value in {
+        "model": model,
+        "weights": weights,
+        "input_size": input_size,
+        "batch_size": batch_size,
+        "device": device,
+        "seed": seed,
+    }.items():
+        _set(data, f"embedding.{name}", value)
+    _set(data, "shard_files", shard_files)
+    _set(data, "storage.endpoint_url", endpoint_url)
+    from flows.reembed import reembed as reembed_flow
+
+    result = run_flow(reembed_flow, _validated(ReembedParams, data))
+    if as_json:
+        typer.echo(json.dumps(result, indent=1))
+    elif result.get("nothing_to_do"):
+        typer.echo(f"the pool already uses {result['model']}: nothing to do")
+    else:
+        typer.echo(
+            f"re-embedded {result['samples']} samples: version {result['version_before']} -> "
+            f"{result['version_after']}, model {result['model_before']} -> {result['model']} "
+            f"({result['shards_resumed']} of {result['shards']} shards resumed, "
+            f"{result['files_dropped']} files dropped)"
+        )
+
+
+@app.command("select")
+def select_cmd(
+    output: Annotated[str, typer.Option(help="Output folder or s3:// prefix of the datapool.")],
+    source: Annotated[
+        str | None, typer.Option(help="Raw data (default: the source the pool records).")
+    ] = None,
+    n_samples: Annotated[int | None, typer.Option(help="Samples to select.")] = None,
+    proportion: Annotated[
+        float | None, typer.Option(help="Fraction of candidates to select.")
+    ] = None,
+    min_distance: Annotated[float | None, typer.Option(help="Stop below this distance.")] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="Strategies, comma-separated (diversity, random, …).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the selection.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Name of the tag to create.")] = None,
+    from_tags: Annotated[
+        str | None, typer.Option(help="Pick only among these tags' members (comma-separated).")
+    ] = None,
+    from_runs: Annotated[
+        str | None, typer.Option(help="Pick only among these runs' samples (comma-separated).")
+    ] = None,
+    afresh: Annotated[
+        bool,
+        typer.Option("--afresh", help="Ignore the dataset (pick afresh, e.g. within one tag)."),
+    ] = False,
+    params_file: Annotated[
+        Path | None, typer.Option(help="JSON file of reselect parameters; options override it.")
+    ] = None,
+    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Make a new tag from the samples a pool already holds (embeddings from the pool only)."""
+    from winnow.training import ReselectParams
+
+    data: dict = json.loads(params_file.read_text()) if params_file else {}
+    data.setdefault("selection", {})
+    data.setdefault("storage", {})
+    for path, value in {
+        "output": output,
+        "source": source,
+        "tag_name": tag,
+        "from_tags": _names(from_tags),
+        "from_runs": _names(from_runs),
+        "against_dataset": False if afresh else None,
+        "selection.n_samples": n_samples,
+        "selection.proportion": proportion,
+        "selection.min_distance": min_distance,
+        "selection.strategies": _names(strategy),
+        "selection.seed": seed,
+        "storage.endpoint_url": endpoint_url,
+    }.items():
+        _set(data, path, value)
+    from flows.reselect import reselect as reselect_flow
+
+    summary = run_flow(reselect_flow, _validated(ReselectParams, data))
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1))
+    else:
+        print_summary(summary)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ torch import.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -255,12 +256,13 @@ def _checkpoint_path(
 
 def _cached_copy(store: ObjectStore, key: str, value: str) -> Path:
     """The object as a local file: the file itself (local store) or a cached download."""
+    info = None
     if isinstance(store, LocalStore):
-        return _local_checkpoint(str(store.root / key), named=value)
-    try:
-        info = next((i for i in store.list(key) if i.key == key), None)
-    except NotFound:
-        info = None
+        if (store.root / key).is_file():
+            return (store.root / key).resolve()
+    else:
+        with contextlib.suppress(NotFound):
+            info = next((i for i in store.list(key) if i.key == key), None)
     if info is None:
         raise ConfigError(
             f"weights={value!r}: no checkpoint at {store.url_for(key)}; `winnow status` lists "
@@ -277,11 +279,11 @@ def _cached_copy(store: ObjectStore, key: str, value: str) -> Path:
     return cached
 
 
-def _local_checkpoint(value: str, *, named: str | None = None) -> Path:
+def _local_checkpoint(value: str) -> Path:
     path = Path(value).expanduser()
     if not path.is_file():
         raise ConfigError(
-            f"weights={named or value!r}: no such checkpoint file on this worker; use 'default' "
+            f"weights={value!r}: no such checkpoint file on this worker; use 'default' "
             "(torchvision pretrained), 'none' (random), 'pool:<model-id>' or the path or URL of "
             "a saved state_dict"
         )

@@ -144,15 +144,18 @@ class CurateParams(BaseModel):
         return self.model_dump(mode="json")
 
 
-def parameter_docs() -> str:
+def parameter_docs(model: type[BaseModel] | None = None) -> str:
     """An `Args:` section (Google style) with the description of every parameter.
 
     Prefect 3.9 builds a deployment's parameter schema (the UI form) from the flow's signature
     and takes each top-level parameter's description from the flow docstring's `Args:`, not
     from `Annotated[..., Field(description=...)]`; nested models keep their own descriptions.
+
+    Args:
+        model: The flow's parameter model (default: `CurateParams`).
     """
     lines = ["Args:"]
-    for name, field in CurateParams.model_fields.items():
+    for name, field in (model or CurateParams).model_fields.items():
         text = field.description or inspect.getdoc(field.annotation).splitlines()[0]
         lines.append(f"    {name}: {text}")
     return "\n".join(lines)
@@ -162,3 +165,13 @@ def document_parameters(fn: Callable) -> Callable:
     """Append `parameter_docs()` to a flow function's docstring (apply it under `@flow`)."""
     fn.__doc__ = f"{inspect.cleandoc(fn.__doc__ or '')}\n\n{parameter_docs()}"
     return fn
+
+
+def documented_by(model: type[BaseModel]) -> Callable[[Callable], Callable]:
+    """Like `document_parameters`, for a flow whose parameters are the fields of `model`."""
+
+    def decorate(fn: Callable) -> Callable:
+        fn.__doc__ = f"{inspect.cleandoc(fn.__doc__ or '')}\n\n{parameter_docs(model)}"
+        return fn
+
+    return decorate

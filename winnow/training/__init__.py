@@ -2,7 +2,7 @@
 
 One module a concern:
 ```
-_params.py    TrainParams, ReembedParams, ReselectParams: the flows' and the CLI's parameters
+_params.py    TrainOptions/TrainParams, ReembedParams, ReselectParams: flows' and CLI's parameters
 _frames.py    which samples, and their frames read back from the source by key and frame index
 _models.py    trained models in the pool's storage: per-epoch checkpoints, weights, model cards
 _simclr.py    SimCLR training (lightly's NT-Xent loss, SimCLR views and projection head)
@@ -21,22 +21,35 @@ from winnow.training._models import (
     model_id_for,
     read_card,
 )
-from winnow.training._params import ReembedParams, ReselectParams, TrainParams
+from winnow.training._params import (
+    Names,
+    PoolOutput,
+    PoolSource,
+    ReembedParams,
+    ReselectParams,
+    TrainOptions,
+    TrainParams,
+    recorded_source,
+)
 from winnow.training._reembed import (
     ReembedPlan,
     commit_reembed,
     embed_reembed_shards,
     plan_reembed,
 )
-from winnow.training._reselect import reselect_candidates
-from winnow.training._simclr import EpochReport, TrainResult, train_model
+from winnow.training._reselect import pool_file_results, reselect, reselect_candidates
+from winnow.training._simclr import EpochReport, TrainResult, model_id, train_model
 
 __all__ = [
     "EpochReport",
     "ModelCard",
+    "Names",
+    "PoolOutput",
+    "PoolSource",
     "ReembedParams",
     "ReembedPlan",
     "ReselectParams",
+    "TrainOptions",
     "TrainParams",
     "TrainResult",
     "checkpoint_key",
@@ -44,10 +57,14 @@ __all__ = [
     "commit_reembed",
     "embed_reembed_shards",
     "list_models",
+    "model_id",
     "model_id_for",
     "plan_reembed",
+    "pool_file_results",
     "read_card",
     "read_frames",
+    "recorded_source",
+    "reselect",
     "reselect_candidates",
     "train_model",
 ]

@@ -41,13 +41,11 @@ Names = Annotated[
 ]
 
 
-class TrainParams(BaseModel):
-    """A self-supervised (SimCLR) training run on the frames of a pool's samples."""
+class TrainOptions(BaseModel):
+    """How a self-supervised (SimCLR) model is trained on the frames of a pool's samples."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="Training")
 
-    output: PoolOutput
-    source: PoolSource = None
     model: ModelName = Field(
         "resnet18", description="torchvision backbone to train (its trunk becomes the embedding)."
     )
@@ -113,7 +111,6 @@ class TrainParams(BaseModel):
         description="Name of the trained model in the pool; empty: derived from these "
         "parameters (the same parameters resume the same training).",
     )
-    storage: StorageParams = Field(default_factory=StorageParams)
 
     @field_validator("init_weights")
     @classmethod
@@ -131,8 +128,19 @@ class TrainParams(BaseModel):
 
     def identity(self) -> dict:
         """The parameters that define the trained model (not where or how fast it runs)."""
-        skip = {"device", "loader_workers", "storage", "source", "output", "model_id"}
+        skip = {"device", "loader_workers", "model_id"}
         return json.loads(self.model_dump_json(exclude=skip))
+
+
+class TrainParams(BaseModel):
+    """A training run: the pool, its source, the training options and storage access."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    output: PoolOutput
+    source: PoolSource = None
+    training: TrainOptions = Field(default_factory=TrainOptions)
+    storage: StorageParams = Field(default_factory=StorageParams)
 
 
 class ReembedParams(BaseModel):

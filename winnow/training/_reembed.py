@@ -129,11 +129,16 @@ def embed_reembed_shards(
         metadata and run ids kept), and one `FileResult` per file (`ok`, or `skipped` with the
         reason its samples were dropped).
     """
+    dim = embedder.record.dim
     for shard in shards:
         sub = plan.samples.take(plan.rows[shard.shard_id])
         refs = {f.key: f for f in shard.files}
         parts: list[Candidates] = []
         results: list[FileResult] = []
+        # Frames wait here until a full batch is ready: one model call serves many files.
+        waiting: list[tuple[Candidates, np.ndarray]] = []
+        waiting_frames = 0
+
         for got in read_frames(
             source,
             sub,
@@ -146,11 +151,26 @@ def embed_reembed_shards(
             if got.pixels is None:
                 results.append(FileResult.for_ref(ref, status="skipped", error=got.error))
                 continue
-            emb = embedder.embed(got.pixels)
-            parts.append(replace(sub.take(got.rows), embedding=emb))
+            waiting.append((sub.take(got.rows), got.pixels))
+            waiting_frames += len(got.pixels)
             results.append(FileResult.for_ref(ref, status="ok", frames_sampled=len(got.rows)))
-        dim = embedder.record.dim
+            if waiting_frames >= embedder.batch_size:
+                parts.extend(_embed_waiting(embedder, waiting))
+                waiting, waiting_frames = [], 0
+        parts.extend(_embed_waiting(embedder, waiting))
         yield shard, Candidates.concat(parts) if parts else Candidates.empty(dim), results
+
+
+def _embed_waiting(embedder: Embedder, waiting: list[tuple[Candidates, np.ndarray]]) -> list:
+    """Embed the waiting files' frames in one go; their samples with the new embeddings."""
+    if not waiting:
+        return []
+    emb = embedder.embed(np.concatenate([pixels for _, pixels in waiting]))
+    out, offset = [], 0
+    for rows, pixels in waiting:
+        out.append(replace(rows, embedding=emb[offset : offset + len(pixels)]))
+        offset += len(pixels)
+    return out
 
 
 def commit_reembed(pool: Datapool, plan: ReembedPlan, *, run_id: str, samples: Candidates) -> int:

@@ -22,38 +22,54 @@ from winnow.training._frames import choose_samples
 def reselect_candidates(
     snapshot: PoolSnapshot,
     *,
-    config: sel.SelectionConfig,
     from_tags: Sequence[str] | None = None,
     from_runs: Sequence[str] | None = None,
-    against_dataset: bool = True,
-    columns: dict[str, np.ndarray] | None = None,
-    device: str = "auto",
-) -> tuple[Candidates, Selection, np.ndarray]:
-    """Select among samples the pool already holds, with their stored embeddings.
+) -> Candidates:
+    """The candidates of a re-selection: pool samples with their stored embeddings.
 
     Args:
         snapshot: The pool.
+        from_tags: Only these tags' members (None: every sample).
+        from_runs: Only these runs' samples (None: every run).
+
+    Raises:
+        ConfigError: If there are no such samples.
+        NotFound: If a named tag does not exist.
+    """
+    return choose_samples(snapshot, tags=from_tags, runs=from_runs)
+
+
+def reselect(
+    snapshot: PoolSnapshot,
+    candidates: Candidates,
+    *,
+    config: sel.SelectionConfig,
+    against_dataset: bool = True,
+    columns: dict[str, np.ndarray] | None = None,
+    device: str = "auto",
+) -> tuple[Selection, np.ndarray]:
+    """Select among samples the pool already holds, as a curate run selects among new ones.
+
+    Args:
+        snapshot: The pool.
+        candidates: From `reselect_candidates`.
         config: Any selection config (strategies, stopping rules, dedup).
-        from_tags: Candidates are only these tags' members (None: every sample).
-        from_runs: Candidates are only these runs' samples (None: every run).
         against_dataset: Treat the dataset (every tag's members) as already chosen: its members
             are never picked and the picks avoid what it covers. Off: pick afresh.
         columns: Extra per-candidate columns (e.g. joined predictions).
         device: Where distances are computed.
 
     Returns:
-        The candidates, the selection and the dataset's embeddings (for the plot).
+        The selection and the dataset's embeddings (for the plot).
 
     Raises:
-        ConfigError: If the config needs decoding (similarity queries), or there are no samples.
-        NotFound: If a named tag does not exist.
+        ConfigError: If the config needs decoding (a similarity strategy's query images).
     """
     if any(getattr(s, "query_keys", None) for s in config.strategies):
         raise ConfigError(
             "a similarity strategy's query_keys must be decoded and embedded, which re-selection "
             "never does: use a curate run (`winnow run`) for query-based selection"
         )
-    candidates = choose_samples(snapshot, tags=from_tags, runs=from_runs)
     dim = candidates.embedding.shape[1]
     existing = snapshot.dataset() if against_dataset else Candidates.empty(dim)
     dataset = existing.embedding.astype(np.float32)
@@ -65,7 +81,7 @@ def reselect_candidates(
         device=device,
         dataset_ids=existing.sample_id,
     )
-    return candidates, result, dataset
+    return result, dataset
 
 
 def pool_file_results(snapshot: PoolSnapshot, keys: Sequence[str]) -> list[FileResult]:

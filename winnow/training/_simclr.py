@@ -42,7 +42,7 @@ from winnow.training._models import (
     save_model,
     save_state,
 )
-from winnow.training._params import TrainParams
+from winnow.training._params import TrainOptions
 
 METHOD = "simclr"
 _PROJECTION_DIM = 128
@@ -89,13 +89,13 @@ class TrainResult:
     unreadable: int = 0
 
 
-def model_id(params: TrainParams) -> str:
+def model_id(params: TrainOptions) -> str:
     """The id a training with these parameters gets (given, or derived from them)."""
     return params.model_id or model_id_for(METHOD, params.model, params.identity())
 
 
 def train_model(
-    params: TrainParams,
+    params: TrainOptions,
     *,
     pool: Datapool,
     source: ObjectStore,
@@ -189,7 +189,7 @@ class _Views:
         return self.transform(Image.fromarray(self.frames[i]))
 
 
-def _transform(params: TrainParams) -> Any:
+def _transform(params: TrainOptions) -> Any:
     from lightly.transforms import SimCLRTransform
 
     return SimCLRTransform(
@@ -221,7 +221,7 @@ def _seed_epoch(seed: int, epoch: int) -> int:
 
 
 def _train(
-    params: TrainParams,
+    params: TrainOptions,
     *,
     mid: str,
     store: ObjectStore,
