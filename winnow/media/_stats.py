@@ -89,12 +89,39 @@ class _Chunks:
         return batch
 
 
-def _moments(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and mean square of each row (float32 in, float64 out; BLAS dot per row)."""
+def _moments(rows: np.ndarray, sums: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and mean square of each row (float32 in, float64 out; BLAS dot per row).
+
+    The rows hold integers, so their sums are exact whichever way they are added: `sums`, when
+    given, are those sums found more cheaply (the same float64 values as adding the rows).
+    """
     k = rows.shape[1]
-    mean = rows.sum(axis=1, dtype=np.float64) / k
+    if sums is None:
+        sums = rows.sum(axis=1, dtype=np.float64)
+    mean = sums / k
     square = np.array([float(np.dot(r, r)) for r in rows]) / k
     return mean, square
+
+
+def _exact_sums(rows: np.ndarray, peak: int) -> np.ndarray | None:
+    """Row sums of non-negative integer-valued float32 rows by BLAS, if float32 holds them exactly."""
+    if rows.shape[1] * peak >= 1 << 24:
+        return None  # partial sums could round: let the caller add in float64
+    return (rows @ np.ones(rows.shape[1], np.float32)).astype(np.float64)
+
+
+def _laplacian_sums(y: np.ndarray) -> np.ndarray:
+    """Sums of the 4-neighbour Laplacian over each plane's interior, exactly, from its borders.
+
+    The sum telescopes: each neighbour term differs from the centre term by two border lines
+    (e.g. up - centre = first row - last interior row), all over the interior span.
+    """
+    edge = [0, 1, -2, -1]
+    rows = y[:, edge, 1:-1].sum(axis=2, dtype=np.int64)  # rows 0, 1, H-2, H-1; inner columns
+    cols = y[:, 1:-1, edge].sum(axis=1, dtype=np.int64)  # columns 0, 1, W-2, W-1; inner rows
+    total = rows[:, 0] - rows[:, 2] + rows[:, 3] - rows[:, 1]
+    total += cols[:, 0] - cols[:, 2] + cols[:, 3] - cols[:, 1]
+    return total.astype(np.float64)
 
 
 def _frame_stats(
@@ -107,22 +134,38 @@ def _frame_stats(
     interior pixels.
     """
     # Algorithm: integer Laplacian on the 8-bit plane (int16 holds -1020..1020), moments from
-    # sums; the affine map to [0, 1] is applied to the moments, not to every pixel.
-    n = len(luma)
+    # sums; the affine map to [0, 1] is applied to the moments, not to every pixel. The sums are
+    # of integers, hence exact: by a BLAS product for luma, by telescoping for the Laplacian.
+    n, h, w = luma.shape
     out = np.zeros((3, n), np.float64)
-    block = 8  # frames per step: keeps the temporaries in cache
+    block = min(8, n)  # frames per step: keeps the temporaries in cache
+    # Work buffers allocated once per call (fresh multi-megabyte arrays per step cost page
+    # faults that were most of the time here).
+    y = np.empty((block, h, w), np.int16)
+    rows = np.empty((block, h * w), np.float32)
+    inner = h >= 3 and w >= 3
+    if inner:
+        lap = np.empty((block, h - 2, w - 2), np.int16)
+        centre = np.empty_like(lap)
+        lap_rows = np.empty((block, (h - 2) * (w - 2)), np.float32)
     for start in range(0, n, block):
         stop = min(start + block, n)
-        y = luma[start:stop].astype(np.int16)
-        mean, square = _moments(y.reshape(stop - start, -1).astype(np.float32))
+        m = stop - start
+        ym, rm = y[:m], rows[:m]
+        np.copyto(ym, luma[start:stop])
+        np.copyto(rm, luma[start:stop].reshape(m, -1))
+        mean, square = _moments(rm, _exact_sums(rm, 255))
         out[0, start:stop] = mean
         out[1, start:stop] = np.sqrt(np.maximum(square - mean**2, 0.0))
-        if y.shape[1] >= 3 and y.shape[2] >= 3:
-            lap = y[:, :-2, 1:-1] + y[:, 2:, 1:-1]
-            lap += y[:, 1:-1, :-2]
-            lap += y[:, 1:-1, 2:]
-            lap -= 4 * y[:, 1:-1, 1:-1]
-            mean, square = _moments(lap.reshape(stop - start, -1).astype(np.float32))
+        if inner:
+            lm, cm, lr = lap[:m], centre[:m], lap_rows[:m]
+            np.add(ym[:, :-2, 1:-1], ym[:, 2:, 1:-1], out=lm)
+            lm += ym[:, 1:-1, :-2]
+            lm += ym[:, 1:-1, 2:]
+            np.multiply(ym[:, 1:-1, 1:-1], 4, out=cm)
+            lm -= cm
+            np.copyto(lr, lm.reshape(m, -1))
+            mean, square = _moments(lr, _laplacian_sums(ym))
             out[2, start:stop] = np.maximum(square - mean**2, 0.0)
     scale = scale.astype(np.float64)
     brightness = np.clip((out[0] - offset) * scale, 0.0, 1.0)
