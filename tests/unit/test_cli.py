@@ -85,7 +85,7 @@ def test_status_shows_version_model_and_counts(output):
     url, options = output
     code, text = _invoke("status", "--output", url, *options)
     assert code == 0, text
-    assert text.splitlines()[1:] == [
+    assert text.splitlines()[1:5] == [
         "model: resnet18 (none:seed=0, 64px, 8-d)",
         "files: 5 ok 3, corrupt 1, skipped 1",
         "samples: 25, dataset: 3",
