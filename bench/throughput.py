@@ -6,6 +6,12 @@ noisy; every rate is the median over rounds, every ratio the median of per-round
 
 - decode-only (winnow.media.decode_file at the model's input size, one file at a time) for each
   sampling mode, and FFmpeg's raw decoder ceiling (`ffmpeg -benchmark -i FILE -f null -`);
+- decode-only against FFmpeg doing the same work, interleaved in every round (AB, then BA):
+  the same files, the same codec threads, scaled to the model's input as RGB,
+  `ffmpeg -threads T -i FILE -vf scale=S:S:flags=bilinear -pix_fmt rgb24 -f null -`
+  (`decode_vs_ffmpeg_same_work`, the median of the per-pair ratios);
+- decode-only with 1, 2 and 4 decoders at once (threads, each with
+  `device.decode_threads(decoders)` codec threads), total frames/s;
 - model-only (frames decoded beforehand) for resnet18 and resnet50;
 - the engine (winnow.engine.embed_shards, resnet18: decoder threads ahead of a model thread)
   against min(decode-only, model-only);
@@ -81,22 +87,25 @@ def _make_videos(folder: Path, args) -> list[Path]:
     return paths
 
 
-def _ffmpeg_rate(paths: list[Path], frames_per_video: int) -> float | None:
+def _ffmpeg_command(path: Path, *, threads: int | None = None, size: int | None = None) -> list:
+    """FFmpeg decoding `path` to nothing; with `size`, scaled to size x size RGB as we do."""
+    cmd = ["ffmpeg", "-hide_banner", "-nostats", "-benchmark"]
+    if threads is not None:
+        cmd += ["-threads", str(threads)]
+    cmd += ["-i", str(path)]
+    if size is not None:
+        cmd += ["-vf", f"scale={size}:{size}:flags=bilinear", "-pix_fmt", "rgb24"]
+    return [*cmd, "-f", "null", "-"]
+
+
+def _ffmpeg_rate(
+    paths: list[Path], frames_per_video: int, *, threads: int | None = None, size: int | None = None
+) -> float | None:
     """Frames per second of FFmpeg decoding the same files to nothing (its `rtime`)."""
     total = 0.0
     for path in paths:
         out = subprocess.run(
-            [
-                "ffmpeg",
-                "-hide_banner",
-                "-nostats",
-                "-benchmark",
-                "-i",
-                str(path),
-                "-f",
-                "null",
-                "-",
-            ],
+            _ffmpeg_command(path, threads=threads, size=size),
             capture_output=True,
             text=True,
             check=True,
@@ -121,7 +130,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--r50-frames", type=int, default=None, help="frames for resnet50")
     parser.add_argument("--decode-workers", type=int, default=None)
+    parser.add_argument(
+        "--pairs", type=int, default=None, help="ours/FFmpeg same-work pairs a round (3; quick 2)"
+    )
     args = parser.parse_args()
+    args.pairs = args.pairs or (2 if args.quick else 3)
     args.videos = args.videos or (2 if args.quick else 4)
     args.frames = args.frames or (48 if args.quick else 150)
     args.rounds = args.rounds or (1 if args.quick else 4)
@@ -134,7 +147,7 @@ def main() -> None:
     from PIL import Image
 
     from winnow import engine, media
-    from winnow.device import available_cores
+    from winnow.device import available_cores, decode_threads
     from winnow.embedding import EmbeddingOptions, load_embedder
     from winnow.records import FileRef, FileResult, Shard
     from winnow.storage import LocalStore
@@ -195,6 +208,60 @@ def main() -> None:
                         n += len(item)
             sampled[mode] = n
             return _rate(n, time.perf_counter() - t0)
+
+        def decode_parallel(decoders: int) -> float:
+            """Total frames/s of `decoders` threads decoding the files (every frame) at once."""
+            import queue
+            import threading
+
+            work: queue.SimpleQueue = queue.SimpleQueue()
+            for ref in refs * max(1, -(-decoders // len(refs))):  # a file for each decoder
+                work.put(ref)
+            threads = decode_threads(decoders)
+            counts = [0] * decoders
+
+            def loop(i: int) -> None:
+                while True:
+                    try:
+                        ref = work.get_nowait()
+                    except queue.Empty:
+                        return
+                    for item in media.decode_file(
+                        tmp / ref.key, ref, size=size, options=media.FrameOptions(), threads=threads
+                    ):
+                        if not isinstance(item, FileResult):
+                            counts[i] += len(item)
+
+            workers = [threading.Thread(target=loop, args=(i,)) for i in range(decoders)]
+            t0 = time.perf_counter()
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            return _rate(sum(counts), time.perf_counter() - t0)
+
+        same_threads = decode_threads(1)  # what decode_file uses for one video at a time
+
+        def decode_same_work() -> float:
+            t0 = time.perf_counter()
+            n = 0
+            for ref in refs:
+                for item in media.decode_file(
+                    tmp / ref.key,
+                    ref,
+                    size=size,
+                    options=media.FrameOptions(),
+                    threads=same_threads,
+                ):
+                    if not isinstance(item, FileResult):
+                        n += len(item)
+            return _rate(n, time.perf_counter() - t0)
+
+        has_ffmpeg = shutil.which("ffmpeg") is not None
+
+        def ffmpeg_same_work() -> float:
+            rate = _ffmpeg_rate(paths, args.frames, threads=same_threads, size=size)
+            return rate if rate is not None else float("nan")
 
         def model_only(embedder, frames) -> float:
             t0 = time.perf_counter()
@@ -263,6 +330,7 @@ def main() -> None:
             "engine": engine_run,
             "naive": lambda: naive(plain_embed),
             **{f"decode_{mode}": (lambda m=mode: decode_only(m)) for mode in SAMPLING},
+            **{f"decoders_{n}": (lambda n=n: decode_parallel(n)) for n in (1, 2, 4)},
         }
         if not args.quick:
             measures["naive_same_model"] = lambda: naive(embedder_embed)
@@ -288,6 +356,16 @@ def main() -> None:
             ratios["engine_vs_model"].append(got["engine"] / got["model_resnet18"])
             if "naive_same_model" in got:
                 ratios["engine_vs_naive_same_model"].append(got["engine"] / got["naive_same_model"])
+            # Ours and FFmpeg on the same work, next to each other: AB, BA, AB...
+            for pair in range(args.pairs if has_ffmpeg else 0):
+                if (rnd + pair) % 2 == 0:
+                    a, b = decode_same_work(), ffmpeg_same_work()
+                else:
+                    b, a = ffmpeg_same_work(), decode_same_work()
+                samples["decode_same_work"].append(a)
+                samples["ffmpeg_same_work"].append(b)
+                ratios["decode_vs_ffmpeg_same_work"].append(a / b)
+                _log(f"round {rnd + 1} pair {pair + 1}: ours {a:.1f}, ffmpeg {b:.1f} frames/s")
 
         ffmpeg_fps = None
         ffmpeg_note = None
@@ -331,6 +409,18 @@ def main() -> None:
                 if sampled.get(mode) and rates[f"decode_{mode}"]
             },
             "decode_sampled_frames": sampled,
+            "decode_same_work_fps": rates.get("decode_same_work"),
+            "ffmpeg_same_work_fps": rates.get("ffmpeg_same_work"),
+            "ffmpeg_same_work_command": (
+                " ".join(_ffmpeg_command(Path("FILE"), threads=same_threads, size=size)[4:])
+                if has_ffmpeg
+                else None
+            ),
+            "decode_threads": same_threads,
+            # Total frames/s of 1, 2 and 4 decoders at once (every frame, model size).
+            "decode_fps_by_decoders": {str(n): rates[f"decoders_{n}"] for n in (1, 2, 4)},
+            "decode_threads_by_decoders": {str(n): decode_threads(n) for n in (1, 2, 4)},
+            "decode_thread_rule": "codec threads per decoder = max(1, min(16, cores // decoders))",
             "ffmpeg_fps": round(ffmpeg_fps, 1) if ffmpeg_fps == ffmpeg_fps and ffmpeg_fps else None,
             "decode_vs_ffmpeg": (
                 round(decode_all / ffmpeg_fps, 3) if ffmpeg_fps and decode_all else None
@@ -341,6 +431,7 @@ def main() -> None:
             "naive_fps": rates["naive"],
             "naive_same_model_fps": rates.get("naive_same_model"),
             "bound_fps": min(decode_all, rates["model_resnet18"]),
+            "decode_vs_ffmpeg_same_work": None,  # without FFmpeg; else the median below
             **{name: _median(values) for name, values in ratios.items()},
             "engine_stats": {
                 "decode_workers": stats.workers,
