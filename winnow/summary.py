@@ -60,7 +60,10 @@ class RunSummary:
         mean_pick_distance: Mean distance of picks to the dataset before the run (with no
             dataset yet: to the nearest other pick).
         mean_random_distance: The same for a seeded random pick of the same size.
-        stop_reason: Why selection stopped.
+        stop_reason: Why selection stopped (`n_samples`, `proportion`, `min_distance`,
+            `covered` when every candidate lies within δ of a pick or the dataset, `exhausted`).
+        delta: Ball radius δ of the coverage strategy (chosen from the data or given); None
+            when no coverage strategy ran.
         model: The embedding model, described.
         outputs: Name → URL of the exported files (report, embedding plot, lists).
         seconds: Stage name → wall-clock seconds.
@@ -97,6 +100,7 @@ class RunSummary:
     mean_pick_distance: float = float("nan")
     mean_random_distance: float = float("nan")
     stop_reason: str = ""
+    delta: float | None = None
     model: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -122,6 +126,7 @@ class RunSummary:
         self.mean_pick_distance = selection.mean_pick_distance
         self.mean_random_distance = selection.mean_random_distance
         self.stop_reason = selection.stop_reason
+        self.delta = selection.delta
 
     def record_history(self, tags: list[TagRecord], *, tag: str | None) -> None:
         """The pool's coverage history: its tags before the run, then this run's `tag` if any."""
@@ -193,6 +198,7 @@ def summary_rows(summary: RunSummary) -> list[Row]:
         ("removed by thresholds", s.removed_thresholds),
         ("selected", s.selected),
         ("stopped by", s.stop_reason or "n/a"),
+        *([("coverage ball radius δ", fmt_number(s.delta))] if s.delta is not None else []),
         (
             "coverage radius before → after",
             f"{fmt_number(s.coverage_before)} → {fmt_number(s.coverage_after)}",

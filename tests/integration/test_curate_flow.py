@@ -36,7 +36,9 @@ def test_two_runs_then_a_noop(bucket):
     )
     broken = demo.write_corrupt_files(store)
 
-    first = run(source, output, storage)
+    # k-center (diversity), whose first pick this test checks; the default is coverage.
+    kcenter = {"selection": {"n_samples": 12, "strategies": ["diversity"]}}
+    first = run(source, output, storage, **kcenter)
     assert first["files_new"] == 6 + len(broken)
     assert first["files_corrupt"] + first["files_skipped"] == len(broken)
     assert {k for k, _ in first["corrupt"]} == set(broken)
@@ -45,14 +47,14 @@ def test_two_runs_then_a_noop(bucket):
     demo.write_demo_files(
         store, n_videos=3, n_images=0, first=3, frames_per_video=40, width=160, height=96
     )
-    second = run(source, output, storage)
+    second = run(source, output, storage, **kcenter)
     assert second["files_new"] == 3 and second["files_known"] == 6 + len(broken)
     assert second["tag"] == "run-0002" and second["selected"] == 12
     # Seeded by the first run's dataset: picks fill gaps, farther than random picks would be.
     assert second["mean_pick_distance"] > second["mean_random_distance"]
     assert second["coverage_after"] <= second["coverage_before"]
 
-    third = run(source, output, storage)
+    third = run(source, output, storage, **kcenter)
     assert third["nothing_new"] and third["tag"] is None and third["pool_version_after"] is None
 
     out = open_store(output, _options(storage))

@@ -184,3 +184,12 @@ def test_the_history_round_trips_through_json():
     assert again.coverage_history[1:] == HISTORY[1:]
     assert math.isnan(again.coverage_history[0][1])
     assert render_markdown(again) == render_markdown(summary)
+
+
+def test_the_coverage_radius_delta_is_shown_when_coverage_ran():
+    summary = _summary()
+    assert "δ" not in render_text(summary)
+    summary.delta = 0.4651
+    for render in (render_text, render_markdown, render_html):
+        assert "coverage ball radius δ" in render(summary) and "0.465" in render(summary)
+    assert RunSummary.from_dict(summary.to_dict()).delta == 0.4651
