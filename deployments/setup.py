@@ -12,7 +12,11 @@ What it sets up, in each pool (`winnow-gpu`, `winnow-cpu`):
 - the base job template from deployments/templates/<type>.json;
 - a pool concurrency limit (default 1: one curate run at a time per pool; runs beyond it wait
   in their queue, so two runs never race for the same datapool and priorities decide who is
-  next);
+  next). A fanned-out curate (`scale.mode: pool`, docs/scaling.md) needs room for its child
+  runs of `embed-shards/gpu`: `--gpu-limit N` with N = the GPU workers (one per GPU), plus 1
+  when the parent curate itself runs on winnow-gpu (with the default limit of 1 its children
+  could never start; the parent refuses to fan out then). Same-output runs stay serialised by
+  the curate deployments' own limit of 1;
 - work queues `critical` (priority 1), `default` (2) and `low` (3): when a slot frees, the
   worker gets the waiting run of the highest-priority queue first.
 """

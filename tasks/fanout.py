@@ -209,8 +209,9 @@ def embed_group(group: str, *, output: str, storage: StorageParams) -> dict:
 @task(name="embed-shard", cache_policy=NO_CACHE, **STORAGE_RETRIES)
 def embed_shard(shard: Shard, *, group: str, output: str, storage: StorageParams) -> str:
     """Decode, embed and stage one shard on a Dask worker (model kept loaded); return its id."""
-    stores = connect(_group_source(group, output, storage), output, storage)
-    spec = _GROUPS[group]
+    pool = Datapool(open_store(output, s3_options(storage)).child("pool"))
+    spec = scale.read_group_cached(pool, group)
+    stores = connect(spec.source, output, storage)
     options = embedding.EmbeddingOptions.model_validate(spec.embedding)
     scale.embed_and_stage(
         stores.pool,
@@ -224,18 +225,6 @@ def embed_shard(shard: Shard, *, group: str, output: str, storage: StorageParams
         result=scale.GroupResult(group_id=spec.group_id),
     )
     return shard.shard_id
-
-
-_GROUPS: dict[str, scale.GroupSpec] = {}  # group descriptions read by this (Dask) process
-
-
-def _group_source(group: str, output: str, storage: StorageParams) -> str:
-    if group not in _GROUPS:
-        if len(_GROUPS) > 8:
-            _GROUPS.clear()
-        pool = Datapool(open_store(output, s3_options(storage)).child("pool"))
-        _GROUPS[group] = scale.read_group(pool, group)
-    return _GROUPS[group].source
 
 
 @task(name="write-group", cache_policy=NO_CACHE, **STORAGE_RETRIES)

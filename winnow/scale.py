@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -227,6 +228,20 @@ def read_group(pool: Datapool, key: str) -> GroupSpec:
         return GroupSpec.from_json(pool.store.get(key), pool.store.url_for(key))
     except NotFound as exc:
         raise ConfigError(f"group {pool.store.url_for(key)} does not exist: {exc}") from exc
+
+
+_GROUP_CACHE: dict[tuple[str, str], GroupSpec] = {}
+_GROUP_CACHE_LOCK = threading.Lock()
+
+
+def read_group_cached(pool: Datapool, key: str) -> GroupSpec:
+    """`read_group`, once per process and group (a Dask worker reads it for every shard)."""
+    with _GROUP_CACHE_LOCK:
+        if (spec := _GROUP_CACHE.get((pool.url, key))) is None:
+            if len(_GROUP_CACHE) >= 8:
+                _GROUP_CACHE.clear()
+            spec = _GROUP_CACHE[(pool.url, key)] = read_group(pool, key)
+        return spec
 
 
 @dataclass

@@ -29,6 +29,11 @@ pytestmark = pytest.mark.slow
         ),
         ("throughput.py", ["--quick"], {"engine_vs_bound", "engine_vs_naive", "model_fps"}),
         (
+            "scale.py",
+            ["--quick"],
+            {"dask_vs_local", "pool_vs_local", "pool_overhead_per_child_s", "dask_overhead_share"},
+        ),
+        (
             "discover.py",
             ["--keys", "300", "--new", "30", "--repeat", "1"],
             {"discover_0_new_s", "discover_1000_new_s", "list_only_s"},
