@@ -6,6 +6,7 @@ timed tests.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -16,6 +17,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
+
+
+@functools.cache
+def _bench(script: str, *args: str) -> subprocess.CompletedProcess:
+    """One run of a benchmark per session, shared by the tests that read its output."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
 
 
 @pytest.mark.parametrize(
@@ -41,18 +54,28 @@ pytestmark = pytest.mark.slow
     ],
 )
 def test_bench_prints_one_json_line_last(script, args, keys):
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
+    out = _bench(script, *args)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert keys <= result.keys()
     for key in keys:
         assert result[key] is not None
+
+
+def test_throughput_quick_reports_same_work_ratio_and_decoder_counts():
+    out = _bench("throughput.py", "--quick")  # the run above, not a second one
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    ratio = result["decode_vs_ffmpeg_same_work"]
+    assert isinstance(ratio, float) and 0.05 < ratio < 20  # quick and noisy: sane, not the bar
+    assert "scale=224:224" in result["ffmpeg_same_work_command"]
+    assert f"-threads {result['decode_threads']} " in result["ffmpeg_same_work_command"]
+    assert set(result["decode_fps_by_decoders"]) == {"1", "2", "4"}
+    for decoders, fps in result["decode_fps_by_decoders"].items():
+        assert isinstance(fps, float) and fps > 0, decoders
+    threads = result["decode_threads_by_decoders"]
+    assert threads["1"] == max(1, min(16, result["cpus"]))
+    assert threads["4"] == max(1, result["cpus"] // 4)
 
 
 def test_selection_quality_quick_values_are_sane():
