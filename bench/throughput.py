@@ -102,7 +102,14 @@ def _ffmpeg_rate(
     paths: list[Path], frames_per_video: int, *, threads: int | None = None, size: int | None = None
 ) -> float | None:
     """Frames per second of FFmpeg decoding the same files to nothing (its `rtime`)."""
-    total = 0.0
+    return _ffmpeg_times(paths, frames_per_video, threads=threads, size=size)[0]
+
+
+def _ffmpeg_times(
+    paths: list[Path], frames_per_video: int, *, threads: int | None = None, size: int | None = None
+) -> tuple[float | None, float | None]:
+    """(frames/s by `rtime`, CPU seconds a frame by `utime + stime`) of FFmpeg on the files."""
+    total = cpu = 0.0
     for path in paths:
         out = subprocess.run(
             _ffmpeg_command(path, threads=threads, size=size),
@@ -110,11 +117,13 @@ def _ffmpeg_rate(
             text=True,
             check=True,
         )
-        match = re.search(r"rtime=([0-9.]+)s", out.stderr)
-        if not match:
-            return None
-        total += float(match.group(1))
-    return _rate(frames_per_video * len(paths), total)
+        times = dict(re.findall(r"([urs]time)=([0-9.]+)s", out.stderr))
+        if "rtime" not in times:
+            return None, None
+        total += float(times["rtime"])
+        cpu += float(times.get("utime", "nan")) + float(times.get("stime", "nan"))
+    frames = frames_per_video * len(paths)
+    return _rate(frames, total), cpu / frames
 
 
 def main() -> None:
@@ -243,7 +252,7 @@ def main() -> None:
         same_threads = decode_threads(1)  # what decode_file uses for one video at a time
 
         def decode_same_work() -> float:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             n = 0
             for ref in refs:
                 for item in media.decode_file(
@@ -255,12 +264,14 @@ def main() -> None:
                 ):
                     if not isinstance(item, FileResult):
                         n += len(item)
+            samples["decode_same_work_cpu_ms"].append((time.process_time() - c0) / n * 1000)
             return _rate(n, time.perf_counter() - t0)
 
         has_ffmpeg = shutil.which("ffmpeg") is not None
 
         def ffmpeg_same_work() -> float:
-            rate = _ffmpeg_rate(paths, args.frames, threads=same_threads, size=size)
+            rate, cpu = _ffmpeg_times(paths, args.frames, threads=same_threads, size=size)
+            samples["ffmpeg_same_work_cpu_ms"].append(cpu * 1000 if cpu else float("nan"))
             return rate if rate is not None else float("nan")
 
         def model_only(embedder, frames) -> float:
@@ -365,6 +376,10 @@ def main() -> None:
                 samples["decode_same_work"].append(a)
                 samples["ffmpeg_same_work"].append(b)
                 ratios["decode_vs_ffmpeg_same_work"].append(a / b)
+                # The same in CPU time a frame (all threads; steadier than wall on a busy host).
+                ratios["decode_vs_ffmpeg_same_work_cpu"].append(
+                    samples["ffmpeg_same_work_cpu_ms"][-1] / samples["decode_same_work_cpu_ms"][-1]
+                )
                 _log(f"round {rnd + 1} pair {pair + 1}: ours {a:.1f}, ffmpeg {b:.1f} frames/s")
 
         ffmpeg_fps = None
@@ -411,6 +426,8 @@ def main() -> None:
             "decode_sampled_frames": sampled,
             "decode_same_work_fps": rates.get("decode_same_work"),
             "ffmpeg_same_work_fps": rates.get("ffmpeg_same_work"),
+            "decode_same_work_cpu_ms_per_frame": rates.get("decode_same_work_cpu_ms"),
+            "ffmpeg_same_work_cpu_ms_per_frame": rates.get("ffmpeg_same_work_cpu_ms"),
             "ffmpeg_same_work_command": (
                 " ".join(_ffmpeg_command(Path("FILE"), threads=same_threads, size=size)[4:])
                 if has_ffmpeg
