@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -105,3 +106,48 @@ def test_kcenter_rejects_bad_arguments(kwargs, match):
     args = {"x": unit(5, 4, 0), **kwargs}
     with pytest.raises(ConfigError, match=match):
         selection.kcenter_greedy(**args)
+
+
+def _near_tie_rows(filler: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Candidates where a correct pick depends on the float16 filter's error margin.
+
+    The dataset is the origin; row 0, `p`, is the farthest (norm 1, so the filter's scale is 1)
+    and is picked first. Row 1, `b`, is a hair closer to `p` than to the origin (its squared
+    distance drops by 2·eta when `p` is picked), but its float16 dot product with `p` is below
+    the "closer to p" threshold by far more than eta (its first four coordinates round down in
+    float16). Row 2, `c`, has squared distance |b|² - eta to the dataset. The exact greedy picks
+    `c` second; a greedy that trusts the float16 screen without its margin never lowers `b`'s
+    distance and picks `b`. The filler rows sit near the origin and make the filter worth using.
+    """
+    u, eta = 2.0**-12, 1e-5  # u: float16 spacing in [0.25, 0.5); eta: far below float16 rounding
+    dim, r2 = 8, 0.6
+    x = np.zeros((3 + filler, dim))
+    x[0, :4] = 0.5
+    head = [0.25 + 0.45 * u] * 3 + [0.25 - 1.35 * u + 2 * eta]  # sums to 1 + 2·eta
+    x[1, :4] = head
+    x[1, 4] = math.sqrt(r2 - sum(h * h for h in head))
+    x[2, :4] = -0.25
+    x[2, 5] = math.sqrt(r2 - eta - 0.25)
+    rng = np.random.default_rng(0)
+    f = rng.standard_normal((filler, dim))
+    x[3:] = f / np.linalg.norm(f, axis=1, keepdims=True) * rng.uniform(0.05, 0.3, (filler, 1))
+    return x.astype(np.float32), np.zeros((1, dim), np.float32), eta
+
+
+def test_float16_filter_keeps_exact_picks_on_ties_closer_than_float16_rounding(caplog):
+    x, existing, eta = _near_tie_rows(filler=_kcenter._FILTER_MIN_ROWS)
+    p, b, c = x[:3].astype(np.float64)
+    # The data is as designed: b gets closer to p than to the dataset by 2·eta, c lies between.
+    assert (b @ b) - ((b - p) @ (b - p)) == pytest.approx(2 * eta, rel=1e-2)
+    assert (b - p) @ (b - p) < (c @ c) < (b @ b) < (p @ p) == 1.0
+    # ...and the float16 screen alone would say b does not get closer (margin needed).
+    dot16 = float(x[1].astype(np.float16).astype(np.float64) @ x[0].astype(np.float16))
+    assert dot16 < 0.5 - 1e-4 < 0.5 < b @ p
+
+    want, _ = reference_kcenter(x, existing, 20)
+    assert want[:2] == [0, 2]
+    with caplog.at_level(logging.DEBUG, logger="winnow.selection._kcenter"):
+        got, _ = selection.kcenter_greedy(x, existing=existing, k=20, device=CPU)
+    (phases,) = [r.getMessage() for r in caplog.records if "k-center:" in r.getMessage()]
+    assert "float16 filter on" in phases  # the screen really ran (not the exact fallback)
+    assert got.tolist() == want
