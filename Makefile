@@ -42,9 +42,10 @@ clean:
 	rm -rf demo-data .prefect .pytest_cache tests/artifacts
 
 MUTATION_TIMEOUT ?= 3600
-mutation: install  ## mutation testing of the pool/discover/storage promises (docs/testing.md); not in make test
+MUTANTS ?=  # e.g. 'winnow.selection.*' to run only those mutants (mutmut's fnmatch names)
+mutation: install  ## mutation testing of the pool/discover/storage/selection promises (docs/testing.md); not in make test
 	$(PY) -m pip install -q -e '.[test,mutation]'
 	rm -rf mutants
-	timeout $(MUTATION_TIMEOUT) $(VENV)/bin/mutmut run --max-children 2; rc=$$?; \
+	timeout $(MUTATION_TIMEOUT) $(VENV)/bin/mutmut run --max-children 2 $(MUTANTS); rc=$$?; \
 	  $(VENV)/bin/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json; \
 	  $(VENV)/bin/mutmut results; exit $$rc
