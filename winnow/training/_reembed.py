@@ -1,6 +1,7 @@
 """Re-embed a pool with another model: plan over its samples, embed shards, one switching commit.
 
 Re-embedding is a run like any other. The plan groups the pool's samples by file into shards
+(following the runs that processed the files, so later runs never reshuffle earlier shards)
 whose id is a hash of each file's key, fingerprint and frame indices; the plan hash names the
 new model. Every finished shard is staged (`Datapool.stage_shard`), so a killed re-embed
 resumes with the shards it finished (`Datapool.resume`), and a re-embed that lost a race to a
@@ -81,10 +82,8 @@ def plan_reembed(snapshot: PoolSnapshot, model: ModelRecord, *, shard_files: int
     by_key: dict[str, list[int]] = {}
     for i, key in enumerate(samples.key):
         by_key.setdefault(str(key), []).append(i)
-    keys = sorted(by_key)
     shards, rows = [], {}
-    for start in range(0, len(keys), shard_files):
-        chunk = keys[start : start + shard_files]
+    for chunk in _chunks_by_run(snapshot, by_key, shard_files):
         files = tuple(
             refs.get(k) or FileRef(key=k, fingerprint="", size_bytes=0, kind=kind_of(k) or "image")
             for k in chunk
@@ -105,6 +104,31 @@ def plan_reembed(snapshot: PoolSnapshot, model: ModelRecord, *, shard_files: int
         superseded=superseded,
         rows=rows,
     )
+
+
+def _chunks_by_run(
+    snapshot: PoolSnapshot, by_key: dict[str, list[int]], shard_files: int
+) -> list[list[str]]:
+    """Keys in shards that follow the runs that processed them (in commit order, then by key).
+
+    Files a later run adds never reshuffle the shards of earlier runs, so a re-embed that lost
+    a race to a curate run reuses every shard it staged.
+    """
+    run_of: dict[str, tuple[int, str]] = {}
+    keys = snapshot.files.column("key").to_pylist()
+    runs = snapshot.files.column("run_id").to_pylist()
+    order: dict[str, int] = {}
+    for key, run in zip(keys, runs, strict=True):
+        order.setdefault(run, len(order))
+        run_of[key] = (order[run], run)  # the latest processing of the file wins
+    groups: dict[int, list[str]] = {}
+    for key in by_key:
+        groups.setdefault(run_of.get(key, (len(order), ""))[0], []).append(key)
+    chunks = []
+    for _, group in sorted(groups.items()):
+        group.sort()
+        chunks += [group[i : i + shard_files] for i in range(0, len(group), shard_files)]
+    return chunks
 
 
 def embed_reembed_shards(
