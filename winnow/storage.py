@@ -310,6 +310,9 @@ def _make_s3_client(options: S3Options) -> Any:
         read_timeout=60,
         max_pool_connections=32,
         s3={"addressing_style": "path"} if options.endpoint_url else None,
+        # Presigned links too: without it botocore presigns SigV2 in us-east-1, which S3
+        # refuses for buckets created since June 2020.
+        signature_version="s3v4",
     )
     client = session.client("s3", endpoint_url=options.endpoint_url, config=config)
     # Registered first, so it runs before boto3's own retry handler on every attempt.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import html
 import io
@@ -11,10 +12,11 @@ import logging
 import math
 import re
 import shutil
+import urllib.request
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import quote, unquote, urlparse
+from urllib.parse import unquote, urlparse
 
 import av
 import numpy as np
@@ -28,7 +30,7 @@ from winnow import demo, outputs
 from winnow.errors import ConfigError
 from winnow.outputs import _frames
 from winnow.records import Candidates, FileResult, Pick, Selection, sample_id_for
-from winnow.storage import LocalStore
+from winnow.storage import LocalStore, S3Store
 from winnow.summary import RunSummary
 
 TAG = "run-0001"
@@ -413,20 +415,6 @@ def test_an_undecodable_video_is_reported_and_the_rest_is_written(
     assert [u for n, u in zip(names, exported.urls, strict=True) if n in lost] == ["", "", ""]
 
 
-class _SigningStore(LocalStore):
-    """A local store whose links look like presigned URLs, recording every link it gives."""
-
-    def __init__(self, root: Path, issued: set[str]) -> None:
-        super().__init__(root)
-        self.issued = issued
-
-    def presign(self, key: str, expires_s: int = 3600) -> str:
-        signature = hashlib.sha1(key.encode()).hexdigest()
-        url = f"https://bucket.example/{quote(key)}?X-Amz-Signature={signature}"
-        self.issued.add(url)
-        return url
-
-
 class _Links(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
@@ -436,22 +424,40 @@ class _Links(HTMLParser):
         self.urls += [v for k, v in attrs if k in ("href", "src") and v]
 
 
-def test_report_links_only_urls_the_stores_returned(run, source_dir, tmp_path):
-    issued: set[str] = set()
-    run.source = _SigningStore(source_dir, issued)
-    output = _SigningStore(tmp_path / "out", issued)
-    exported = _upload(run, output)
-    report = (tmp_path / "out" / exported.keys["report"]).read_text()
+def test_report_links_only_presigned_urls_that_serve_the_objects(
+    run, source_dir, s3_bucket, s3_options
+):
+    # Real S3 stores on the moto server with presigned links: every link in the report, the
+    # exports and the returned URLs is a presigned GET that serves exactly the object's bytes.
+    options = dataclasses.replace(s3_options, presign_links=True)
+    stores = {"raw": S3Store(s3_bucket, "raw", options), "out": S3Store(s3_bucket, "out", options)}
+    for path in sorted(p for p in source_dir.rglob("*") if p.is_file()):
+        stores["raw"].put(path.relative_to(source_dir).as_posix(), path.read_bytes())
+    run.source = stores["raw"]
+    exported = _upload(run, stores["out"])
+    report = stores["out"].get(exported.keys["report"]).decode()
 
     parser = _Links()
     parser.feed(report)
-    links = [u for u in parser.urls if not u.startswith("data:")]
-    assert links and set(links) <= issued
+    links = {u for u in parser.urls if not u.startswith("data:")}
     in_text = re.findall(
         r"[a-z][a-z0-9+.-]*://[^\s\"'<>]+", html.unescape(re.sub(r"data:[^\"]+", "", report))
     )
-    assert set(in_text) <= issued
-    assert set(exported.urls) <= issued and set(exported.links.values()) <= issued
+    urls = links | set(exported.urls) | set(exported.links.values())
+    web = {u for u in in_text if not u.startswith("s3://")}
+    assert links and web <= urls
+    # s3:// in the text only names the stores (the output pool); it carries no credentials
+    assert {u for u in in_text if u.startswith("s3://")} <= {s.url for s in stores.values()}
+    for url in sorted(urls):
+        parts = urlparse(url)
+        assert f"{parts.scheme}://{parts.netloc}" == s3_options.endpoint_url, url
+        assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in parts.query, url  # SigV4, not SigV2
+        assert "X-Amz-Signature=" in parts.query, url
+        bucket, _, key = unquote(parts.path).lstrip("/").partition("/")
+        store, _, rel = key.partition("/")
+        assert bucket == s3_bucket and store in stores, url
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.read() == stores[store].get(rel), url
 
 
 def test_upload_rejects_an_invalid_tag_before_writing(run, tmp_path):
