@@ -6,7 +6,9 @@ memory), (50k, 20k, 1k) and (200k, 100k, 5k). Each case runs in its own process 
 is its own; the naive baseline (numpy, full N × M distance matrix, then one full pass per pick)
 runs in a process whose address space is capped (`--mem-limit-gb`, default 6): when its
 estimated peak exceeds the cap it is not started and reported as "naive_oom", as is a
-MemoryError. Where both run, their picks are compared.
+MemoryError; a child that dies (the kernel's OOM killer, a signal, an exception) is reported as
+`{"status": "crashed", "exit_code": ...}`. Without a naive run the speed-up is null, never a
+number. Where both run, their picks are compared; `--quick` fails unless they are the same.
 
 Quality: coverage radius (max over candidates of the distance to the nearest existing-or-picked
 sample) of the k-center picks ÷ the mean over 5 seeds of random picks of the same size, on the
@@ -29,6 +31,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -206,11 +209,19 @@ def run_digits(k: int) -> dict:
 
 
 def child(args: list[str]) -> dict:
+    """The child's JSON line, or `{"status": "crashed", "exit_code": ...}` when it died.
+
+    A child killed by a signal (e.g. the kernel's OOM killer) has a negative exit code and the
+    signal's name; no numbers are made up for it.
+    """
     proc = subprocess.run(
         [sys.executable, __file__, *args], capture_output=True, text=True, cwd=ROOT
     )
     if proc.returncode != 0:
-        return {"status": "failed", "rc": proc.returncode, "stderr": proc.stderr[-2000:]}
+        crashed = {"status": "crashed", "exit_code": proc.returncode}
+        if proc.returncode < 0:
+            crashed["signal"] = signal.Signals(-proc.returncode).name
+        return {**crashed, "stderr": proc.stderr[-2000:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -246,6 +257,7 @@ def main() -> None:
     cases = QUICK_CASES if args.quick else FULL_CASES
     quality_case = cases[-1] if args.quick else cases[1]
     results = []
+    failures: list[str] = []  # quick mode: every case must give the naive baseline's picks
     for n, m, k in cases:
         flags = ["--quality"] if (n, m, k) == quality_case else []
         ours = child(["--case", str(n), str(m), str(k), "--seed", str(args.seed), *flags])
@@ -259,17 +271,22 @@ def main() -> None:
         else:
             naive = child(["--naive", str(n), str(m), str(k), "--seed", str(args.seed)])
         row = {**{key: v for key, v in ours.items() if key != "picks"}, "naive": naive}
+        row.setdefault("status", "ok")  # ours: "crashed" with its exit code when it died
         row["naive_estimated_gb"] = round(estimate / 2**30, 1)
-        if naive.get("status") == "ok" and "seconds" in ours:
+        if naive.get("status") == "ok" and row["status"] == "ok":
             row["speedup_vs_naive"] = round(naive["seconds"] / ours["seconds"], 2)
             row["working_memory_vs_naive"] = round(
                 naive["working_mb"] / max(ours["working_mb"], 1), 2
             )
             row["same_picks_as_naive"] = naive.pop("picks") == ours.get("picks")
-        else:
+        else:  # the naive run was not started, ran out of memory or crashed: see "naive"
             naive.pop("picks", None)
-            row["speedup_vs_naive"] = "naive_oom"
+            row["speedup_vs_naive"] = None
+            row["working_memory_vs_naive"] = None
+            row["same_picks_as_naive"] = None
         print(json.dumps(row), flush=True)
+        if args.quick and row["same_picks_as_naive"] is not True:
+            failures.append(f"({n}, {m}, {k}): same_picks_as_naive is {row['same_picks_as_naive']}")
         results.append(row)
     digits = child(["--digits", "50"])
     print(json.dumps({"digits": digits}), flush=True)
@@ -300,6 +317,8 @@ def main() -> None:
         "wall_s": round(time.perf_counter() - started, 1),
     }
     print(json.dumps(summary))
+    if failures:
+        sys.exit("bench/selection.py --quick: " + "; ".join(failures))
 
 
 if __name__ == "__main__":
