@@ -2,7 +2,9 @@
 
 Lists and diffs 20,000 keys against a pool that already holds 20,000 files, with 0 and with
 1,000 new files, and compares with listing alone and with the same listing against an empty
-pool: the cost of discover should be the listing, not the pool's size.
+pool: the cost of discover should be the listing, not the pool's size. The variants are timed
+side by side in every round (AB, then BA), each time the median over rounds, each ratio the
+median of the per-round ratios.
 
     .venv/bin/python bench/discover.py [--keys 20000] [--new 1000] [--repeat 3]
 
@@ -36,13 +38,25 @@ def _put_many(store, keys: list[str], workers: int = 16) -> None:
         list(pool.map(lambda k: store.put(k, b"x"), keys))
 
 
-def _median_time(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _interleaved(variants: dict, repeat: int) -> dict[str, list[float]]:
+    """Seconds of each variant per round; each round runs every variant once, in turn.
+
+    Odd rounds run them in reverse order (AB, BA, ...), so a slow drift of the machine's load
+    falls on every variant alike and cancels out of the per-round ratios.
+    """
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
+    for rnd in range(repeat):
+        for name in names if rnd % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            variants[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _median_ratio(a: list[float], b: list[float]) -> float:
+    """Median over rounds of a / b (the variants of one round side by side)."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 def main() -> None:
@@ -105,16 +119,22 @@ def main() -> None:
             snap = p.load()
             return len(list_new_files(source, known=snap.fingerprints).new)
 
-        list_s = _median_time(lambda: sum(1 for _ in source.list()), args.repeat)
-        load_s = _median_time(lambda: pool.load().fingerprints, args.repeat)
         assert discover(pool) == 0
-        zero_new_s = _median_time(lambda: discover(pool), args.repeat)
-        empty_pool_s = _median_time(lambda: discover(empty_pool), args.repeat)
-
+        before = _interleaved(
+            {
+                "list": lambda: sum(1 for _ in source.list()),
+                "load": lambda: pool.load().fingerprints,
+                "discover": lambda: discover(pool),
+                "discover_empty_pool": lambda: discover(empty_pool),
+            },
+            args.repeat,
+        )
         _put_many(source, [f"new/img-{i:06d}.jpg" for i in range(args.new)])
         assert discover(pool) == args.new
-        with_new_s = _median_time(lambda: discover(pool), args.repeat)
-        list_more_s = _median_time(lambda: sum(1 for _ in source.list()), args.repeat)
+        after = _interleaved(
+            {"discover": lambda: discover(pool), "list": lambda: sum(1 for _ in source.list())},
+            args.repeat,
+        )
     finally:
         server.stop()
 
@@ -125,16 +145,20 @@ def main() -> None:
         "pool_files": args.keys,
         "new_files": args.new,
         "setup_put_s": round(setup_s, 2),
-        "list_only_s": round(list_s, 3),
-        "load_pool_s": round(load_s, 3),
-        "discover_0_new_s": round(zero_new_s, 3),
-        "discover_against_empty_pool_s": round(empty_pool_s, 3),
-        "discover_1000_new_s": round(with_new_s, 3),
-        "list_only_with_new_s": round(list_more_s, 3),
-        "listing_share_0_new": round(list_s / zero_new_s, 3),
-        "listing_share_1000_new": round(list_more_s / with_new_s, 3),
-        "pool_size_overhead_ratio": round(zero_new_s / empty_pool_s, 3),
+        "list_only_s": round(statistics.median(before["list"]), 3),
+        "load_pool_s": round(statistics.median(before["load"]), 3),
+        "discover_0_new_s": round(statistics.median(before["discover"]), 3),
+        "discover_against_empty_pool_s": round(statistics.median(before["discover_empty_pool"]), 3),
+        "discover_1000_new_s": round(statistics.median(after["discover"]), 3),
+        "list_only_with_new_s": round(statistics.median(after["list"]), 3),
+        # Ratios: the median of the per-round ratios (variants of one round side by side).
+        "listing_share_0_new": round(_median_ratio(before["list"], before["discover"]), 3),
+        "listing_share_1000_new": round(_median_ratio(after["list"], after["discover"]), 3),
+        "pool_size_overhead_ratio": round(
+            _median_ratio(before["discover"], before["discover_empty_pool"]), 3
+        ),
         "repeat": args.repeat,
+        "timing": "interleaved: each round times every variant once, reversed on odd rounds",
     }
     print(json.dumps(result))
 
