@@ -21,7 +21,7 @@ Two protocols:
   colour jitter) teach the model to ignore them.
 
     .venv/bin/python bench/embedding_quality.py            # full: both protocols, ~10 min train
-    .venv/bin/python bench/embedding_quality.py --quick    # 300 digits, 1 epoch, under a minute
+    .venv/bin/python bench/embedding_quality.py --quick    # 150 digits, 1 epoch, about a minute
 
 The last line of output is one JSON object.
 """
@@ -268,7 +268,7 @@ def protocol(name: str, images, labels, args, tmp: Path) -> dict:  # noqa: ANN00
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="300 digits, 1 epoch (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="150 digits, 1 epoch (smoke test)")
     parser.add_argument("--epochs", type=int, default=None, help="SSL epochs per protocol")
     parser.add_argument("--protocols", default=None, help="comma list: digits,nuisance")
     parser.add_argument("--train-batch", type=int, default=128)
@@ -280,9 +280,9 @@ def main() -> None:
     if args.epochs is None:
         args.epochs = 1 if args.quick else 12
     names = (args.protocols or ("digits" if args.quick else "digits,nuisance")).split(",")
-    images, labels = digits(300 if args.quick else None)
+    images, labels = digits(150 if args.quick else None)
     if args.quick:
-        args.train_batch = min(args.train_batch, 64)
+        args.train_batch = min(args.train_batch, 32)
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="winnow-bench-emb-") as tmp:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,41 @@ def test_bench_prints_one_json_line_last(script, args, keys):
     assert keys <= result.keys()
     for key in keys:
         assert result[key] is not None
+    _assert_finite(result)
+
+
+def _result(out: subprocess.CompletedProcess) -> dict:
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _assert_finite(value, where: str = "") -> None:
+    """No NaN or infinity anywhere (json.dumps writes them as bare NaN/Infinity tokens)."""
+    if isinstance(value, dict):
+        for key, v in value.items():
+            _assert_finite(v, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _assert_finite(v, f"{where}[{i}]")
+    elif isinstance(value, float):
+        assert math.isfinite(value), where
+
+
+def _number(value) -> bool:
+    """A real JSON number: int or float, never a bool, a string or null."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _seconds(value) -> bool:
+    return _number(value) and value >= 0
+
+
+def _ratio(value) -> bool:
+    return _number(value) and 0 < value < 100
+
+
+def _fps(value) -> bool:
+    return _number(value) and value > 0
 
 
 def test_throughput_quick_reports_same_work_ratio_and_decoder_counts():
@@ -76,6 +112,74 @@ def test_throughput_quick_reports_same_work_ratio_and_decoder_counts():
     threads = result["decode_threads_by_decoders"]
     assert threads["1"] == max(1, min(16, result["cpus"]))
     assert threads["4"] == max(1, result["cpus"] // 4)
+
+
+def test_throughput_quick_values_are_sane():
+    result = _result(_bench("throughput.py", "--quick"))  # the one quick run, shared
+    rates = [result["engine_fps"], result["naive_fps"], result["bound_fps"]]
+    rates += [*result["model_fps"].values(), *result["decode_fps"].values()]
+    rates += [*result["decode_source_fps"].values(), *result["decode_fps_by_decoders"].values()]
+    assert all(_fps(v) for v in rates), rates
+    for key in ("engine_vs_bound", "engine_vs_naive", "engine_vs_model"):
+        assert _ratio(result[key]), (key, result[key])
+    if result["ffmpeg_same_work_command"] is not None:  # FFmpeg installed
+        assert _fps(result["ffmpeg_fps"]) and _ratio(result["decode_vs_ffmpeg"])
+        assert _fps(result["ffmpeg_same_work_fps"]) and _ratio(result["decode_vs_ffmpeg_same_work"])
+    # The bound decodes with the engine's decoders and codec threads.
+    stats = result["engine_stats"]
+    assert result["bound_decoders"] == stats["decode_workers"] >= 1
+    cores = result["cpus"]
+    assert result["bound_codec_threads"] == max(1, min(16, cores // result["bound_decoders"]))
+    assert _seconds(stats["model_waited_s"]) and 0 <= stats["model_busy_share"] <= 1
+    assert stats["batches"] >= 1 and _seconds(result["seconds"])
+
+
+def test_selection_quick_values_are_sane():
+    result = _result(_bench("selection.py", "--quick"))  # the one quick run, shared
+    assert result["quick"] is True and result["cases"]
+    for case in result["cases"]:
+        where = (case["n"], case["m"], case["k"])
+        assert case["status"] == "ok" and case["naive"]["status"] == "ok", where
+        assert case["same_picks_as_naive"] is True, where
+        for key in ("seconds", "initial_distances_s", "greedy_s"):
+            assert _seconds(case[key]), (where, key)
+        assert _seconds(case["naive"]["seconds"]) and _fps(case["picks_per_s"]), where
+        assert _ratio(case["speedup_vs_naive"]), where
+        assert _ratio(case["working_memory_vs_naive"]), where
+    assert _ratio(result["speedup_vs_naive"])
+    assert 0 < result["coverage_vs_random"] < 1.5 and 0 < result["coverage_vs_random_digits"] < 1.5
+    quality = result["quality_clustered"]
+    assert 0 < quality["kcenter_radius"] <= quality["coverage_before"] <= 2  # unit vectors
+    assert _seconds(result["wall_s"])
+
+
+def test_discover_values_are_sane():
+    args = ("--keys", "300", "--new", "30", "--repeat", "1")
+    result = _result(_bench("discover.py", *args))  # the run above, not a second one
+    assert result["keys_listed"] == 300 and result["new_files"] == 30
+    for key in (
+        "setup_put_s",
+        "list_only_s",
+        "load_pool_s",
+        "discover_0_new_s",
+        "discover_against_empty_pool_s",
+        "discover_1000_new_s",
+        "list_only_with_new_s",
+    ):
+        assert _seconds(result[key]), key
+    for key in ("listing_share_0_new", "listing_share_1000_new", "pool_size_overhead_ratio"):
+        assert _ratio(result[key]), key
+
+
+def test_scale_quick_values_are_sane():
+    result = _result(_bench("scale.py", "--quick"))  # the run above, not a second one
+    assert set(result["modes"]) == {"local", "dask", "pool"}
+    for mode, run in result["modes"].items():
+        assert _seconds(run["wall_s"]) and _seconds(run["decode_embed_s"]), mode
+        assert run["candidates"] == result["frames"] > 0, mode
+    assert _ratio(result["dask_vs_local"]) and _ratio(result["pool_vs_local"])
+    for key in ("dask_overhead_share", "pool_overhead_share"):
+        assert _number(result[key]) and result[key] < 1, key
 
 
 def test_selection_quality_quick_values_are_sane():
@@ -100,3 +204,28 @@ def test_selection_quality_quick_values_are_sane():
                 assert 0 <= cell["accuracy"] <= 1, (setting, k, name)
                 assert 1 <= cell["classes"] <= 10 and 0 <= cell["radius"] <= 2
                 assert isinstance(cell["time_s"], float) and 0 < cell["picks"] <= int(k)
+
+
+def test_embedding_quality_quick_values_are_sane():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "embedding_quality.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["quick"] is True
+    assert isinstance(result["ssl_vs_random_label_efficiency"], float)
+    assert 0 < result["ssl_vs_random_label_efficiency"] < 10
+    assert result["train_s_total"] > 0 and result["wall_s"] >= result["train_s_total"]
+    (digits,) = result["results"].values()
+    assert digits["samples"] == 150 and digits["epochs"] == 1
+    for model in ("random", "ssl"):
+        cells = digits[model]
+        assert 0.1 <= cells["knn5_accuracy"] <= 1  # 10 classes: chance is 0.1
+        for k in ("k20", "k50"):
+            for picks in ("kcenter", "random"):
+                assert 0 < cells[k][picks] <= 1, (model, k, picks)
+            assert 0 <= cells[k]["random_std"] < 0.5
