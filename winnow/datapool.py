@@ -16,15 +16,20 @@ highest manifest, so a crash at any point leaves the pool at a consistent versio
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import hashlib
 import io
 import json
 import logging
+import os
+import tempfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -54,6 +59,12 @@ _VERSION_DIGITS = 20
 # Above this many parts a table is rewritten as one merged part at the next commit, so load
 # time stays flat as runs accumulate.
 COMPACT_AFTER_PARTS = 16
+# Compaction streams: it reads one part at a time in batches of this many rows and writes row
+# groups of this many rows, so its memory does not grow with the table (docs/datapool.md).
+COMPACT_BATCH_ROWS = 65_536
+# The `dataset` table (optional in manifests written before it existed): the samples rows of the
+# dataset's members, same schema as `samples`, so seeding a run reads O(dataset), not the pool.
+DATASET = "dataset"
 # The `files` table as stored: a file result plus the run that processed it.
 _POOL_FILES_SCHEMA = FILES_SCHEMA.append(pa.field("run_id", pa.string()))
 
@@ -85,6 +96,19 @@ def _read_parquet(data: bytes, columns: list[str] | None = None) -> pa.Table:
     return pq.read_table(io.BytesIO(data), columns=columns)
 
 
+def _parquet_writer(where: str, schema: pa.Schema) -> pq.ParquetWriter:
+    """A streaming writer with the settings of `_write_parquet`."""
+    string_cols = [f.name for f in schema if pa.types.is_string(f.type)]
+    bss = [f.name for f in schema if f.name == "embedding"]
+    return pq.ParquetWriter(
+        where,
+        schema,
+        compression="zstd",
+        use_dictionary=string_cols or False,
+        use_byte_stream_split=bss or False,
+    )
+
+
 @dataclass(frozen=True)
 class Manifest:
     """One committed version of the pool (the JSON of `versions/<v>.json`)."""
@@ -111,35 +135,130 @@ class Manifest:
             if raw.get("format") != FORMAT:
                 raise ValueError(f"unknown format {raw.get('format')!r}")
             model = ModelRecord(**raw["model"]) if raw.get("model") else None
+            parts = {t: list(raw["parts"].get(t, [])) for t in TABLES}
+            if DATASET in raw["parts"]:  # absent in manifests written before the dataset table
+                parts[DATASET] = list(raw["parts"][DATASET])
             return cls(
                 version=int(raw["version"]),
                 parent=int(raw["parent"]),
                 run_id=str(raw["run_id"]),
                 created=str(raw["created"]),
                 model=model,
-                parts={t: list(raw["parts"].get(t, [])) for t in TABLES},
+                parts=parts,
                 counts={k: int(v) for k, v in raw.get("counts", {}).items()},
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise PoolCorrupt(f"datapool manifest {where} is not readable: {exc}") from exc
 
 
+class _ArrowStrings(Sequence):
+    """An Arrow string array as a Python sequence (for `bisect` on a sorted array)."""
+
+    def __init__(self, array: pa.Array) -> None:
+        self.array = array
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.array[i].as_py()
+
+
+class FingerprintIndex(Mapping[str, str]):
+    """Key → fingerprint of the latest processing of every file, held as Arrow columns.
+
+    A read-only mapping over two Arrow string columns (one row per key, in the order of each
+    key's latest row), not a Python dict of every file: at 10M files it costs the bytes of the
+    strings. `lookup` resolves a batch of keys at once (what discovery uses); a single `get`
+    is a binary search over a sorted copy of the keys made on first use.
+    """
+
+    def __init__(self, table: pa.Table) -> None:
+        """`table`: columns `key` and `fingerprint`, one row per key."""
+        self.table = table.combine_chunks() if table.num_rows else table
+        self._sorted: tuple[pa.Array, _ArrowStrings] | None = None  # for single lookups
+
+    @classmethod
+    def latest(cls, files: pa.Table) -> FingerprintIndex:
+        """The index of a `files` table: each key's last row (later runs) wins."""
+        table = files.select(["key", "fingerprint"])
+        return cls(_keep_last(table, "key"))
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __iter__(self) -> Iterator[str]:
+        for chunk in self.table.column("key").chunks:
+            yield from chunk.to_pylist()
+
+    def __getitem__(self, key: str) -> str:
+        if not isinstance(key, str) or not self.table.num_rows:
+            raise KeyError(key)
+        if self._sorted is None:
+            keys = self.table.column("key").chunk(0)
+            order = pc.sort_indices(keys)
+            self._sorted = (order, _ArrowStrings(keys.take(order)))
+        order, sorted_keys = self._sorted
+        i = bisect.bisect_left(sorted_keys, key)
+        if i == len(sorted_keys) or sorted_keys[i] != key:
+            raise KeyError(key)
+        row = order[i].as_py()
+        return self.table.column("fingerprint")[row].as_py()
+
+    def lookup(self, keys: Sequence[str]) -> list[str | None]:
+        """The fingerprint of each of `keys` (None for keys the pool does not hold).
+
+        One pass over the index in Arrow: the batch's keys are hashed (`pc.index_in` with the
+        batch as the value set) and the index's keys probe them, so the cost is the index's
+        length plus the batch's, with no Python object per indexed file.
+        """
+        out: list[str | None] = [None] * len(keys)
+        if not keys or not self.table.num_rows:
+            return out
+        batch = pa.array(keys, pa.string())
+        where = pc.index_in(self.table.column("key"), value_set=batch)
+        hit = pc.is_valid(where)
+        positions = pc.filter(where, hit).to_pylist()
+        fps = pc.filter(self.table.column("fingerprint"), hit).to_pylist()
+        for pos, fp in zip(positions, fps, strict=True):
+            out[pos] = fp
+        if len(set(keys)) != len(keys):  # index_in points at the first of repeated keys
+            first: dict[str, int] = {}
+            for i, k in enumerate(keys):
+                first.setdefault(k, i)
+            out = [out[first[k]] for k in keys]
+        return out
+
+
 @dataclass
 class PoolSnapshot:
-    """The pool as of one version: cheap to load, samples read only when asked for.
+    """The pool as of one version: cheap to load, files and samples read only when asked for.
+
+    Loading reads the manifest and the tags; the `files` table, the fingerprints and samples
+    are read on first use, so a run's load and seed steps do not grow with the pool.
 
     Attributes:
         version: The version (0 for an empty pool).
         manifest: Its manifest (None for an empty pool).
-        files: The `files` table (one row per processed file and run, with `run_id`).
+        files: The `files` table (one row per processed file and run, with `run_id`), read
+            from the parts on first access.
         tags: Every tag, oldest first.
     """
 
     store: ObjectStore
     version: int
     manifest: Manifest | None
-    files: pa.Table
+    _files: pa.Table | None = field(default=None, repr=False)
     tags: list[TagRecord] = field(default_factory=list)
+
+    @property
+    def files(self) -> pa.Table:
+        """The `files` table (read from its parts on first access)."""
+        if self._files is None:
+            keys = self.manifest.parts["files"] if self.manifest else []
+            parts = [_read_parquet(_get(self.store, k)) for k in keys]
+            self._files = pa.concat_tables(parts) if parts else _POOL_FILES_SCHEMA.empty_table()
+        return self._files
 
     @property
     def model(self) -> ModelRecord | None:
@@ -147,11 +266,19 @@ class PoolSnapshot:
         return self.manifest.model if self.manifest else None
 
     @cached_property
-    def fingerprints(self) -> dict[str, str]:
-        """Key → fingerprint of the latest processing of every file the pool holds."""
-        keys = self.files.column("key").to_pylist()
-        fps = self.files.column("fingerprint").to_pylist()
-        return dict(zip(keys, fps, strict=True))  # later rows (later runs) win
+    def fingerprints(self) -> FingerprintIndex:
+        """Key → fingerprint of the latest processing of every file the pool holds.
+
+        An Arrow-backed mapping (`FingerprintIndex`); only the `key` and `fingerprint` columns
+        are read when the `files` table was not read already. Later rows (later runs) win.
+        """
+        if self._files is not None or self.manifest is None:
+            return FingerprintIndex.latest(self.files)
+        cols = ["key", "fingerprint"]
+        parts = [_read_parquet(_get(self.store, k), cols) for k in self.manifest.parts["files"]]
+        if not parts:
+            return FingerprintIndex.latest(_POOL_FILES_SCHEMA.empty_table())
+        return FingerprintIndex.latest(pa.concat_tables(parts))
 
     @property
     def latest_tag(self) -> TagRecord | None:
@@ -262,11 +389,24 @@ class PoolSnapshot:
         return Candidates.from_arrow(_keep_last(merged, "sample_id"))
 
     def dataset(self) -> Candidates:
-        """The samples of the dataset (union of all tags), with embeddings."""
+        """The samples of the dataset (union of all tags), with embeddings.
+
+        Reads only the `dataset` table's parts (O(dataset)); a manifest written before that
+        table existed falls back to filtering every samples part.
+        """
         ids = self.dataset_ids
         if not ids:
             return Candidates.empty(self.model.dim if self.model else 0)
-        return self.samples(ids)
+        if self.manifest is None or DATASET not in self.manifest.parts:
+            return self.samples(ids)
+        wanted = pa.array(sorted(ids), pa.string())
+        tables = []
+        for key in self.manifest.parts[DATASET]:
+            table = _read_parquet(_get(self.store, key))
+            tables.append(table.filter(pc.is_in(table.column("sample_id"), value_set=wanted)))
+        if not tables:
+            return Candidates.empty(self.model.dim if self.model else 0)
+        return Candidates.from_arrow(_keep_last(pa.concat_tables(tables), "sample_id"))
 
 
 @dataclass
@@ -295,14 +435,33 @@ def plan_hash(model: ModelRecord, frames: dict) -> str:
 
 
 def _keep_last(table: pa.Table, column: str) -> pa.Table:
-    """Drop earlier duplicates of `column` values, keeping each value's last row."""
-    values = table.column(column).to_pylist()
-    last: dict[str, int] = {v: i for i, v in enumerate(values)}
-    if len(last) == len(values):
+    """Drop earlier duplicates of `column` values, keeping each value's last row (in order).
+
+    Computed in Arrow (a hash group-by of row numbers), never as a Python dict of the values.
+    """
+    n = table.num_rows
+    if n == 0:
         return table
-    keep = np.zeros(len(values), dtype=bool)
-    keep[list(last.values())] = True
+    rows = pa.table({"v": table.column(column), "i": pa.array(np.arange(n, dtype=np.int64))})
+    last = rows.group_by("v", use_threads=False).aggregate([("i", "max")])
+    if last.num_rows == n:
+        return table
+    keep = np.zeros(n, dtype=bool)
+    keep[last.column("i_max").to_numpy()] = True
     return table.filter(pa.array(keep))
+
+
+@contextlib.contextmanager
+def _local_part(store: ObjectStore, key: str) -> Iterator[Path]:
+    """A local file holding a part named by a manifest (streamed, never read into memory)."""
+    try:
+        with store.local_copy(key) as path:
+            yield path
+    except NotFound as exc:
+        raise PoolCorrupt(
+            f"datapool part {store.url_for(key)} named by a manifest is missing; "
+            "restore it from a backup or start a new pool"
+        ) from exc
 
 
 def _get(store: ObjectStore, key: str) -> bytes:
@@ -365,12 +524,16 @@ class Datapool:
             return PoolSnapshot(self.store, 0, None, _POOL_FILES_SCHEMA.empty_table())
         key = _version_key(version)
         manifest = Manifest.from_json(_get(self.store, key), self.store.url_for(key))
-        files = [_read_parquet(_get(self.store, k)) for k in manifest.parts["files"]]
-        files_table = pa.concat_tables(files) if files else _POOL_FILES_SCHEMA.empty_table()
+        # The files table is read on first use (`PoolSnapshot.files`, `fingerprints`), so the
+        # load does not grow with the pool; its parts are checked here so a missing one is
+        # still reported at load.
+        for k in manifest.parts["files"]:
+            if not self.store.exists(k):
+                _get(self.store, k)  # raises PoolCorrupt naming the part
         tags: list[TagRecord] = []
         for k in manifest.parts["tags"]:
             tags.extend(tags_from_arrow(_read_parquet(_get(self.store, k))))
-        return PoolSnapshot(self.store, version, manifest, files_table, tags)
+        return PoolSnapshot(self.store, version, manifest, None, tags)
 
     # -- staging (resume) --------------------------------------------------------------------
 
@@ -495,18 +658,27 @@ class Datapool:
             "tags": tags_to_arrow([tag] if tag else []),
         }
         old_parts = base.manifest.parts if base.manifest else {t: [] for t in TABLES}
+        dataset_previous, tables[DATASET] = self._dataset_rows(
+            base, tables["samples"], tag, replace_samples
+        )
         parts: dict[str, list[str]] = {}
-        for name in TABLES:
-            previous = [] if (name == "samples" and replace_samples) else list(old_parts[name])
-            table = tables[name]
-            if len(previous) + 1 > COMPACT_AFTER_PARTS:
-                merged = [_read_parquet(_get(self.store, k)) for k in previous]
-                table = pa.concat_tables([*merged, table.cast(merged[0].schema)])
+        for name in (*TABLES, DATASET):
+            if name == DATASET:
+                previous = dataset_previous
+            elif name == "samples" and replace_samples:
                 previous = []
+            else:
+                previous = list(old_parts[name])
+            table = tables[name]
+            key = f"parts/{commit_id}/{name}.parquet"
+            if len(previous) + 1 > COMPACT_AFTER_PARTS:
+                self._compact(previous, table, key)
+                new_parts[name] = key
+                parts[name] = [key]
+                continue
             if table.num_rows == 0:
                 parts[name] = previous
                 continue
-            key = f"parts/{commit_id}/{name}.parquet"
             self.store.put(key, _write_parquet(table))
             new_parts[name] = key
             parts[name] = [*previous, key]
@@ -538,6 +710,84 @@ class Datapool:
             )
         self.store.put("latest", json.dumps({"version": manifest.version}).encode())
         return manifest.version
+
+    @staticmethod
+    def _dataset_rows(
+        base: PoolSnapshot, samples: pa.Table, tag: TagRecord | None, replace_samples: bool
+    ) -> tuple[list[str], pa.Table]:
+        """The `dataset` parts a commit keeps and the rows it adds to that table.
+
+        The rows are this run's samples whose ids are dataset members after the commit (the new
+        tag's picks, and members reprocessed by this run, whose latest row must win as it does
+        in `samples`), plus the new tag's members found only in older samples (read from the
+        samples table: only a commit tagging samples it did not bring, e.g. a re-selection).
+        A re-embed (`replace_samples`) starts the table afresh from its re-embedded rows. On
+        top of a manifest written before the dataset table existed, the table is built once
+        from the samples table.
+        """
+        tag_ids = set(tag.sample_ids) if tag else set()
+        members = base.dataset_ids | tag_ids
+        if not members:
+            return [], samples.schema.empty_table()
+        wanted = pa.array(sorted(members), pa.string())
+        rows = samples.filter(pc.is_in(samples.column("sample_id"), value_set=wanted))
+        if replace_samples or base.manifest is None:
+            return [], rows
+        have = set(rows.column("sample_id").to_pylist())
+        if DATASET in base.manifest.parts:
+            previous = list(base.manifest.parts[DATASET])
+            fetch = tag_ids - base.dataset_ids - have
+        else:  # an older manifest: build the dataset table from the samples table, once
+            previous = []
+            fetch = members - have
+        if fetch:
+            older = base.samples(fetch).to_arrow()
+            if rows.num_rows == 0:
+                rows = older
+            elif older.num_rows:
+                rows = pa.concat_tables([older.cast(rows.schema), rows])
+        return previous, rows
+
+    def _compact(self, previous: list[str], table: pa.Table, key: str) -> None:
+        """Write the rows of `previous` parts, then `table`, as one part at `key`, streaming.
+
+        Each part is read from a local copy (a file: S3 streams it to disk) in batches of
+        `COMPACT_BATCH_ROWS` rows, and written as row groups of that size to a temporary file
+        that is uploaded whole, so memory holds one batch, not the table. Every row is kept, in
+        order: readers' keep-last (`samples`, `dataset`, `fingerprints`) sees what it saw
+        before, and `files` keeps each processing of a file.
+        """
+        fd, name = tempfile.mkstemp(prefix="winnow-compact-", suffix=".parquet")
+        os.close(fd)
+        writer: pq.ParquetWriter | None = None
+        schema: pa.Schema | None = None
+        try:
+            for k in previous:
+                with _local_part(self.store, k) as local:
+                    for batch in pq.ParquetFile(local).iter_batches(batch_size=COMPACT_BATCH_ROWS):
+                        if writer is None:
+                            schema = batch.schema
+                            writer = _parquet_writer(name, schema)
+                        writer.write_table(
+                            pa.Table.from_batches([batch]).cast(schema),
+                            row_group_size=COMPACT_BATCH_ROWS,
+                        )
+            if writer is None:
+                schema = table.schema
+                writer = _parquet_writer(name, schema)
+            if table.num_rows:
+                for batch in table.to_batches(max_chunksize=COMPACT_BATCH_ROWS):
+                    writer.write_table(
+                        pa.Table.from_batches([batch]).cast(schema),
+                        row_group_size=COMPACT_BATCH_ROWS,
+                    )
+            writer.close()
+            writer = None
+            self.store.put(key, Path(name))
+        finally:
+            if writer is not None:
+                writer.close()
+            Path(name).unlink(missing_ok=True)
 
     def _read_manifest(self, version: int) -> Manifest | None:
         key = _version_key(version)

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 
 from winnow.errors import ConfigError
 from winnow.records import FileRef, Shard, kind_of
-from winnow.storage import ObjectStore, check_key
+from winnow.storage import ObjectInfo, ObjectStore, check_key
 
 _GLOB_CHARS = set("*?[")
 IGNORED_EXAMPLES = 5  # keys of ignored (non-media) objects kept to show the user
+# Listed media files are looked up in the pool's fingerprints this many at a time: one Arrow
+# pass over the pool's index per batch (`FingerprintIndex.lookup`), bounded listing memory.
+LOOKUP_BATCH = 200_000
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,10 @@ def list_new_files(
 
     Args:
         source: The raw data.
-        known: Key → fingerprint of the files the pool holds.
+        known: Key → fingerprint of the files the pool holds: a mapping, or one with a
+            batch `lookup(keys) -> list[fingerprint | None]` (`datapool.FingerprintIndex`,
+            Arrow-backed at millions of files), then used instead of `get`, `LOOKUP_BATCH`
+            keys at a time.
         relevant: Only keys it accepts are considered.
         process_all: Treat every listed media file as new.
         exclude_prefixes: Key prefixes never considered (the output prefix when it lies
@@ -116,6 +122,24 @@ def list_new_files(
     new: list[FileRef] = []
     listed = known_n = changed = ignored = not_relevant = 0
     examples: list[str] = []
+    lookup = getattr(known, "lookup", None)
+    pending: list[tuple[ObjectInfo, str]] = []
+
+    def resolve() -> None:
+        nonlocal known_n, changed
+        if not pending:
+            return
+        keys = [info.key for info, _ in pending]
+        previous_fps = lookup(keys) if lookup is not None else [known.get(k) for k in keys]
+        for (info, kind), previous in zip(pending, previous_fps, strict=True):
+            if previous == info.fingerprint and not process_all:
+                known_n += 1
+                continue
+            if previous is not None and previous != info.fingerprint:
+                changed += 1
+            new.append(FileRef(info.key, info.fingerprint, info.size_bytes, kind))
+        pending.clear()
+
     for info in source.list():
         if excluded and info.key.startswith(excluded):
             continue
@@ -129,13 +153,10 @@ def list_new_files(
                 examples.append(info.key)
             continue
         listed += 1
-        previous = known.get(info.key)
-        if previous == info.fingerprint and not process_all:
-            known_n += 1
-            continue
-        if previous is not None and previous != info.fingerprint:
-            changed += 1
-        new.append(FileRef(info.key, info.fingerprint, info.size_bytes, kind))
+        pending.append((info, kind))
+        if len(pending) >= LOOKUP_BATCH:
+            resolve()
+    resolve()
     return Discovery(tuple(new), listed, known_n, changed, ignored, tuple(examples), not_relevant)
 
 
