@@ -52,6 +52,11 @@ def _bench(script: str, *args: str) -> subprocess.CompletedProcess:
             ["--keys", "300", "--new", "30", "--repeat", "1"],
             {"discover_0_new_s", "discover_1000_new_s", "list_only_s"},
         ),
+        (
+            "pool_growth.py",
+            ["--quick"],
+            {"pool_growth_ratio", "time_small_s", "time_big_s", "rss_small_mb", "rss_big_mb"},
+        ),
     ],
 )
 def test_bench_prints_one_json_line_last(script, args, keys):
@@ -169,6 +174,33 @@ def test_discover_values_are_sane():
         assert _seconds(result[key]), key
     for key in ("listing_share_0_new", "listing_share_1000_new", "pool_size_overhead_ratio"):
         assert _ratio(result[key]), key
+
+
+def test_pool_growth_quick_values_are_sane():
+    result = _result(_bench("pool_growth.py", "--quick"))  # the run above, not a second one
+    assert result["quick"] is True and result["backend"] == "local"
+    small, big = result["small"], result["big"]
+    assert big["pool_samples"] == 10 * small["pool_samples"] > 0
+    for run in (small, big):
+        for key in (
+            "build_s",
+            "load_s",
+            "seed_s",
+            "commit_s",
+            "load_seed_commit_s",
+            "old_path_seed_s",
+            "fingerprint_index_s",
+            "lookup_run_keys_s",
+        ):
+            assert _seconds(run[key]), key
+        assert 30 < run["rss_before_mb"] <= run["rss_peak_mb"] < 4000
+    assert result["time_big_s"] == big["load_seed_commit_s"] and _seconds(result["time_small_s"])
+    assert result["rss_big_mb"] == big["rss_peak_mb"]
+    # Quick sizes on a shared machine are noisy: sane, not the bar (<= 1.2 in full mode).
+    assert _ratio(result["pool_growth_ratio"]) and result["pool_growth_ratio"] < 3
+    # Memory of the measured steps does not grow with the pool (structural, not noisy).
+    assert _ratio(result["rss_growth_ratio"]) and result["rss_growth_ratio"] < 1.3
+    assert _ratio(result["old_path_seed_ratio"])
 
 
 def test_scale_quick_values_are_sane():
