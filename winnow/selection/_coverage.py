@@ -1,13 +1,20 @@
 """Coverage (ProbCover): pick the candidate whose δ-ball holds the most uncovered candidates.
 
-The δ-ball graph of the eligible units is built once, blockwise (exact distances, a bounded
-block of rows × all units at a time, on the selection's device), and kept as in-edge lists:
-for each unit v, the units whose ball counts v. Each unit's count of uncovered units in its
-ball then drops as picks cover them, so a pick costs one distance pass (what it covers, exact)
-plus the in-edges of the units it newly covers.
+The δ-ball graph of the eligible units is built once, from the upper triangle of the
+unit × unit distance matrix only (square tiles, each pair computed once and mirrored), on the
+selection's device, and kept as out- and in-edge lists (CSR). Each unit's count of uncovered
+units in its ball then drops as picks cover them: a pick of an uncapped unit costs only the
+in-edges of the units it newly covers (its ball is its out-edge list); a capped unit's ball is
+found by one screened distance pass.
+
+"Within δ" is exact whatever the tiling: a pair is decided in float32 when its float32 squared
+distance is further from δ² than a proven error bound, else in float64 (and likewise for a
+unit's nearest dataset sample). The graph, the counts and the picks are therefore the same
+for any block size.
 
 Memory is bounded by the edges: each unit keeps at most `max_degree` of its nearest neighbours
-inside δ (its count is over those); units with more are counted as "capped" in the log.
+inside δ (ties: lowest index; itself first), its count is over those; units with more are
+counted as "capped" in the log.
 """
 
 from __future__ import annotations
@@ -23,29 +30,82 @@ from winnow.selection._kmeans import _kmeans
 if TYPE_CHECKING:
     import torch
 
+    from winnow.selection._kcenter import _Cover
+
 logger = logging.getLogger(__name__)
 
-_BLOCK_ELEMENTS = 1 << 25  # distances per block of the graph build (128 MB of float32)
+_BLOCK_ELEMENTS = 1 << 25  # a tile of the graph build is at most sqrt(this) rows (capped 4,096)
 _PURITY_QUERIES = 2000  # sampled rows whose pairs estimate the purity of δ-balls
 _PURITY_BINS = 1024  # δ grid over [0, largest distance]
+_DELTA_ROWS = 20_000  # rows δ is estimated on (a seeded sample above this): k-means + purity
+_DATASET_SAMPLE = 50_000  # dataset rows the δ sample draws from
+_REMOVED = 1 << 40  # subtracted from a unit's greedy key once it can never be picked
+
+
+def _margin(dim: int, sq_max: float) -> float:
+    """Bound on |float32 squared distance - exact| for rows of squared norm <= sq_max.
+
+    # Algorithm: a float32 dot product of length D errs by at most γ_D·|x||y| (γ_D ≈ D·2^-24),
+    # each squared norm by γ_D·|x|², and the few roundings of sq_u + sq_v - 2·dot by 2^-24 of
+    # at most 4·sq_max each: (4D + 12)·2^-24·sq_max in all. Four times that is used.
+    """
+    return 16.0 * (dim + 8) * 2.0**-24 * max(sq_max, 1e-30)
+
+
+def _exact_sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float64 squared distance between the rows of `a` and `b`, pairwise (same shape)."""
+    diff = a.astype(np.float64) - b.astype(np.float64)
+    return np.einsum("ij,ij->i", diff, diff)
+
+
+def _delta_sample(x: torch.Tensor, data: np.ndarray | None, seed: int) -> torch.Tensor:
+    """The rows δ is estimated on: the units and a sample of the dataset, at most 20,000.
+
+    Below that size: every unit, then a seeded sample of at most 50,000 dataset rows. Above:
+    a seeded sample of that concatenation (gathered without forming it).
+    """
+    import torch
+
+    drows = np.zeros(0, np.int64)
+    if data is not None and len(data):
+        drows = np.arange(len(data))
+        if len(drows) > _DATASET_SAMPLE:
+            rng = np.random.default_rng([seed, 13])
+            drows = np.sort(rng.choice(len(drows), _DATASET_SAMPLE, replace=False))
+    n, total = len(x), len(x) + len(drows)
+    if total <= _DELTA_ROWS:
+        pick_x, pick_d = np.arange(n), drows
+    else:
+        idx = np.sort(np.random.default_rng([seed, 17]).choice(total, _DELTA_ROWS, replace=False))
+        pick_x, pick_d = idx[idx < n], drows[idx[idx >= n] - n]
+    parts = [x[torch.from_numpy(pick_x).to(x.device)] if len(pick_x) < n else x]
+    if len(pick_d):
+        rows = np.ascontiguousarray(data[pick_d], np.float32)
+        parts.append(torch.from_numpy(rows).to(x.device))
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _auto_delta(x: torch.Tensor, *, clusters: int, purity: float, seed: int) -> float:
     """The largest δ whose δ-ball pairs are at least `purity` pure under k-means pseudo-labels.
 
-    # Algorithm: pseudo-labels from k-means with `clusters` clusters; for a seeded sample of
-    # at most 2,000 query units, the distance to every other unit is binned on a fine grid,
-    # separately for pairs with equal and with different pseudo-labels. Purity(δ) = share of
-    # pairs within δ whose labels agree (ProbCover's ball purity, measured over the balls' pairs
-    # rather than over whole balls, which is stricter than embeddings of unseen data bear).
-    # The caller passes the candidates and (a sample of) the dataset: δ is a property of the
-    # embedding space, not of this run's share of it.
+    # Algorithm: on at most 20,000 rows (a seeded sample above that), pseudo-labels from
+    # k-means with `clusters` clusters; for a seeded sample of at most 2,000 query rows, the
+    # distance to every other row is binned on a fine grid, separately for pairs with equal
+    # and with different pseudo-labels. Purity(δ) = share of pairs within δ whose labels agree
+    # (ProbCover's ball purity, measured over the balls' pairs rather than over whole balls,
+    # which is stricter than embeddings of unseen data bear). The caller passes the candidates
+    # and (a sample of) the dataset: δ is a property of the embedding space, not of this run's
+    # share of it. Cost: bounded (k-means on 20,000 rows, 2,000 × 20,000 pairs) whatever N.
     """
     import torch
 
     n = len(x)
     if n < 2:
         return 1.0
+    if n > _DELTA_ROWS:
+        keep = np.sort(np.random.default_rng([seed, 17]).choice(n, _DELTA_ROWS, replace=False))
+        x = x[torch.from_numpy(keep).to(x.device)]
+        n = len(x)
     labels = torch.from_numpy(_kmeans(x, clusters, seed=seed, n_init=3)[0]).to(x.device)
     rng = np.random.default_rng([seed, 11])
     q_idx = np.arange(n) if n <= _PURITY_QUERIES else rng.choice(n, _PURITY_QUERIES, replace=False)
@@ -74,6 +134,33 @@ def _auto_delta(x: torch.Tensor, *, clusters: int, purity: float, seed: int) -> 
     return float((ok[-1] + 1) * top / _PURITY_BINS)
 
 
+def _keep_nearest(
+    src: np.ndarray, dst: np.ndarray, d2: np.ndarray, k: int, n_rows: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per source row (0..n_rows-1), its `k` entries of least (d2, dst); also the row counts.
+
+    Returns the kept (src, dst, d2) and the number of entries each row had before.
+    """
+    counts = np.bincount(src, minlength=n_rows)
+    heavy_rows = counts > k
+    if not heavy_rows.any():
+        return src, dst, d2, counts
+    heavy = heavy_rows[src]
+    hs, hd, h2 = src[heavy], dst[heavy], d2[heavy]
+    order = np.lexsort((hd, h2, hs))
+    hs, hd, h2 = hs[order], hd[order], h2[order]
+    first = np.r_[0, np.flatnonzero(np.diff(hs)) + 1]
+    rank = np.arange(len(hs)) - np.repeat(first, np.diff(np.r_[first, len(hs)]))
+    top = rank < k
+    light = ~heavy
+    return (
+        np.concatenate([src[light], hs[top]]),
+        np.concatenate([dst[light], hd[top]]),
+        np.concatenate([d2[light], h2[top]]),
+        counts,
+    )
+
+
 class _BallGraph:
     """Counts of uncovered units in every unit's δ-ball, kept current as units get covered.
 
@@ -82,6 +169,9 @@ class _BallGraph:
         count: (U,) int64, uncovered units among each unit's (capped) ball.
         edges: Stored edges (each unit's ball, capped).
         capped: Units whose ball held more than `max_degree` units.
+        is_capped: (U,) bool, True for those units.
+        out_ptr, out_dst: CSR of each unit's stored ball (ascending unit index).
+        in_ptr, in_src: CSR of the units whose stored ball holds each unit.
     """
 
     def __init__(
@@ -92,71 +182,184 @@ class _BallGraph:
         delta: float,
         max_degree: int,
         block_rows: int | None = None,
+        dataset: np.ndarray | None = None,
     ):
         self.x = x
         self.sq = (x * x).sum(1)
         self.delta2 = delta * delta
-        self.covered = (dataset_sqdist <= self.delta2).cpu().numpy()
-        self.near2 = dataset_sqdist.clone()  # squared distance to the nearest center
-        src, dst, self.capped = self._build(max_degree, block_rows)
+        n = len(x)
+        self._host: np.ndarray | None = None
+        sq_max = float(self.sq.max()) if n else 0.0
+        self.margin = _margin(x.shape[1], sq_max)
+        self.covered = self._dataset_cover(dataset_sqdist, dataset, sq_max)
+        src, dst, self.is_capped = self._build(max_degree, block_rows)
+        self.capped = int(self.is_capped.sum())
         self.edges = len(src)
-        # in-edges: for unit v, the units u whose ball stores v
+        self.out_dst = dst
+        self.out_ptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(src, minlength=n), out=self.out_ptr[1:])
+        # in-edges: for unit v, the units u whose ball stores v (ascending u)
         order = np.argsort(dst, kind="stable")
         self.in_src = src[order]
-        self.in_ptr = np.zeros(len(x) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(dst, minlength=len(x)), out=self.in_ptr[1:])
-        self.count = np.bincount(src[~self.covered[dst]], minlength=len(x)).astype(np.int64)
+        self.in_ptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(dst, minlength=n), out=self.in_ptr[1:])
+        self.count = np.bincount(src[~self.covered[dst]], minlength=n).astype(np.int64)
+        self.total = int(self.count.sum())  # count.any() is total > 0
+        self.key: np.ndarray | None = None  # the greedy's copy of count (see _greedy_coverage)
 
-    def _build(self, max_degree: int, block_rows: int | None) -> tuple[np.ndarray, np.ndarray, int]:
-        """Out-edges (u, v) with |u - v| <= δ, at most `max_degree` nearest per u."""
+    @property
+    def host(self) -> np.ndarray:
+        """The unit embeddings in host memory (for the float64 checks)."""
+        if self._host is None:
+            self._host = self.x.cpu().numpy()
+        return self._host
+
+    def _dataset_cover(
+        self, d0: torch.Tensor, dataset: np.ndarray | None, sq_max: float
+    ) -> np.ndarray:
+        """Units within δ of a dataset sample: float32 nearest distance, float64 when close.
+
+        Without `dataset`, the float32 distances decide alone.
+        """
+        import torch
+
+        covered = (d0 <= self.delta2).cpu().numpy()
+        if dataset is None or len(dataset) == 0 or len(d0) == 0:
+            return covered
+        data = np.asarray(dataset, dtype=np.float32)
+        m = _margin(self.x.shape[1], max(sq_max, float(np.einsum("ij,ij->i", data, data).max())))
+        d0n = d0.double().cpu().numpy()
+        border = np.flatnonzero(np.abs(d0n - self.delta2) <= m)
+        if len(border) == 0:
+            return covered
+        # Algorithm: a border unit is covered iff some dataset row is within δ in float64;
+        # only rows within δ + margin in float32 can be (tiled, bounded memory).
+        covered[border] = False
+        xb = self.x[torch.from_numpy(border).to(self.x.device)]
+        sqb = (xb * xb).sum(1)
+        for j in range(0, len(data), 8192):
+            c = torch.from_numpy(np.ascontiguousarray(data[j : j + 8192])).to(self.x.device)
+            d2 = (sqb[:, None] + (c * c).sum(1)[None, :] - 2 * (xb @ c.T)).clamp_min_(0)
+            r, col = (d2 <= self.delta2 + m).nonzero(as_tuple=True)
+            if len(r) == 0:
+                continue
+            r, col = r.cpu().numpy(), col.cpu().numpy()
+            inside = _exact_sqdist(self.host[border[r]], data[j + col]) <= self.delta2
+            covered[border[r[inside]]] = True
+        return covered
+
+    def _build(
+        self, max_degree: int, block_rows: int | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Out-edges (u, v) with |u - v| <= δ, at most `max_degree` nearest per u.
+
+        # Algorithm: square tiles (I, J) with J >= I only: G = x_I·x_Jᵀ - |x_J|²/2 (one addmm
+        # into a reused buffer), so |u - v|² = |u|² - 2G and "maybe within δ" is one compare
+        # against a per-row threshold (δ² + margin); pairs within the margin of δ² are decided
+        # in float64. Each pair found (u < v) is an entry of u's ball and of v's; a row block's
+        # entries are complete once its tile row is done, and they are then cut to each unit's
+        # `max_degree` nearest by (float32 distance, index), itself first. Entries waiting for a
+        # later row block are cut the same way whenever they exceed 4 × max_degree per row.
+        """
         import torch
 
         x, sq, n = self.x, self.sq, len(self.x)
-        step = block_rows or max(1, min(4096, _BLOCK_ELEMENTS // max(n, 1)))
-        srcs, dsts = [], []
-        capped = 0
-        for s in range(0, n, step):
-            xb = x[s : s + step]
-            d2 = (sq[s : s + step, None] + sq[None, :] - 2 * (xb @ x.T)).clamp_min_(0)
-            d2[
-                torch.arange(len(xb), device=x.device),
-                torch.arange(s, s + len(xb), device=x.device),
-            ] = 0.0
-            inside = d2 <= self.delta2
-            degree = inside.sum(1)
-            big = degree > max_degree
-            small = (~big).nonzero().flatten()
-            r, c = inside[small].nonzero(as_tuple=True)
-            srcs.append((small[r] + s).to(torch.int32).cpu().numpy())
-            dsts.append(c.to(torch.int32).cpu().numpy())
-            if bool(big.any()):
-                rows = big.nonzero().flatten()
-                capped += len(rows)
-                near = torch.topk(d2[rows], max_degree, dim=1, largest=False).indices
-                srcs.append(
-                    (rows[:, None] + s)
-                    .expand(-1, max_degree)
-                    .reshape(-1)
-                    .to(torch.int32)
-                    .cpu()
-                    .numpy()
-                )
-                dsts.append(near.reshape(-1).to(torch.int32).cpu().numpy())
-        src = np.concatenate(srcs) if srcs else np.zeros(0, np.int32)
-        dst = np.concatenate(dsts) if dsts else np.zeros(0, np.int32)
-        order = np.lexsort((dst, src))  # (u, v) order whatever the block size
-        return src[order].astype(np.int64), dst[order].astype(np.int64), capped
+        if n == 0:
+            z = np.zeros(0, np.int64)
+            return z, z, np.zeros(0, bool)
+        b = block_rows or max(1, min(4096, math.isqrt(_BLOCK_ELEMENTS)))
+        k = max_degree
+        d2lim, m = self.delta2, self.margin
+        bias = sq * -0.5
+        t_maybe = (sq - (d2lim + m)) * 0.5  # G >= t_maybe: possibly within δ
+        t_sure = (sq - (d2lim - m)) * 0.5  # G >= t_sure: surely within δ
+        starts = list(range(0, n, b))
+        pend: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {s: [] for s in starts}
+        pend_size = dict.fromkeys(starts, 0)
+        upper: dict[int, torch.Tensor] = {}
+        out_src, out_dst = [], []
+        is_capped = np.zeros(n, dtype=bool)
 
-    def cover_from(self, i: int) -> int:
-        """Cover the units within δ of unit `i` (exact distances); returns how many were new."""
+        def add(block: int, s: np.ndarray, d: np.ndarray, v: np.ndarray) -> None:
+            pend[block].append((s, d, v))
+            pend_size[block] += len(s)
+            rows = min(b, n - block)
+            if pend_size[block] > 4 * k * rows + (1 << 20):
+                s2, d2, v2, _ = _keep_nearest(*_joined(pend[block], block), k, rows)
+                pend[block] = [(s2 + block, d2, v2)]
+                pend_size[block] = len(s2)
+
+        for bi, i0 in enumerate(starts):
+            xi = x[i0 : i0 + b]
+            ti_maybe, ti_sure = t_maybe[i0 : i0 + b, None], t_sure[i0 : i0 + b, None]
+            for j0 in starts[bi:]:
+                xj = x[j0 : j0 + b]
+                g = torch.addmm(bias[j0 : j0 + b], xi, xj.T)
+                maybe = g >= ti_maybe
+                if j0 == i0:  # the diagonal tile: pairs u < v only
+                    shape = maybe.shape
+                    if shape not in upper:
+                        upper[shape] = torch.ones(shape, dtype=torch.bool, device=x.device).triu_(1)
+                    maybe &= upper[shape]
+                r, c = maybe.nonzero(as_tuple=True)
+                if len(r) == 0:
+                    continue
+                gv = g[r, c]
+                border = (gv < ti_sure[r, 0]).nonzero().flatten()
+                d2v = (sq[i0 + r] - 2 * gv).clamp_min_(0).cpu().numpy()
+                u = (r + i0).cpu().numpy()
+                v = (c + j0).cpu().numpy()
+                if len(border):
+                    bn = border.cpu().numpy()
+                    exact = _exact_sqdist(self.host[u[bn]], self.host[v[bn]])
+                    ok = np.ones(len(u), dtype=bool)
+                    ok[bn[exact > d2lim]] = False
+                    u, v, d2v = u[ok], v[ok], d2v[ok]
+                u, v = u.astype(np.int32), v.astype(np.int32)
+                add(i0, u, v, d2v)
+                add(j0, v, u, d2v)
+            rows = min(b, n - i0)
+            own = np.arange(i0, i0 + rows, dtype=np.int32)
+            pend[i0].append((own, own, np.full(rows, -1.0, np.float32)))  # itself, first
+            s_loc, d, _, counts = _keep_nearest(*_joined(pend.pop(i0), i0), k, rows)
+            is_capped[i0 : i0 + rows] = counts > k
+            order = np.lexsort((d, s_loc))
+            out_src.append(s_loc[order].astype(np.int64) + i0)
+            out_dst.append(d[order].astype(np.int64))
+        return np.concatenate(out_src), np.concatenate(out_dst), is_capped
+
+    def ball(self, i: int, near: torch.Tensor | None = None) -> np.ndarray:
+        """The uncovered units within δ of unit `i` (exact), and `i` itself.
+
+        Args:
+            i: A unit.
+            near: Units that may lie within δ of `i` (a superset of the uncovered ones that do,
+                e.g. from a screened distance pass); None: all units are looked at.
+        """
         import torch
 
+        if not self.is_capped[i]:
+            ball = self.out_dst[self.out_ptr[i] : self.out_ptr[i + 1]]
+            return ball[~self.covered[ball]]
+        rows = np.flatnonzero(~self.covered) if near is None else near.cpu().numpy()
+        rows = rows[~self.covered[rows]]
         x, p = self.x, self.x[i]
-        d2 = (self.sq + (p * p).sum() - 2 * (x @ p)).clamp_min_(0)
-        self.near2 = torch.minimum(self.near2, d2)
-        within = (d2 <= self.delta2).cpu().numpy()
-        within[i] = True
-        new = np.flatnonzero(within & ~self.covered)
+        rt = torch.from_numpy(rows).to(x.device)
+        d2 = (self.sq[rt] + (p * p).sum() - 2 * (x[rt] @ p)).clamp_min_(0).double().cpu().numpy()
+        inside = d2 <= self.delta2 - self.margin
+        border = np.flatnonzero(~inside & (d2 <= self.delta2 + self.margin))
+        if len(border):
+            pts = self.host[rows[border]]
+            exact = _exact_sqdist(pts, np.broadcast_to(self.host[i], pts.shape))
+            inside[border] = exact <= self.delta2
+        out = rows[inside]
+        if not self.covered[i] and not (out == i).any():
+            out = np.append(out, i)
+        return out
+
+    def cover_from(self, i: int, near: torch.Tensor | None = None) -> int:
+        """Cover the units within δ of unit `i` (exact); returns how many were new."""
+        new = self.ball(i, near)
         if len(new) == 0:
             return 0
         self.covered[new] = True
@@ -166,8 +369,136 @@ class _BallGraph:
         # ranges in_ptr[v]..in_ptr[v+1]) and take one off each source's count.
         offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
         idx = np.arange(int(lengths.sum())) + offsets
-        np.subtract.at(self.count, self.in_src[idx], 1)
+        sources = self.in_src[idx]
+        np.subtract.at(self.count, sources, 1)
+        if self.key is not None:
+            np.subtract.at(self.key, sources, 1)
+        self.total -= len(sources)
         return len(new)
+
+
+def _joined(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], offset: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Concatenated (src - offset, dst, d2) entries of one row block."""
+    src = np.concatenate([p[0] for p in parts]).astype(np.int64) - offset
+    dst = np.concatenate([p[1] for p in parts])
+    d2 = np.concatenate([p[2] for p in parts])
+    return src, dst, d2
+
+
+def coverage_values(graph: _BallGraph, distance2: torch.Tensor, farthest: bool) -> np.ndarray:
+    """The coverage objective now: uncovered units per ball.
+
+    Once all is covered with 'farthest': each unit's distance to the dataset and the picks.
+    """
+    if farthest and graph.total == 0:
+        return distance2.clamp(0.0, 16.0).sqrt().double().cpu().numpy()
+    return graph.count.astype(np.float64)
+
+
+def coverage_reason(graph: _BallGraph, i: int, d: float, delta: float, farthest: bool) -> str:
+    """A pick's reason, told before the pick covers its ball."""
+    if farthest and graph.total == 0:
+        return f"coverage: all covered at δ={delta:.3f}; farthest ({d:.3f})"
+    return f"coverage: {int(graph.count[i])} uncovered within δ={delta:.3f}"
+
+
+def _greedy_coverage(
+    cover: _Cover,
+    x: torch.Tensor,
+    graph: _BallGraph,
+    *,
+    strength: float,
+    delta: float,
+    farthest: bool,
+    budget: int | None,
+    budget_reason: str,
+    min_distance: float | None,
+    exclude_below: float | None,
+) -> tuple[list[int], list[float], list[float], list[str], str]:
+    """The greedy for coverage alone (strength > 0): the same picks as `_greedy_combined`.
+
+    # Algorithm: while some ball holds an uncovered unit, the pick is the unit of most
+    # uncovered units in its ball (lowest index on ties) that may be picked. A copy of the
+    # counts (`graph.key`) is lowered with them as picks cover units; a unit picked, or found
+    # too close to a center (its distance only falls), is pushed below zero for good, so each
+    # pick is one argmax over the copy, not a rescoring of every unit. A capped pick's ball
+    # comes from the k-center update's screened pass (no second pass over the embeddings).
+    # Once everything is covered ('farthest'), each step is the combined greedy's own step.
+    """
+    from winnow.selection._kcenter import _loop_threads
+    from winnow.selection._objectives import _TINY, _choose
+
+    picked: list[int] = []
+    dists: list[float] = []
+    scores: list[float] = []
+    reasons: list[str] = []
+    cap = 2.0 * math.sqrt(float(cover.sq.max()))
+    graph.key = graph.count.copy()
+    blocked: list[float] = [t for t in (exclude_below, min_distance) if t is not None]
+    limit = max(blocked) if blocked else None
+    ball2 = graph.delta2 + graph.margin
+
+    def log_scores(_d: np.ndarray) -> np.ndarray:
+        values = coverage_values(graph, cover.d2, farthest)
+        return np.zeros(len(values)) + strength * np.log(np.maximum(values, _TINY))
+
+    with _loop_threads(x.device):
+        while True:
+            if budget is not None and len(picked) >= budget:
+                return picked, dists, scores, reasons, budget_reason
+            if not farthest and graph.total == 0:
+                return picked, dists, scores, reasons, "covered"
+            if graph.total == 0:
+                i, log_score, d2i, stop = _choose(
+                    cover,
+                    log_scores,
+                    cap=cap,
+                    exclude_below=exclude_below,
+                    min_distance=min_distance,
+                )
+                if i is None:
+                    return picked, dists, scores, reasons, stop
+            else:
+                while True:
+                    i = int(np.argmax(graph.key))
+                    if graph.key[i] < 0:
+                        i = None
+                        break
+                    d2i = float(cover.d2[i])
+                    if limit is None:
+                        break
+                    d = cap if math.isinf(d2i) else math.sqrt(max(d2i, 0.0))
+                    if d >= limit:
+                        break
+                    if math.isinf(d2i):  # no center yet: every unit is as far, none may go
+                        i = None
+                        break
+                    graph.key[i] -= _REMOVED  # too close to a center, and it only gets closer
+                if i is None:
+                    _, _, _, stop = _choose(
+                        cover,
+                        lambda d: np.full(len(d), -math.inf),
+                        cap=cap,
+                        exclude_below=exclude_below,
+                        min_distance=min_distance,
+                    )
+                    return picked, dists, scores, reasons, stop
+                c = np.array([float(graph.count[i])])
+                log_score = (np.zeros(1) + strength * np.log(np.maximum(c, _TINY)))[0]
+            dist = math.sqrt(d2i) if math.isfinite(d2i) else math.inf
+            picked.append(i)
+            dists.append(dist)
+            scores.append(math.exp(log_score))
+            reasons.append(coverage_reason(graph, i, dist, delta, farthest))
+            if graph.total > 0:
+                near = cover.add(x[i], within2=ball2 if graph.is_capped[i] else None)
+                graph.cover_from(i, near)
+            else:
+                cover.add(x[i])
+            cover.take(i)
+            graph.key[i] -= _REMOVED
 
 
 def _log_graph(graph: _BallGraph, delta: float, max_degree: int, seconds: float) -> None:

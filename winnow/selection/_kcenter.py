@@ -82,28 +82,40 @@ class _Cover:
         err = (approx - exact).abs() - (self.rel * pn * self.nrm + self.abs_err) / 4
         return bool((err <= 0).all())
 
-    def add(self, p: torch.Tensor) -> None:
-        """Add center `p` (D,): lower every row's squared distance to it where it is closer."""
+    def add(self, p: torch.Tensor, within2: float | None = None) -> torch.Tensor | None:
+        """Add center `p` (D,): lower every row's squared distance to it where it is closer.
+
+        With `within2`, also return the rows whose squared distance to `p` may be at most
+        `within2` (a superset, from the same pass); else None.
+        """
         self.steps += 1
         sqp = (p * p).sum()
         if self.x16 is None:
             dn = (self.sq + sqp - 2 * (self.x @ p)).clamp_min_(0)
             self.d2 = self.d2.minimum(dn)
             self.rows_refined += len(dn)
-            return
+            return None if within2 is None else (dn <= within2).nonzero().flatten()
         s2 = self.scale * self.scale
         pn = float(sqp.sqrt()) / self.scale
         dots = (self.x16 @ (p / self.scale).half()).float()
+        near = None
+        if within2 is not None:
+            # true |x_i - p|² <= within2 needs dot_i >= (sq_i + sqp - within2) / 2s² - bound_i
+            # (within2 carries the float32 rounding of sq_i and sqp)
+            low = (self.sq + sqp - within2).mul_(0.5 / s2)
+            low.sub_(self.nrm * (self.rel * pn)).sub_(self.abs_err)
+            near = (dots >= low).nonzero().flatten()
         # Row i needs an exact look only if its approximate new distance, lowered by the error
         # bound, is below its current one: dot_i > (sq_i + sqp - d2_i) / 2s² - bound_i.
         need = (self.sq - self.d2 + sqp).mul_(0.5 / s2)
         need.sub_(self.nrm * (self.rel * pn)).sub_(self.abs_err + self.slack / s2)
         rows = (dots > need).nonzero().flatten()
         if len(rows) == 0:
-            return
+            return near
         self.rows_refined += len(rows)
         dn = (self.sq[rows] + sqp - 2 * (self.x[rows] @ p)).clamp_min_(0)
         self.d2[rows] = self.d2[rows].minimum(dn)
+        return near
 
     def take(self, i: int) -> None:
         """Mark row `i` as picked."""

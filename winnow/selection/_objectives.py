@@ -55,6 +55,9 @@ class Units:
         n_dataset: Samples in the dataset.
         dataset: (M, D) the dataset's embeddings (host memory), or None.
         budget: Most units the run may pick (None: no count limit).
+        distance2: Returns the (U,) squared distance of each unit to the nearest dataset
+            sample or pick now (negative for picked units), on the device; None where not
+            known.
     """
 
     rows: np.ndarray
@@ -67,6 +70,7 @@ class Units:
     n_dataset: int = 0
     dataset: np.ndarray | None = None
     budget: int | None = None
+    distance2: Callable[[], torch.Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,45 @@ class _Objectives:
         return next((o.delta for o in self.objectives if o.delta is not None), None)
 
 
+def _choose(
+    cover: _Cover,
+    log_scores: Callable[[np.ndarray], np.ndarray],
+    *,
+    cap: float,
+    exclude_below: float | None,
+    min_distance: float | None,
+) -> tuple[int | None, float, float, str]:
+    """One greedy step: the best-scoring unit that may be picked (ties: the lowest).
+
+    Args:
+        cover: The distance state (picked units negative).
+        log_scores: Current distance of every unit (inf as `cap`) → log score of every unit.
+        cap: The distance a unit without any center counts as.
+        exclude_below: Units closer than this to a center are never picked.
+        min_distance: Units closer than this to a center are not picked.
+
+    Returns:
+        (unit, its log score, its squared distance, ""), or (None, -inf, inf, stop reason)
+        when no unit may be picked.
+    """
+    d2 = cover.d2.double().cpu().numpy()
+    taken = d2 < 0
+    d = np.sqrt(np.maximum(d2, 0))
+    d[np.isinf(d)] = cap
+    log_score = log_scores(d)
+    log_score[taken] = -math.inf
+    if exclude_below is not None:
+        log_score[d < exclude_below] = -math.inf
+    if min_distance is not None:
+        log_score[d < min_distance] = -math.inf
+    i = int(np.argmax(log_score))  # the first maximum: ties go to the lowest unit
+    if log_score[i] == -math.inf:
+        blocked = ~taken & (d >= (exclude_below or 0.0))
+        stop = "min_distance" if min_distance is not None and blocked.any() else "exhausted"
+        return None, -math.inf, math.inf, stop
+    return i, float(log_score[i]), float(d2[i]), ""
+
+
 def _greedy_combined(
     cover: _Cover,
     x: torch.Tensor,
@@ -178,30 +221,19 @@ def _greedy_combined(
             finished = objectives.done()
             if finished is not None:
                 return picked, dists, scores, reasons, finished
-            d2 = cover.d2.double().cpu().numpy()
-            taken = d2 < 0
-            d = np.sqrt(np.maximum(d2, 0))
-            d[np.isinf(d)] = cap
-            log_score = objectives.log_scores(d)
-            log_score[taken] = -math.inf
-            if exclude_below is not None:
-                log_score[d < exclude_below] = -math.inf
-            if min_distance is not None:
-                log_score[d < min_distance] = -math.inf
-            i = int(np.argmax(log_score))  # the first maximum: ties go to the lowest unit
-            if log_score[i] == -math.inf:
-                blocked = ~taken & (d >= (exclude_below or 0.0))
-                return (
-                    picked,
-                    dists,
-                    scores,
-                    reasons,
-                    ("min_distance" if min_distance is not None and blocked.any() else "exhausted"),
-                )
-            dist = math.sqrt(d2[i]) if math.isfinite(d2[i]) else math.inf
+            i, log_score, d2i, stop = _choose(
+                cover,
+                objectives.log_scores,
+                cap=cap,
+                exclude_below=exclude_below,
+                min_distance=min_distance,
+            )
+            if i is None:
+                return picked, dists, scores, reasons, stop
+            dist = math.sqrt(d2i) if math.isfinite(d2i) else math.inf
             picked.append(i)
             dists.append(dist)
-            scores.append(math.exp(log_score[i]))
+            scores.append(math.exp(log_score))
             reasons.append(objectives.reason(i, dist))
             objectives.picked(i)
             cover.add(x[i])

@@ -19,6 +19,7 @@ import numpy as np
 from winnow.device import resolve_device
 from winnow.records import Candidates, Pick, Selection
 from winnow.selection._config import SelectionConfig
+from winnow.selection._coverage import _greedy_coverage
 from winnow.selection._distances import (
     _as_matrix,
     _compute,
@@ -44,10 +45,17 @@ from winnow.selection._kcenter import (
 from winnow.selection._objectives import Inputs, Units, _greedy_combined, _Objectives
 from winnow.selection._predictions import _column_table
 from winnow.selection._registry import BaseStrategy, scorer_for
-from winnow.selection._strategies import DiversityStrategy, farthest_reason
+from winnow.selection._strategies import (
+    CoverageScorer,
+    CoverageStrategy,
+    DiversityStrategy,
+    farthest_reason,
+)
 
 if TYPE_CHECKING:
     import torch
+
+_COVERAGE_FAST = True  # coverage alone uses its own greedy (False: the combined one, for tests)
 
 
 def select(
@@ -358,20 +366,44 @@ def _pick(run: _Run, pool: _Pool) -> _Greedy:
             n_dataset=len(run.data),
             dataset=run.data,
             budget=budget,
+            distance2=lambda: cover.d2,
         )
-        objectives = _Objectives(
-            [scorer_for(s).objective(s, units) for s in run.ranking], len(pool.units)
-        )
-        picked, dists, scores, reasons, stop = _greedy_combined(
-            cover,
-            pool.x,
-            objectives,
-            budget=budget,
-            budget_reason=budget_reason,
-            min_distance=config.min_distance,
-            exclude_below=near,
-        )
-        delta = objectives.delta
+        only = run.ranking[0] if len(run.ranking) == 1 else None
+        scorer = scorer_for(only) if only is not None else None
+        if (
+            _COVERAGE_FAST
+            and isinstance(only, CoverageStrategy)
+            and only.strength > 0
+            and type(scorer) is CoverageScorer
+        ):
+            # coverage alone: its own greedy (counts kept incrementally), same picks
+            graph, delta = scorer.graph(only, units)
+            picked, dists, scores, reasons, stop = _greedy_coverage(
+                cover,
+                pool.x,
+                graph,
+                strength=only.strength,
+                delta=delta,
+                farthest=only.when_covered == "farthest",
+                budget=budget,
+                budget_reason=budget_reason,
+                min_distance=config.min_distance,
+                exclude_below=near,
+            )
+        else:
+            objectives = _Objectives(
+                [scorer_for(s).objective(s, units) for s in run.ranking], len(pool.units)
+            )
+            picked, dists, scores, reasons, stop = _greedy_combined(
+                cover,
+                pool.x,
+                objectives,
+                budget=budget,
+                budget_reason=budget_reason,
+                min_distance=config.min_distance,
+                exclude_below=near,
+            )
+            delta = objectives.delta
     greedy_s = time.perf_counter() - pool.start - pool.initial_s
     _log_phases(cover, len(run.data), pool.initial_s, greedy_s)
     return _Greedy(picked, dists, scores, reasons, stop, cover, delta)

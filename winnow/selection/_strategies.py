@@ -18,7 +18,14 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from winnow.errors import ConfigError
-from winnow.selection._coverage import _auto_delta, _BallGraph, _log_graph
+from winnow.selection._coverage import (
+    _auto_delta,
+    _BallGraph,
+    _delta_sample,
+    _log_graph,
+    coverage_reason,
+    coverage_values,
+)
 from winnow.selection._distances import _as_matrix, _nearest_sqdist
 from winnow.selection._kmeans import _kmeans
 from winnow.selection._objectives import Inputs, Objective, Units
@@ -519,7 +526,8 @@ class CoverageStrategy(BaseStrategy):
 class CoverageScorer(Scorer):
     """Objective: uncovered candidates in the unit's δ-ball (ProbCover)."""
 
-    def objective(self, strategy: CoverageStrategy, units: Units) -> Objective:
+    def graph(self, strategy: CoverageStrategy, units: Units) -> tuple[_BallGraph, float]:
+        """The δ-ball graph of the units (the dataset covering first) and its δ."""
         import torch
 
         x = units.x
@@ -530,53 +538,61 @@ class CoverageScorer(Scorer):
         delta = strategy.delta
         if delta is None:
             delta = _auto_delta(
-                _with_dataset_sample(x, units.dataset, units.seed),
+                _delta_sample(x, units.dataset, units.seed),
                 clusters=strategy.delta_clusters,
                 purity=strategy.purity,
                 seed=units.seed,
             )
-        graph = _BallGraph(x, d0, delta=delta, max_degree=strategy.max_degree)
+        graph = _BallGraph(
+            x, d0, delta=delta, max_degree=strategy.max_degree, dataset=units.dataset
+        )
         _log_graph(graph, delta, strategy.max_degree, time.perf_counter() - start)
-        gained: dict[int, int] = {}
+        return graph, delta
 
-        def on_pick(i: int) -> None:
-            gained[i] = graph.cover_from(i)
-
+    def objective(self, strategy: CoverageStrategy, units: Units) -> Objective:
+        graph, delta = self.graph(strategy, units)
         farthest = strategy.when_covered == "farthest"
+        distance2 = units.distance2
+        if distance2 is None and farthest:
+            from winnow.selection._kcenter import _Cover
+
+            own = _Cover(units.x, graph_d0(units), use_filter=False)
+
+            def distance2():
+                return own.d2
+
+            def on_pick(i: int) -> None:
+                graph.cover_from(i)
+                own.add(units.x[i])
+        else:
+
+            def on_pick(i: int) -> None:
+                graph.cover_from(i)
 
         def current() -> np.ndarray:
-            if farthest and not graph.count.any():
-                # everything covered: prefer the unit farthest from the dataset and the picks
-                return graph.near2.clamp_max(16.0).sqrt().double().cpu().numpy()
-            return graph.count.astype(np.float64)
+            return coverage_values(graph, distance2() if farthest else None, farthest)
 
         def describe(i: int, d: float) -> str:
-            if farthest and not graph.count.any():
-                return f"coverage: all covered at δ={delta:.3f}; farthest ({d:.3f})"
-            return f"coverage: {int(graph.count[i])} uncovered within δ={delta:.3f}"
+            return coverage_reason(graph, i, d, delta, farthest)
 
         return Objective(
             strength=strategy.strength,
             describe=describe,
             current=current,
             picked=on_pick,
-            done=None if farthest else (lambda: not graph.count.any()),
+            done=None if farthest else (lambda: graph.total == 0),
             done_reason="covered",
             delta=delta,
         )
 
 
-def _with_dataset_sample(x: torch.Tensor, data: np.ndarray | None, seed: int) -> torch.Tensor:
-    """The units and a seeded sample of at most 50,000 dataset samples, as one tensor."""
+def graph_d0(units: Units) -> torch.Tensor:
+    """The units' squared distances to the dataset (inf without one)."""
     import torch
 
-    if data is None or len(data) == 0:
-        return x
-    rows = np.arange(len(data))
-    if len(rows) > 50_000:
-        rows = np.sort(np.random.default_rng([seed, 13]).choice(len(rows), 50_000, replace=False))
-    extra = torch.from_numpy(np.ascontiguousarray(data[rows], np.float32)).to(x.device)
-    return torch.cat([x, extra])
+    if units.dataset_sqdist is not None:
+        return units.dataset_sqdist
+    return torch.full((len(units.x),), math.inf, device=units.x.device)
 
 
 register(CoverageStrategy, CoverageScorer())

@@ -234,3 +234,62 @@ def test_typiclust_picks_one_typical_sample_per_free_cluster_largest_first():
     config3 = config.model_copy(update={"n_samples": 3})
     held = selection.select(make_candidates(x), dataset=centers[:1], config=config3)
     assert 0 not in label[held.indices].tolist()
+
+
+def test_the_half_graph_is_the_exact_delta_ball_graph_capped_to_the_nearest():
+    x = blobs(60, 4, 8, 21, noise=0.2)
+    delta, k = 0.45, 12
+    d = ((x.astype(np.float64)[:, None] - x.astype(np.float64)[None]) ** 2).sum(-1)
+    for rows in (None, 5, 64):
+        g = graph(x, delta=delta, max_degree=k, block_rows=rows)
+        assert 0 < g.capped < len(x)
+        for u in range(len(x)):
+            ball = np.flatnonzero(d[u] <= delta * delta)
+            if len(ball) > k:  # itself, then its nearest (ties: lowest index)
+                order = np.lexsort((ball, d[u, ball]))
+                ball = np.sort(np.r_[u, ball[order][ball[order] != u][: k - 1]])
+            assert g.out_dst[g.out_ptr[u] : g.out_ptr[u + 1]].tolist() == ball.tolist()
+            assert g.is_capped[u] == (int((d[u] <= delta * delta).sum()) > k)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_coverage_greedy_gives_the_combined_greedys_picks(monkeypatch, seed):
+    from winnow.selection import _select
+
+    # 2,104 units: the k-center float16 filter is on, so capped balls come from its pass
+    x = blobs(263, 8, 16, 30 + seed, noise=0.25)
+    data = blobs(40, 3, 16, 40 + seed, noise=0.25)
+    cands = make_candidates(x)
+    settings = [
+        ({"type": "coverage", "delta": 0.7, "max_degree": 8}, {}),
+        (
+            {"type": "coverage", "delta": 0.6, "max_degree": 8, "when_covered": "farthest"},
+            {"near_duplicate_distance": 0.35},
+        ),
+        (
+            {"type": "coverage", "delta": 0.6, "max_degree": 4, "strength": 2.0},
+            {"min_distance": 0.3},
+        ),
+    ]
+    if seed == 0:  # automatic δ (the slowest part)
+        settings.append(({"type": "coverage", "max_degree": 16, "when_covered": "farthest"}, {}))
+    for strategy, extra in settings:
+        for dataset in (np.zeros((0, 16), np.float32), data):
+            config = SelectionConfig(n_samples=120, seed=seed, strategies=[strategy], **extra)
+            results = []
+            for fast in (True, False):
+                monkeypatch.setattr(_select, "_COVERAGE_FAST", fast)
+                results.append(selection.select(cands, dataset=dataset, config=config, device=CPU))
+            fast_r, combined = results
+            assert fast_r.indices.tolist() == combined.indices.tolist(), (strategy, len(dataset))
+            assert [p.distance for p in fast_r.picks] == [p.distance for p in combined.picks]
+            assert [p.reason for p in fast_r.picks] == [p.reason for p in combined.picks]
+            assert [p.score for p in fast_r.picks] == pytest.approx(
+                [p.score for p in combined.picks], rel=1e-12
+            )
+            assert fast_r.stop_reason == combined.stop_reason
+            assert fast_r.delta == combined.delta
+            assert fast_r.coverage_after == combined.coverage_after
+    # the degree cap was active in these runs
+    g = graph(x, delta=0.7, max_degree=8)
+    assert g.capped > 800
