@@ -17,9 +17,9 @@ from tasks.decode import decode_embed_shards
 from tasks.discover import discover_files, load_pool
 from tasks.embed import check_model, load_model
 from tasks.select import select_samples
-from tasks.tag import register_tag
+from tasks.tag import register_tag_rebasing
 from tasks.upload import upload_outputs
-from winnow.datapool import plan_hash
+from winnow.datapool import PoolSnapshot, plan_hash
 from winnow.embedding import EmbeddingOptions
 from winnow.media import FrameOptions
 from winnow.params import (
@@ -33,6 +33,7 @@ from winnow.params import (
     TagName,
     document_parameters,
 )
+from winnow.rebase import PendingCommit, Rebased
 from winnow.scale import ScaleOptions
 from winnow.selection import SelectionConfig
 from winnow.summary import RunSummary
@@ -136,24 +137,57 @@ def curate(
             exported = upload_outputs(stores, tag, candidates, selection, files, dataset, summary)
         summary.outputs = dict(exported.links)
 
-    with _timed(summary, "register_tag"):
-        summary.pool_version_after = register_tag(
+    def pending(base: PoolSnapshot) -> PendingCommit:
+        """What the commit writes on top of `base`: the run's files, candidates and tag."""
+        new_tag = base.new_tag(
+            name=tag,
+            run_id=run_id,
+            parameters=params.public_dict(),
+            counts=summary.counts(),
+            selection=selection,
+        )
+        return PendingCommit(snapshot=base, tag=new_tag, files=files, candidates=candidates)
+
+    def select_again(rebased: Rebased) -> PendingCommit:
+        """After a lost commit race: select against the newer dataset (no decoding), upload."""
+        nonlocal tag, files, candidates, selection, dataset, exported
+        newer, files, candidates = rebased.snapshot, rebased.files, rebased.candidates
+        tag = params.tag_name or newer.next_tag_name()
+        newer.check_new_tag(tag)
+        summary.files_new -= len(rebased.dropped_keys)  # the other run committed them
+        summary.files_known += len(rebased.dropped_keys)
+        summary.record_files(files, shards=len(shards), resumed=resumed)
+        summary.candidates = len(candidates)
+        selection, dataset = select_samples(
             stores,
-            snapshot,
-            tag=snapshot.new_tag(
-                name=tag,
-                run_id=run_id,
-                parameters=params.public_dict(),
-                counts=summary.counts(),
-                selection=selection,
-            ),
+            newer,
+            candidates,
+            config=params.selection,
+            frames=params.frames,
+            embedder=embedder,
+            device=params.embedding.device,
+        )
+        summary.record_selection(selection, dataset_samples=len(dataset))
+        summary.tag = tag if selection.picks else None
+        summary.parent_tag = newer.latest_tag.name if newer.latest_tag else None
+        summary.record_history(newer.tags, tag=summary.tag)
+        exported, summary.outputs = None, {}
+        if selection.picks:
+            exported = upload_outputs(stores, tag, candidates, selection, files, dataset, summary)
+            summary.outputs = dict(exported.links)
+        return pending(newer)
+
+    with _timed(summary, "register_tag"):
+        committed = register_tag_rebasing(
+            stores,
+            pending(snapshot),
+            select_again=select_again,
             run_id=run_id,
             model=model,
-            files=files,
-            candidates=candidates,
             plan_hash=plan,
             shard_ids=[s.shard_id for s in shards],
         )
+    summary.pool_version_after, summary.commit_attempts = committed.version, committed.attempts
     publish_summary(
         summary,
         pool_url=stores.output.url,

@@ -50,6 +50,8 @@ class RunSummary:
         corrupt: (key, reason) for corrupt and skipped files (at most `CORRUPT_LISTED`).
         shards: Shards of decode+embed work planned.
         shards_resumed: Shards reused from an interrupted earlier attempt (staged).
+        commit_attempts: Datapool commits tried (0 when nothing was committed, 1 normally; each
+            lost race adds one: the run rebased onto the winner and selected again).
         candidates: Frames embedded in this run.
         dataset_samples: Samples in the dataset (union of tags) before the run.
         selected: Frames picked.
@@ -90,6 +92,7 @@ class RunSummary:
     corrupt: list[tuple[str, str]] = field(default_factory=list)
     shards: int = 0
     shards_resumed: int = 0
+    commit_attempts: int = 0
     candidates: int = 0
     dataset_samples: int = 0
     selected: int = 0
@@ -190,6 +193,12 @@ def summary_rows(summary: RunSummary) -> list[Row]:
         ("corrupt", s.files_corrupt),
         ("skipped", s.files_skipped),
         ("shards (reused from an interrupted attempt)", f"{s.shards} ({s.shards_resumed})"),
+        # Shown only after a lost race (the run rebased onto the winner and selected again).
+        *(
+            [("commit attempts (lost races)", f"{s.commit_attempts} ({s.commit_attempts - 1})")]
+            if s.commit_attempts > 1
+            else []
+        ),
     ]
     selection = [
         ("candidates (frames)", s.candidates),

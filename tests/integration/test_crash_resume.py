@@ -1,10 +1,18 @@
 """A run killed mid-way (SIGKILL, no cleanup) and re-run ends with the same pool as an
-uninterrupted run: every file committed exactly once, finished shards reused, same tag.
+uninterrupted run: every file committed exactly once, no orphan tag, finished shards reused.
 
-The killed run is a real `winnow run` in a child process with a few probes wrapped around the
-real code: each stage it reaches leaves a marker file, and at the chosen kill point the child
-holds (sleeps) until the test kills it. So the kill always lands where the test says, and the
-test checks that it did: the next stage's marker is absent and the pool is still at version 0.
+The killed run is a real `winnow run` in a child process with a few probes wrapped around our
+real objects (no hooks in production code): each step it reaches leaves a marker file, and at
+the chosen kill point the child holds (sleeps) until the test kills it. So the kill always lands
+where the test says, and the test checks that it did: the marker of the step after the kill
+point is absent and the pool's storage shows exactly the writes that come before it.
+
+Kill points (the boundaries of a run, in order):
+    discover   discovery done, decoding not started (`Datapool.resume` entered)
+    decode     mid decode+embed: the second of several shards staged
+    upload     the upload finished, the commit not started (`Datapool.commit` entered)
+    parts      the commit wrote every part, the manifest not created yet (`put_if_absent`)
+    manifest   the manifest created, the `latest` hint not written yet (`put("latest")`)
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ PARAMS = {
 
 # Runs `winnow run ARGS...` with probes: argv is STAGE MARKERS_DIR ARGS...
 _PROBED_RUN = r"""
-import sys, threading, time
+import sys, time
 from pathlib import Path
 
 stage, markers = sys.argv[1], Path(sys.argv[2])
@@ -49,6 +57,14 @@ def hold(name):  # the kill point: the test kills this process once the marker e
     mark(name)
     time.sleep(600)
 
+real_resume = datapool.Datapool.resume
+def resume(self, *args, **kwargs):  # the decode step's first call: discovery is done
+    mark("decode")
+    if stage == "discover":
+        hold("kill-point")
+    return real_resume(self, *args, **kwargs)
+datapool.Datapool.resume = resume
+
 real_stage = datapool.Datapool.stage_shard
 staged = []
 def stage_shard(self, *args, **kwargs):
@@ -60,25 +76,44 @@ def stage_shard(self, *args, **kwargs):
 datapool.Datapool.stage_shard = stage_shard
 
 real_upload = outputs.upload_selection
-uploading = threading.Event()
 def upload_selection(*args, **kwargs):
     mark("upload")
-    uploading.set()
-    return real_upload(*args, **kwargs)
+    result = real_upload(*args, **kwargs)
+    mark("uploaded")
+    return result
 outputs.upload_selection = upload_selection
-
-real_put = storage.LocalStore.put
-def put(self, key, data):
-    real_put(self, key, data)
-    if stage == "upload" and uploading.is_set():
-        hold("kill-point")  # each writer holds after its first output
-storage.LocalStore.put = put
 
 real_commit = datapool.Datapool.commit
 def commit(self, *args, **kwargs):
     mark("commit")
+    if stage == "upload":
+        hold("kill-point")
     return real_commit(self, *args, **kwargs)
 datapool.Datapool.commit = commit
+
+real_put = storage.LocalStore.put
+def put(self, key, data):
+    if key == "latest":
+        if stage == "manifest":
+            hold("kill-point")
+        real_put(self, key, data)
+        mark("latest")
+        return
+    real_put(self, key, data)
+    if key.startswith("parts/"):  # a datapool part: parts/<commit-id>/<table>.parquet
+        mark("part-" + key.rsplit("/", 1)[-1].split(".")[0])
+storage.LocalStore.put = put
+
+real_put_if_absent = storage.LocalStore.put_if_absent
+def put_if_absent(self, key, data):
+    if key.startswith("versions/"):
+        if stage == "parts":
+            hold("kill-point")
+        created = real_put_if_absent(self, key, data)
+        mark("manifest")
+        return created
+    return real_put_if_absent(self, key, data)
+storage.LocalStore.put_if_absent = put_if_absent
 
 sys.argv = ["winnow", *sys.argv[3:]]
 from flows.cli import main
@@ -133,61 +168,104 @@ def _pool_state(output: Path) -> dict:
     }
 
 
-@pytest.fixture
-def source(tmp_path) -> Path:
-    store = LocalStore(tmp_path / "raw")
-    demo.write_demo_files(store, n_videos=5, n_images=2, frames_per_video=90, width=160, height=96)
-    demo.write_corrupt_files(store)
-    return tmp_path / "raw"
-
-
-# stage -> the marker the kill must come before (the next stage)
-NEXT_STAGE = {"decode": "upload", "upload": "commit"}
-
-
-@pytest.mark.parametrize("stage", ["decode", "upload"])
-def test_a_killed_run_resumes_to_the_same_pool(source, tmp_path, stage):
+def _run_in_process(source: Path, output: Path) -> dict:
     from flows.curate import curate
     from winnow.params import CurateParams
 
+    p = CurateParams.model_validate({**PARAMS, "source": str(source), "output": str(output)})
+    return curate(**{n: getattr(p, n) for n in CurateParams.model_fields})
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("crash") / "raw"
+    store = LocalStore(root)
+    demo.write_demo_files(store, n_videos=5, n_images=2, frames_per_video=90, width=160, height=96)
+    demo.write_corrupt_files(store)
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(source, tmp_path_factory) -> tuple[dict, dict]:
+    """One uninterrupted run of the same job (summary, final pool), shared by every kill point."""
+    clean = tmp_path_factory.mktemp("clean")
+    summary = _run_in_process(source, clean)
+    return summary, _pool_state(clean)
+
+
+def _markers(markers: Path) -> set[str]:
+    return {p.name for p in markers.iterdir()}
+
+
+def _assert_killed_at(stage: str, markers: Path, crashed: Path, n_shards: int) -> int:
+    """Check the kill landed at `stage` (nothing after it happened); return the shards staged."""
+    pool = crashed / "pool"
+    seen = _markers(markers)
+    staged = len(list((pool / "staging").glob("*/shard-*.parquet")))
+    parts = sorted(p.name for p in (pool / "parts").glob("*/*.parquet"))
+    versions = sorted(p.name for p in (pool / "versions").glob("*.json"))
+    before_commit = {"version": 0, "versions": []}
+    state = {
+        "version": Datapool(LocalStore(pool)).load().version,
+        "versions": versions,
+    }
+    if stage == "discover":
+        assert "decode" in seen and not any(m.startswith("staged-") for m in seen), seen
+        assert staged == 0 and state == before_commit
+    elif stage == "decode":
+        assert "staged-2" in seen and "staged-3" not in seen and "upload" not in seen, seen
+        assert staged == 2 < n_shards  # shards still to do
+        assert state == before_commit
+    elif stage == "upload":
+        # The upload finished (the report is written last); the commit wrote nothing yet.
+        assert {"uploaded", "commit"} <= seen, seen
+        assert not any(m.startswith("part-") for m in seen), seen
+        assert list(crashed.glob("tags/*/report.html"))
+        assert staged == n_shards and parts == [] and state == before_commit
+    elif stage == "parts":
+        # Every part of the three tables is written; no manifest names them yet.
+        assert {"part-files", "part-samples", "part-tags"} <= seen, seen
+        assert "manifest" not in seen, seen
+        assert {"files.parquet", "samples.parquet", "tags.parquet"} <= set(parts)
+        assert staged == n_shards and state == before_commit
+    elif stage == "manifest":
+        # Version 1 exists (the run's files count as committed); the hint was never written.
+        assert "manifest" in seen and "latest" not in seen, seen
+        assert not (pool / "latest").exists()
+        assert versions == ["00000000000000000001.json"] and state["version"] == 1
+        assert staged == n_shards  # the commit's clean-up of staged shards never ran
+    else:
+        raise AssertionError(f"unknown kill point {stage}")
+    return staged
+
+
+BOUNDARIES = ["discover", "decode", "upload", "parts", "manifest"]
+
+
+@pytest.mark.parametrize("stage", BOUNDARIES)
+def test_a_run_killed_at_any_boundary_resumes_to_the_same_pool(source, reference, tmp_path, stage):
+    first, expected = reference
+    n_shards = first["shards"]
     params_file = tmp_path / "params.json"
     params_file.write_text(json.dumps(PARAMS))
 
-    def run_in_process(output: Path) -> dict:
-        p = CurateParams.model_validate({**PARAMS, "source": str(source), "output": str(output)})
-        return curate(**{n: getattr(p, n) for n in CurateParams.model_fields})
-
-    clean = tmp_path / "clean"
-    first = run_in_process(clean)
-    expected = _pool_state(clean)
-    n_shards = first["shards"]
-
     crashed, markers = tmp_path / "crashed", tmp_path / "markers"
-    staging = crashed / "pool" / "staging"
     proc = _probed_run(stage, markers, source, crashed, params_file)
     _kill_at_marker(proc, markers / "kill-point")
+    staged_before = _assert_killed_at(stage, markers, crashed, n_shards)
 
-    # The kill landed in the intended stage: the next stage never started, nothing committed.
-    assert not (markers / NEXT_STAGE[stage]).exists()
-    assert not (markers / "commit").exists()
-    assert Datapool(LocalStore(crashed / "pool")).load().version == 0
-    staged_before = len(list(staging.glob("*/shard-*.parquet")))
-    if stage == "decode":
-        assert staged_before == 2  # killed after the second shard was staged...
-        assert staged_before < n_shards  # ...with shards still to do
-    else:
-        assert (markers / "upload").exists()
-        # Killed mid-upload: a frame is written (each writer holds after its first output),
-        # the report, written last, is not.
-        assert list((crashed / "frames").rglob("*.png"))
-        assert not list(crashed.glob("tags/*/report.html"))
-
-    summary = run_in_process(crashed)
+    summary = _run_in_process(source, crashed)
     state = _pool_state(crashed)
     assert state == expected
     assert state["file_rows"] == len(set(state["files"]))  # each file committed exactly once
-    assert summary["shards_resumed"] == staged_before
-    assert summary["files_new"] == len(expected["files"])
-    assert not list(staging.glob("*/shard-*.parquet"))  # consumed shards are cleaned up
-    again = run_in_process(crashed)
+    if stage == "manifest":
+        # The killed run had committed: the re-run finds nothing new and adds nothing.
+        assert summary["nothing_new"] and summary["files_new"] == 0
+    else:
+        assert summary["shards_resumed"] == staged_before
+        assert summary["files_new"] == len(expected["files"])
+        assert summary["pool_version_after"] == 1
+        staging = crashed / "pool" / "staging"
+        assert not list(staging.glob("*/shard-*.parquet"))  # consumed shards are cleaned up
+    again = _run_in_process(source, crashed)
     assert again["nothing_new"] and _pool_state(crashed) == expected
