@@ -5,16 +5,18 @@ then, in rounds that alternate the order of the measurements (the machine may be
 noisy; every rate is the median over rounds, every ratio the median of per-round ratios):
 
 - decode-only (winnow.media.decode_file at the model's input size, one file at a time) for each
-  sampling mode, and FFmpeg's raw decoder ceiling (`ffmpeg -benchmark -i FILE -f null -`);
+  sampling mode, and FFmpeg's raw decoder ceiling (`ffmpeg -benchmark -i FILE -f null -`) next
+  to it in every round (`decode_vs_ffmpeg`, the median of the per-round ratios);
 - decode-only against FFmpeg doing the same work, interleaved in every round (AB, then BA):
   the same files, the same codec threads, scaled to the model's input as RGB,
   `ffmpeg -threads T -i FILE -vf scale=S:S:flags=bilinear -pix_fmt rgb24 -f null -`
   (`decode_vs_ffmpeg_same_work`, the median of the per-pair ratios);
 - decode-only with 1, 2 and 4 decoders at once (threads, each with
   `device.decode_threads(decoders)` codec threads), total frames/s;
-- model-only (frames decoded beforehand) for resnet18 and resnet50;
+- model-only (frames decoded beforehand) for resnet18 and resnet50; every timed model (and the
+  naive baseline's plain one) runs one untimed batch first;
 - the engine (winnow.engine.embed_shards, resnet18: decoder threads ahead of a model thread)
-  against min(decode-only, model-only);
+  against min(decode-only with the engine's decoders and codec threads, model-only);
 - a naive baseline: one file at a time, PyAV frames to PIL, PIL resize, then torchvision's
   `to_tensor` + `normalize` per frame and a plain fp32 torchvision model in batches (no overlap,
   contiguous NCHW); and the same loop with winnow's Embedder (channels_last) in place of the
@@ -157,7 +159,7 @@ def main() -> None:
 
     from winnow import engine, media
     from winnow.device import available_cores, decode_threads
-    from winnow.embedding import EmbeddingOptions, load_embedder
+    from winnow.embedding import EmbeddingOptions, default_decode_workers, load_embedder
     from winnow.records import FileRef, FileResult, Shard
     from winnow.storage import LocalStore
 
@@ -306,6 +308,8 @@ def main() -> None:
         plain = torchvision.models.resnet18().eval()
         plain.fc = torch.nn.Identity()
         plain = plain.to(device)
+        with torch.inference_mode():  # warm-up, untimed: one batch, as for r18 and r50 above
+            plain(torch.zeros(args.batch_size, 3, size, size, device=device))
         mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
         def plain_embed(images: list) -> None:
@@ -335,13 +339,24 @@ def main() -> None:
                 n += len(images)
             return _rate(n, time.perf_counter() - t0)
 
+        # The bound's decode side runs the engine's decoders with the engine's codec threads.
+        engine_decoders = args.decode_workers or default_decode_workers(device)
         measures = {
             "model_resnet18": lambda: model_only(r18, pixels),
             "model_resnet50": lambda: model_only(r50, pixels[: args.r50_frames]),
             "engine": engine_run,
             "naive": lambda: naive(plain_embed),
+            # FFmpeg's raw ceiling next to decode_all_frames (AB, then BA on the next round)
+            **(
+                {"ffmpeg_raw": lambda: _ffmpeg_rate(paths, args.frames) or float("nan")}
+                if has_ffmpeg
+                else {}
+            ),
             **{f"decode_{mode}": (lambda m=mode: decode_only(m)) for mode in SAMPLING},
-            **{f"decoders_{n}": (lambda n=n: decode_parallel(n)) for n in (1, 2, 4)},
+            **{
+                f"decoders_{n}": (lambda n=n: decode_parallel(n))
+                for n in sorted({1, 2, 4, engine_decoders})
+            },
         }
         if not args.quick:
             measures["naive_same_model"] = lambda: naive(embedder_embed)
@@ -361,7 +376,9 @@ def main() -> None:
                 got[name] = measures[name]()
                 samples[name].append(got[name])
                 _log(f"round {rnd + 1}/{args.rounds} {name}: {got[name]:.1f} frames/s")
-            bound = min(got["decode_all_frames"], got["model_resnet18"])
+            bound = min(got[f"decoders_{engine_decoders}"], got["model_resnet18"])
+            if "ffmpeg_raw" in got:
+                ratios["decode_vs_ffmpeg"].append(got["decode_all_frames"] / got["ffmpeg_raw"])
             ratios["engine_vs_bound"].append(got["engine"] / bound)
             ratios["engine_vs_naive"].append(got["engine"] / got["naive"])
             ratios["engine_vs_model"].append(got["engine"] / got["model_resnet18"])
@@ -382,12 +399,8 @@ def main() -> None:
                 )
                 _log(f"round {rnd + 1} pair {pair + 1}: ours {a:.1f}, ffmpeg {b:.1f} frames/s")
 
-        ffmpeg_fps = None
         ffmpeg_note = None
-        if shutil.which("ffmpeg"):
-            ffmpeg_fps = statistics.median(
-                _ffmpeg_rate(paths, args.frames) or float("nan") for _ in range(3)
-            )
+        if has_ffmpeg:  # its ceiling ("ffmpeg_raw") was measured in every round above
             version = subprocess.run(
                 ["ffmpeg", "-version"], capture_output=True, text=True
             ).stdout.split("\n")[0]
@@ -396,7 +409,6 @@ def main() -> None:
             ffmpeg_note = "ffmpeg not installed (apt-get install -y ffmpeg): ceiling not measured"
 
         rates = {name: _median(values) for name, values in samples.items()}
-        decode_all = rates["decode_all_frames"]
         stats = last_stats
         result = {
             "bench": "throughput",
@@ -438,16 +450,16 @@ def main() -> None:
             "decode_fps_by_decoders": {str(n): rates[f"decoders_{n}"] for n in (1, 2, 4)},
             "decode_threads_by_decoders": {str(n): decode_threads(n) for n in (1, 2, 4)},
             "decode_thread_rule": "codec threads per decoder = max(1, min(16, cores // decoders))",
-            "ffmpeg_fps": round(ffmpeg_fps, 1) if ffmpeg_fps == ffmpeg_fps and ffmpeg_fps else None,
-            "decode_vs_ffmpeg": (
-                round(decode_all / ffmpeg_fps, 3) if ffmpeg_fps and decode_all else None
-            ),
+            "ffmpeg_fps": rates.get("ffmpeg_raw"),
+            "decode_vs_ffmpeg": None,  # without FFmpeg; else the median of per-round ratios below
             "ffmpeg_note": ffmpeg_note,
             "model_fps": {"resnet18": rates["model_resnet18"], "resnet50": rates["model_resnet50"]},
             "engine_fps": rates["engine"],
             "naive_fps": rates["naive"],
             "naive_same_model_fps": rates.get("naive_same_model"),
-            "bound_fps": min(decode_all, rates["model_resnet18"]),
+            "bound_fps": min(rates[f"decoders_{engine_decoders}"], rates["model_resnet18"]),
+            "bound_decoders": engine_decoders,
+            "bound_codec_threads": decode_threads(engine_decoders),
             "decode_vs_ffmpeg_same_work": None,  # without FFmpeg; else the median below
             **{name: _median(values) for name, values in ratios.items()},
             "engine_stats": {
