@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from winnow.errors import ConfigError
 from winnow.records import FileRef, Shard, kind_of
-from winnow.storage import ObjectInfo, ObjectStore, check_key
+from winnow.storage import ObjectInfo, ObjectStore, check_key, safe_listed_key
 
 _GLOB_CHARS = set("*?[")
 IGNORED_EXAMPLES = 5  # keys of ignored (non-media) objects kept to show the user
@@ -98,7 +98,7 @@ def list_new_files(
     process_all: bool = False,
     exclude_prefixes: Iterable[str] = (),
 ) -> Discovery:
-    """List the source and keep the media files the pool has not processed yet.
+    r"""List the source and keep the media files the pool has not processed yet.
 
     Args:
         source: The raw data.
@@ -112,7 +112,11 @@ def list_new_files(
             inside the source).
 
     Returns:
-        The new files in key order, with counts.
+        The new files in key order, with counts. Keys that cannot be read exactly or named
+        safely in the outputs (`outputs._names.output_name_problem`) are new files like any
+        other: decoding records them as `skipped` with the reason, without reading them, so
+        they are reported once and never stop a run. A name that is not valid UTF-8 is kept
+        with `\udcXX` escapes (`storage.safe_listed_key`).
 
     Raises:
         NotFound: If the source does not exist.
@@ -141,6 +145,8 @@ def list_new_files(
         pending.clear()
 
     for info in source.list():
+        if safe_listed_key(info.key) != info.key:  # a name that is not UTF-8 (local files)
+            info = dataclasses.replace(info, key=safe_listed_key(info.key))
         if excluded and info.key.startswith(excluded):
             continue
         if relevant is not None and not relevant(info.key):

@@ -26,6 +26,7 @@ the caller's `__main__`). An S3 source shares one boto3 client across threads.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import queue
 import threading
 import time
@@ -39,8 +40,9 @@ import numpy as np
 from winnow import media
 from winnow.device import decode_threads
 from winnow.embedding import Embedder, default_decode_workers
-from winnow.errors import ConfigError, DecodeError, NotFound, WinnowError
+from winnow.errors import ConfigError, DecodeError, NotFound, StorageError, WinnowError
 from winnow.media import FrameOptions
+from winnow.outputs._names import output_name_problem
 from winnow.records import (
     Candidates,
     FileRef,
@@ -146,8 +148,14 @@ def embed_shards(
     Raises:
         ConfigError: If `prefetch_batches`, `decode_workers` or `progress_every_s` is not
             positive.
-        StorageError: If a file cannot be read from the source (a vanished file is `skipped`
-            instead); transient errors raise `TransientStorageError`.
+        StorageError: If reads are refused `DENIED_BEFORE_FIRST_READ` times before any
+            succeeds (the credentials cannot read objects). One file that vanished, is refused
+            (access denied), has a key that cannot be read exactly or named safely
+            (`outputs._names.output_name_problem`), or goes over `frames.max_pixels` or
+            `frames.max_seconds_per_file` is a `skipped` result instead. A file replaced since
+            it was listed is decoded as read, under the fingerprint of what was read.
+        TransientStorageError: If a read fails in a way a retry may fix (the run's retry
+            decodes only the shards not staged yet).
         DecodeError: If a decoder fails in an unexpected way; the message names the file.
     """
     if prefetch_batches < 1:
@@ -282,33 +290,107 @@ def _decode_one(
     threads: int,
     put: Any,
     acquire: Any,
+    denied: _ReadRefusals | None = None,
 ) -> bool:
     """Decode one file into messages; False if the run was stopped meanwhile."""
     ref = task.ref
+    # One bad object never stops a run: a key that cannot be read exactly or named safely in
+    # the outputs, an object gone or unreadable, a file over a budget: each is a `skipped`
+    # result with its reason. Only storage trouble a retry may fix stops the run.
+    problem = output_name_problem(ref.key, ref.kind)
+    if problem is not None:
+        put(("file", task, FileResult.for_ref(ref, status="skipped", error=f"not read: {problem}")))
+        return True
+    budget = options.max_seconds_per_file
+    start = time.monotonic()
     try:
-        with source.local_copy(ref.key) as path:
-            for item in media.decode_file(
+        with source.fetch(ref.key) as (path, info):
+            if info is not None and info.fingerprint != ref.fingerprint:
+                # Replaced since it was listed: the pool records what was actually read.
+                ref = dataclasses.replace(
+                    ref, fingerprint=info.fingerprint, size_bytes=info.size_bytes
+                )
+            items = media.decode_file(
                 Path(path),
                 ref,
                 size=size,
                 options=options,
                 chunk_frames=chunk_frames,
                 threads=threads,
-            ):
-                if isinstance(item, FrameBatch):
-                    if not acquire(len(item)):
-                        return False
-                    put(("frames", task, item))
-                else:
-                    put(("file", task, item))
+            )
+            try:
+                for item in items:
+                    if isinstance(item, FrameBatch):
+                        if not acquire(len(item)):
+                            return False
+                        put(("frames", task, item))
+                        if budget is not None and time.monotonic() - start > budget:
+                            put(("file", task, _over_time(ref, budget)))
+                            break
+                    else:
+                        put(("file", task, item))
+            finally:
+                close = getattr(items, "close", None)
+                if close is not None:
+                    close()
     except NotFound as exc:
         result = FileResult.for_ref(
             ref, status="skipped", error=f"vanished from the source before decoding ({exc})"
         )
         put(("file", task, result))
+    except (StorageError, ConfigError) as exc:  # access denied, a key the store refuses, …
+        if denied is not None and denied.refused(isinstance(exc, StorageError)):
+            put(("error", task, _reads_refused(source, exc)))
+            return True
+        error = f"cannot be read: {exc}"
+        put(("file", task, FileResult.for_ref(ref, status="skipped", error=error)))
     except Exception as exc:  # re-raised by the model loop, in the caller's thread
         put(("error", task, exc))
+    else:
+        if denied is not None:
+            denied.read()
     return True
+
+
+def _over_time(ref: FileRef, budget: float) -> FileResult:
+    return FileResult.for_ref(
+        ref,
+        status="skipped",
+        error=f"over the time budget: decoding took longer than frames.max_seconds_per_file "
+        f"({budget:g} s); its frames are dropped",
+    )
+
+
+# Reads refused (access denied) this many times before any read succeeds stop the run: the
+# credentials lack s3:GetObject, and recording every file as skipped would lose them all.
+DENIED_BEFORE_FIRST_READ = 3
+
+
+class _ReadRefusals:
+    """Counts refused reads until the first read succeeds (shared by the decoder threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.ok = 0
+        self.denied = 0
+
+    def read(self) -> None:
+        with self._lock:
+            self.ok += 1
+
+    def refused(self, storage: bool) -> bool:
+        """Count one refused read; True when the run should stop instead of skipping."""
+        with self._lock:
+            self.denied += storage
+            return self.ok == 0 and self.denied >= DENIED_BEFORE_FIRST_READ
+
+
+def _reads_refused(source: ObjectStore, exc: Exception) -> StorageError:
+    return StorageError(
+        f"reading from {source.url} was refused {DENIED_BEFORE_FIRST_READ} times before any "
+        f"file could be read (last: {exc}); check that the credentials may read objects "
+        "(s3:GetObject) — nothing was recorded as processed"
+    )
 
 
 class _ThreadDecoders:
@@ -340,6 +422,7 @@ class _ThreadDecoders:
             "threads": decode_threads(workers),  # decoders share the cores, never oversubscribe
             "put": self.out.put,
             "acquire": budget.acquire,
+            "denied": _ReadRefusals(),
         }
         self._threads = [
             threading.Thread(
@@ -576,6 +659,8 @@ class _ModelLoop:
             elif self.inflight is not None:
                 self.collect()
             elif self.live == 0:
+                if states[next_shard].done():  # its last result came with the decoders' exit
+                    continue
                 missing = [
                     f"{s.shard.files[j].key} (shard {s.shard.index})"
                     for s in states[next_shard:]

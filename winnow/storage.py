@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import threading
 import uuid
@@ -63,6 +64,70 @@ def check_key(key: str) -> str:
     return "/".join(parts)
 
 
+# A listed key longer than this (UTF-8 bytes) is refused: S3's own limit is 1,024 bytes, and
+# outputs named after the key (frames/<key>-<frame>-<ext>.png) need room for the output prefix.
+MAX_KEY_BYTES = 900
+# A path component longer than this cannot be a file name on common local file systems.
+MAX_NAME_BYTES = 255
+_SURROGATE_ESCAPE = re.compile(r"\\udc[89a-f][0-9a-f]")
+
+
+def key_problem(key: str) -> str | None:
+    r"""Why a listed key cannot be read exactly and named safely in outputs (None: it can).
+
+    `check_key` normalises keys given by people (`a//b` → `a/b`); a key found by listing must
+    instead be used exactly as it is, or another object would be read. This refuses listed
+    keys that an object store holds but that cannot be mapped one-to-one onto a relative path:
+    empty, absolute (a leading `/`), empty (`//`), `.` or `..` components, backslashes, control
+    characters, names that are not valid UTF-8 (`safe_listed_key` shows them as `\udcXX`),
+    and keys or components that are too long (`MAX_KEY_BYTES`, `MAX_NAME_BYTES`).
+
+    Args:
+        key: The key relative to the store's root, as listed.
+
+    Returns:
+        A short reason naming the rule, or None.
+    """
+    if not key:
+        return "empty key"
+    if _SURROGATE_ESCAPE.search(key):
+        return "its name is not valid UTF-8 (shown with \\udcXX escapes)"
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8"
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        return "its key holds control characters (newline, tab, escape…)"
+    if "\\" in key:
+        return "its key holds a backslash ('\\'), which is not a path separator here"
+    if key.startswith("/"):
+        return "its key starts with '/' (an absolute path)"
+    parts = key.split("/")
+    if "" in parts:
+        return "its key holds an empty path component ('//' or a trailing '/')"
+    if any(p in (".", "..") for p in parts):
+        return "its key holds a '.' or '..' component, which could name another object"
+    if size > MAX_KEY_BYTES:
+        return f"its key is {size} bytes long (at most {MAX_KEY_BYTES})"
+    if any(len(p.encode("utf-8")) > MAX_NAME_BYTES for p in parts):
+        return f"a component of its key is longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def safe_listed_key(key: str) -> str:
+    r"""A listed key as a valid string: names that are not UTF-8 get `\udcXX` escapes.
+
+    A local file system may hold names that are not UTF-8 (Python shows their bytes as lone
+    surrogates, which cannot be written to Parquet, JSON or S3). `key_problem` refuses the
+    escaped form, so such a file is recorded with a readable key and never read.
+    """
+    try:
+        key.encode("utf-8")
+        return key
+    except UnicodeEncodeError:
+        return key.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _join(prefix: str, key: str) -> str:
     return f"{prefix.rstrip('/')}/{key}" if prefix else key
 
@@ -96,6 +161,21 @@ class ObjectStore(ABC):
         Local stores yield the file itself; S3 streams the object to a temporary file (never
         holding it whole in memory) and removes it on exit.
         """
+
+    @contextlib.contextmanager
+    def fetch(self, key: str) -> Iterator[tuple[Path, ObjectInfo | None]]:
+        """Like `local_copy`, and also the identity of exactly the content read.
+
+        Yields:
+            The local path and the `ObjectInfo` of the object as read (its fingerprint may
+            differ from a listing's when the object was replaced in between); None when the
+            backend cannot tell.
+
+        Raises:
+            NotFound: If the key does not exist (e.g. deleted after it was listed).
+        """
+        with self.local_copy(key) as path:
+            yield path, None
 
     @abstractmethod
     def put(self, key: str, data: bytes | Path) -> None:
@@ -197,6 +277,18 @@ class LocalStore(ObjectStore):
         if not path.is_file():
             raise NotFound(f"{self.url_for(key)} does not exist")
         yield path
+
+    @contextlib.contextmanager
+    def fetch(self, key: str) -> Iterator[tuple[Path, ObjectInfo | None]]:
+        """Yield the file's own path and its size and mtime as it is opened."""
+        path = self._path(key)
+        try:
+            if not path.is_file():
+                raise FileNotFoundError(path)
+            info = self._info(path)
+        except FileNotFoundError as exc:
+            raise NotFound(f"{self.url_for(key)} does not exist") from exc
+        yield path, info
 
     def _write_temp(self, target: Path, data: bytes | Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -513,6 +605,45 @@ class S3Store(ObjectStore):
             except Exception as exc:
                 raise self._fail(exc, "get", key) from exc
             yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def fetch(self, key: str) -> Iterator[tuple[Path, ObjectInfo | None]]:
+        """Stream the object to a temporary file, with the ETag and size of what was read.
+
+        The transfer manager HEADs the object, then GETs it (ranged and parallel for big
+        objects) with `If-Match` on that ETag, so the content is exactly the version the ETag
+        names even if the object is replaced meanwhile; a replacement during the download
+        fails it with 412 and the read starts again once.
+        """
+        from boto3.s3.transfer import TransferConfig, create_transfer_manager
+        from botocore.exceptions import ClientError
+
+        suffix = PurePosixPath(key).suffix
+        fd, name = tempfile.mkstemp(prefix="winnow-", suffix=suffix)
+        os.close(fd)
+        path = Path(name)
+        config = TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNK
+        )
+        try:
+            for attempt in range(2):
+                try:
+                    with create_transfer_manager(self.client, config) as manager:
+                        future = manager.download(self.bucket, self._k(key), str(path))
+                        future.result()
+                    break
+                except ClientError as exc:
+                    code = str(exc.response.get("Error", {}).get("Code", ""))
+                    if attempt == 0 and code in ("PreconditionFailed", "412"):
+                        continue  # replaced while it was read: read the new version whole
+                    raise self._fail(exc, "get", key) from exc
+                except Exception as exc:
+                    raise self._fail(exc, "get", key) from exc
+            etag = (future.meta.etag or "").strip('"')
+            size = path.stat().st_size  # what was read (the transfer's own size may be unset)
+            yield path, ObjectInfo(key=key, size_bytes=size, fingerprint=f"etag:{etag}:{size}")
         finally:
             path.unlink(missing_ok=True)
 

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from winnow import demo, engine, media
 from winnow.embedding import EmbeddingOptions, load_embedder
-from winnow.errors import ConfigError, DecodeError, StorageError
+from winnow.errors import ConfigError, DecodeError, StorageError, TransientStorageError
 from winnow.media import FrameOptions
 from winnow.records import FileRef, FileResult, FrameBatch, Shard, kind_of
-from winnow.storage import LocalStore, ObjectStore, S3Store
+from winnow.storage import LocalStore, ObjectStore, S3Options, S3Store
 
 SIZE = 64
 FRAMES = FrameOptions(every_n_frames=2)
@@ -225,16 +223,44 @@ def test_an_unexpected_decoder_error_names_the_file_and_stops_the_decoders(
     assert not _engine_threads()
 
 
-def test_storage_errors_surface_unchanged(media_store, embedder, monkeypatch):
-    @contextlib.contextmanager
-    def denied(key):
-        raise StorageError(f"get {key}: access denied")
-        yield Path()
+def _s3_behind_proxy(
+    media_store, s3_bucket, proxy, keys: list[FileRef]
+) -> tuple[S3Store, list[FileRef]]:
+    """The files copied to a real S3 store reached through `proxy`, listed there."""
+    s3 = S3Store(
+        s3_bucket, "raw", S3Options(endpoint_url=proxy.url, region="us-east-1", max_attempts=2)
+    )
+    for ref in keys:
+        s3.put(ref.key, media_store.get(ref.key))
+    return s3, _refs(s3)
 
-    monkeypatch.setattr(media_store, "local_copy", denied)
-    shards = _shards(_refs(media_store, "stills")[:1], per_shard=1)
-    with pytest.raises(StorageError, match="still-0000.jpg: access denied"):
-        _run(shards, media_store, embedder)
+
+def test_reads_refused_before_any_success_stop_the_run(
+    media_store, embedder, s3_bucket, s3_fault_proxy
+):
+    # One refused key is a skipped file (tests/integration/test_hostile_keys.py); refusals
+    # before any read succeeds mean the credentials cannot read at all: the run stops. Real
+    # objects on the moto server, listed, then every request answered 403 AccessDenied.
+    s3, refs = _s3_behind_proxy(
+        media_store, s3_bucket, s3_fault_proxy, _refs(media_store, "stills")[:3]
+    )
+    s3_fault_proxy.inject("deny")
+    with pytest.raises(StorageError, match=r"refused 3 times .*still-000\d.jpg: access denied"):
+        _run(_shards(refs, per_shard=3), s3, embedder, decode_workers=1)
+    assert s3_fault_proxy.seen >= 3  # the reads really went to the server
+
+
+def test_a_transient_read_error_surfaces_unchanged(
+    media_store, embedder, s3_bucket, s3_fault_proxy
+):
+    # A real object the server answers 503 SlowDown for, past boto3's retries: the run stops
+    # with the store's TransientStorageError (the flow's retry decodes the shards left).
+    s3, refs = _s3_behind_proxy(
+        media_store, s3_bucket, s3_fault_proxy, _refs(media_store, "stills")[:1]
+    )
+    s3_fault_proxy.inject("slowdown", fail=10**6)
+    with pytest.raises(TransientStorageError, match=r"still-0000\.jpg: transient S3 error"):
+        _run(_shards(refs, per_shard=1), s3, embedder)
 
 
 def test_closing_the_generator_early_stops_the_decoders(media_store, embedder):

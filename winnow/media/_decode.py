@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import av
+from PIL import Image
 
 from winnow.errors import ConfigError
 from winnow.media._animated import _decode_gif, _is_animated_gif
@@ -58,10 +62,64 @@ def decode_file(
         raise ConfigError(
             f"decode_file: size and chunk_frames must be positive, got {size} and {chunk_frames}"
         )
+    refusal = _pixel_budget_refusal(path, ref, options.max_pixels)
+    if refusal is not None:
+        return iter([refusal])
     if ref.kind == "image":
         if _is_animated_gif(path):  # frames sampled like a video's; its result says `video`
             return _decode_gif(path, ref, size=size, options=options, chunk_frames=chunk_frames)
         return _decode_image(path, ref, size=size)
     return _decode_video(
         path, ref, size=size, options=options, chunk_frames=chunk_frames, threads=threads
+    )
+
+
+def _frame_size(path: Path, kind: str) -> tuple[int, int] | None:
+    """Width and height from the file's header (nothing decoded), or None when unknown.
+
+    Raises:
+        Image.DecompressionBombError: If Pillow's own pixel limit refuses the image.
+    """
+    if kind == "image":
+        try:
+            with Image.open(path) as im:
+                return im.size
+        except Image.DecompressionBombError:
+            raise
+        except Exception:  # per-file boundary: the decoder reports the real problem
+            return None
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            stream: Any = next(iter(container.streams.video), None)
+            ctx = stream.codec_context if stream is not None else None
+            if ctx is None or not ctx.width or not ctx.height:
+                return None
+            return int(ctx.width), int(ctx.height)
+    except Exception:  # per-file boundary: the decoder reports the real problem
+        return None
+
+
+def _pixel_budget_refusal(path: Path, ref: FileRef, max_pixels: int | None) -> FileResult | None:
+    """A `skipped` result when the file's frames are bigger than `max_pixels`, else None."""
+    if max_pixels is None:
+        return None
+    try:
+        size = _frame_size(path, ref.kind)
+    except Image.DecompressionBombError as exc:
+        return FileResult.for_ref(
+            ref,
+            status="skipped",
+            error=f"over the pixel budget: Pillow refuses it as a possible decompression bomb "
+            f"({exc})",
+        )
+    if size is None or size[0] * size[1] <= max_pixels:
+        return None
+    width, height = size
+    return FileResult.for_ref(
+        ref,
+        status="skipped",
+        error=f"over the pixel budget: {width}x{height} = {width * height / 1e6:.1f} MP per frame, "
+        f"frames.max_pixels is {max_pixels / 1e6:g} MP",
+        width=width,
+        height=height,
     )

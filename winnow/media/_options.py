@@ -10,6 +10,7 @@ class FrameOptions(BaseModel):
 
     With no sampling mode set, every frame is kept. At most one of `every_n_frames`,
     `sample_fps` and `keyframes_only` may be set; `max_frames_per_video` caps any of them.
+    `max_seconds_per_file` and `max_pixels` are budgets that apply to every file.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="Frames")
@@ -35,6 +36,20 @@ class FrameOptions(BaseModel):
         ge=1,
         description="At most this many frames per video, spread evenly over the whole video. "
         "Empty: no cap.",
+    )
+
+    max_seconds_per_file: float | None = Field(
+        600.0,
+        gt=0,
+        description="Stop decoding a file after this many seconds and record it as skipped "
+        "(a pathological or hostile file never stalls a run). Empty: no time limit.",
+    )
+    max_pixels: int | None = Field(
+        100_000_000,
+        ge=1,
+        description="Skip an image or video whose frames have more pixels than this (width x "
+        "height, read from the header before decoding; 100 MP by default). Pillow's own "
+        "decompression-bomb limit (about 179 MP) also applies to images. Empty: no limit.",
     )
 
     @model_validator(mode="after")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from winnow.errors import ConfigError
-from winnow.storage import check_key
+from winnow.storage import MAX_KEY_BYTES, MAX_NAME_BYTES, check_key, key_problem
 
 FRAMES_PREFIX = "frames"
 TAGS_PREFIX = "tags"
@@ -53,6 +53,48 @@ def frame_name(key: str, frame_index: int, frames_total: int) -> str:
     digits = len(str(max(int(frames_total), 1)))
     base = f"{stem}-{int(frame_index):0{digits}d}" + (f"-{ext}" if ext else "")
     return f"{FRAMES_PREFIX}/{folder}/{base}.png" if folder else f"{FRAMES_PREFIX}/{base}.png"
+
+
+# A file name shaped like a frame PNG name: `<stem>-<digits>[-<extension>].png`.
+_FRAME_FILE_RE = re.compile(r"^.+-[0-9]+(-[^./]+)?\.png$")
+# Frame numbers are padded to the digits of the video's frame count; this many is plenty.
+_WORST_DIGITS = 9
+
+
+def output_name_problem(key: str, kind: str) -> str | None:
+    """Why a listed file cannot be given safe output names (None: it can).
+
+    Besides the key rules of `storage.key_problem`, a video (or GIF, whose frames may be
+    exported like a video's) must have frame names that fit the limits, and none of its folders
+    may be named like a frame PNG: on a file system `frames/<folder>` could then have to be a
+    file (another video's frame) and a folder at once. Images are referenced in place, so only
+    the key rules apply to them.
+
+    Args:
+        key: The file's key relative to the source root, as listed.
+        kind: `image` or `video`.
+
+    Returns:
+        A short reason, or None.
+    """
+    problem = key_problem(key)
+    if problem is not None:
+        return problem
+    if kind != "video" and not key.lower().endswith(".gif"):
+        return None
+    name = frame_name(key, 0, 10**_WORST_DIGITS - 1)
+    if len(name.encode("utf-8")) > MAX_KEY_BYTES:
+        return f"its frames' output names would be longer than {MAX_KEY_BYTES} bytes"
+    if len(name.rsplit("/", 1)[-1].encode("utf-8")) > MAX_NAME_BYTES:
+        return f"its frames' output file names would be longer than {MAX_NAME_BYTES} bytes"
+    folders = key.split("/")[:-1]
+    for folder in folders:
+        if _FRAME_FILE_RE.match(folder):
+            return (
+                f"its folder {folder!r} is named like a frame PNG, so its frames' folder could "
+                "collide with another video's frame file in the output"
+            )
+    return None
 
 
 def export_name(key: str, kind: str, frame_index: int, frames_total: int) -> str:
