@@ -13,7 +13,7 @@ three steps, the child's peak RSS (VmHWM) before and after them, the same seed t
 old path (every samples part; first repeat only), and, for information, building the fingerprint index and
 looking up the run's keys (discovery: that one is O(files) by nature).
 
-    .venv/bin/python bench/pool_growth.py [--quick] [--repeat 5]
+    .venv/bin/python bench/pool_growth.py [--quick] [--repeat 7] [--workdir DIR]
 
 The last line of output is one JSON object; `pool_growth_ratio` = time at big / time at small.
 """
@@ -204,7 +204,10 @@ def main() -> None:
     parser.add_argument("--dataset", type=int, default=20_000)
     parser.add_argument("--run", type=int, default=10_000)
     parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument(
+        "--workdir", type=Path, help="build the pools here and keep them (reused when present)"
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--old-path", action="store_true", help=argparse.SUPPRESS)
@@ -217,10 +220,18 @@ def main() -> None:
         args.repeat = min(args.repeat, 3)
 
     started = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix="winnow-pool-growth-"))
+    tmp = args.workdir or Path(tempfile.mkdtemp(prefix="winnow-pool-growth-"))
     try:
         sizes = {"small": args.small, "big": args.big}
-        build_s = {k: build(tmp / k, n, args.dataset, args.dim) for k, n in sizes.items()}
+        build_s = {}
+        for k, n in sizes.items():
+            marker = tmp / f"{k}-{n}-{args.dataset}-{args.dim}.built"
+            if marker.exists():
+                build_s[k] = float(marker.read_text())
+                continue
+            shutil.rmtree(tmp / k, ignore_errors=True)
+            build_s[k] = build(tmp / k, n, args.dataset, args.dim)
+            marker.write_text(str(build_s[k]))
         disk_mb = {
             k: sum(f.stat().st_size for f in (tmp / k).rglob("*") if f.is_file()) / 2**20
             for k in sizes
@@ -230,7 +241,8 @@ def main() -> None:
             for k in sizes:
                 runs[k].append(_measure(tmp / k, args.run, args.dim, seed=i))
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.workdir is None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def med(k: str, name: str) -> float:
         return statistics.median(r[name] for r in runs[k] if r[name] is not None)
