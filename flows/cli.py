@@ -1,4 +1,4 @@
-"""The `winnow` command: run, demo, tags, status, export, train, reembed, select.
+"""The `winnow` command: run, demo, tags, status, gc, export, train, reembed, select.
 
 An entry point: it runs the curate flow, so it sits above `flows/` in the layers. Heavy imports
 (Prefect, torch) happen inside the commands, so `winnow --help` answers at once.
@@ -344,6 +344,33 @@ def status(
         for c in list_models(pool.store)
     ]
     typer.echo(f"trained models: {', '.join(trained) or 'none'}")
+
+
+@app.command("gc")
+def gc_cmd(
+    output: Annotated[str, typer.Option(help="The run's output folder or s3:// prefix.")],
+    older_than: Annotated[
+        str,
+        typer.Option(
+            help="Only remove garbage last written longer ago than this (7d, 36h, 90m); a "
+            "live run's staging is younger."
+        ),
+    ] = "7d",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list what would be removed.")
+    ] = False,
+    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
+) -> None:
+    """Remove abandoned staged shards and parts of lost commits (never what a version names)."""
+    from winnow import gc
+
+    pool = _open_pool(output, endpoint_url)
+    report = gc.collect_garbage(
+        pool, older_than_s=gc.parse_duration(older_than), dry_run=dry_run
+    )
+    for key in [*report.staged, *report.parts]:
+        typer.echo(f"{'would remove' if dry_run else 'removed'} {pool.store.url_for(key)}")
+    typer.echo(f"datapool {pool.url}: {report.describe()}")
 
 
 @app.command()

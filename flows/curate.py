@@ -21,6 +21,7 @@ from tasks.tag import register_tag_rebasing
 from tasks.upload import upload_outputs
 from winnow.datapool import PoolSnapshot, plan_hash
 from winnow.embedding import EmbeddingOptions
+from winnow.gc import collect_garbage_if_due
 from winnow.media import FrameOptions
 from winnow.params import (
     CurateParams,
@@ -187,6 +188,7 @@ def curate(
             plan_hash=plan,
             shard_ids=[s.shard_id for s in shards],
         )
+    collect_garbage_if_due(stores.pool)  # abandoned staging, lost commits' parts (winnow.gc)
     summary.pool_version_after, summary.commit_attempts = committed.version, committed.attempts
     publish_summary(
         summary,

@@ -789,6 +789,33 @@ class Datapool:
                 writer.close()
             Path(name).unlink(missing_ok=True)
 
+    # -- garbage collection helpers (the policy lives in winnow/gc.py) ------------------------
+
+    def named_parts(self) -> set[str]:
+        """Every part key named by any committed version (older versions stay readable).
+
+        Reads every manifest under `versions/`, whatever tables it names.
+
+        Raises:
+            PoolCorrupt: If a manifest cannot be read (nothing may then be called garbage).
+        """
+        named: set[str] = set()
+        try:
+            infos = [i for i in self.store.list("versions") if i.key.endswith(".json")]
+        except NotFound:
+            return named
+        for info in infos:
+            where = self.store.url_for(info.key)
+            try:
+                raw = json.loads(_get(self.store, info.key))
+                if raw.get("format") != FORMAT:
+                    raise ValueError(f"unknown format {raw.get('format')!r}")
+                for keys in raw["parts"].values():
+                    named.update(str(k) for k in keys)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise PoolCorrupt(f"datapool manifest {where} is not readable: {exc}") from exc
+        return named
+
     def _read_manifest(self, version: int) -> Manifest | None:
         key = _version_key(version)
         try:

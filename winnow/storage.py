@@ -41,11 +41,13 @@ class ObjectInfo:
         key: Key relative to the store's root.
         size_bytes: Size of the object.
         fingerprint: Content identity: `etag:<etag>:<size>` (S3) or `mtime:<ns>:<size>` (local).
+        modified_s: Last modification, in seconds since the epoch (None when not known).
     """
 
     key: str
     size_bytes: int
     fingerprint: str
+    modified_s: float | None = None
 
 
 def check_key(key: str) -> str:
@@ -260,7 +262,10 @@ class LocalStore(ObjectStore):
         st = path.stat()
         key = path.relative_to(self.root).as_posix()
         return ObjectInfo(
-            key=key, size_bytes=st.st_size, fingerprint=f"mtime:{st.st_mtime_ns}:{st.st_size}"
+            key=key,
+            size_bytes=st.st_size,
+            fingerprint=f"mtime:{st.st_mtime_ns}:{st.st_size}",
+            modified_s=st.st_mtime,
         )
 
     def get(self, key: str) -> bytes:
@@ -581,7 +586,13 @@ class S3Store(ObjectStore):
                         continue  # folder placeholder objects
                     etag = obj.get("ETag", "").strip('"')
                     size = int(obj["Size"])
-                    yield ObjectInfo(key=key, size_bytes=size, fingerprint=f"etag:{etag}:{size}")
+                    modified = obj.get("LastModified")
+                    yield ObjectInfo(
+                        key=key,
+                        size_bytes=size,
+                        fingerprint=f"etag:{etag}:{size}",
+                        modified_s=modified.timestamp() if modified is not None else None,
+                    )
         except Exception as exc:
             raise self._fail(exc, "list") from exc
 
