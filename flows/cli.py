@@ -365,9 +365,7 @@ def gc_cmd(
     from winnow import gc
 
     pool = _open_pool(output, endpoint_url)
-    report = gc.collect_garbage(
-        pool, older_than_s=gc.parse_duration(older_than), dry_run=dry_run
-    )
+    report = gc.collect_garbage(pool, older_than_s=gc.parse_duration(older_than), dry_run=dry_run)
     for key in [*report.staged, *report.parts]:
         typer.echo(f"{'would remove' if dry_run else 'removed'} {pool.store.url_for(key)}")
     typer.echo(f"datapool {pool.url}: {report.describe()}")
