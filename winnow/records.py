@@ -148,8 +148,9 @@ def merge_file_results(results: list[FileResult]) -> list[FileResult]:
     Results with the same key and fingerprint are the ranges of one file (discovery lists a key
     once). Merged: `frames_sampled` summed; `frames_total`, `width`, `height` from the ranges
     that know them; status `ok` if any range sampled frames (with the first `partial:` error, a
-    range that failed outright counting as one), else `corrupt` if any range was, else `skipped`, with the first reason that
-    is not `EMPTY_RANGE`. A single result passes through unchanged; order is first appearance.
+    range that failed outright counting as one), else `corrupt` if any range was, else
+    `skipped`, with the first reason that is not `EMPTY_RANGE`. A single result passes through
+    unchanged; order is first appearance.
 
     Args:
         results: File results, e.g. of every staged shard of a run.
