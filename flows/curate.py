@@ -29,6 +29,7 @@ from winnow.params import (
     ProcessAll,
     RelevantFilenames,
     ShardFiles,
+    ShardSeconds,
     Source,
     StorageParams,
     TagName,
@@ -66,6 +67,7 @@ def curate(
     selection: SelectionConfig = SelectionConfig(),  # noqa: B008
     storage: StorageParams = StorageParams(),  # noqa: B008
     shard_files: ShardFiles = 32,
+    shard_seconds: ShardSeconds = None,
     scale: ScaleOptions = ScaleOptions(),  # noqa: B008
 ) -> dict:
     """Keep only what is worth labelling from the new files of a bucket or folder."""
@@ -89,6 +91,7 @@ def curate(
             relevant_filenames=params.relevant_filenames,
             process_all=params.process_all,
             shard_files=params.shard_files,
+            shard_seconds=params.shard_seconds,
         )
     summary.files_listed, summary.files_known = found.listed, found.known
     summary.files_ignored, summary.ignored_examples = found.ignored, list(found.ignored_examples)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from tasks.connect import STORAGE_RETRIES
-from winnow import discover
+from winnow import discover, media
 from winnow.datapool import PoolSnapshot
+from winnow.errors import NotFound
 from winnow.records import Shard
 from winnow.stores import Stores
 
@@ -35,6 +38,7 @@ def discover_files(
     relevant_filenames: str | None,
     process_all: bool,
     shard_files: int,
+    shard_seconds: float | None = None,
 ) -> tuple[discover.Discovery, tuple[Shard, ...]]:
     """List the source, keep new and changed media files, plan shards."""
     relevant = None
@@ -48,7 +52,12 @@ def discover_files(
         process_all=process_all,
         exclude_prefixes=[stores.output_inside_source or ""],
     )
-    shards = discover.plan_shards(found.new, max_files=shard_files)
+    durations = None
+    if shard_seconds is not None:
+        durations = _video_durations(stores, [f.key for f in found.new if f.kind == "video"])
+    shards = discover.plan_shards(
+        found.new, max_files=shard_files, shard_seconds=shard_seconds, durations=durations
+    )
     get_run_logger().info(
         "discover %s: %d media files listed, %d new (%d changed), %d already in the pool, "
         "%d shards",
@@ -60,3 +69,17 @@ def discover_files(
         len(shards),
     )
     return found, shards
+
+
+def _video_durations(stores: Stores, keys: list[str]) -> dict[str, float]:
+    """Seconds of each video from its container header (unreadable ones stay unsplit)."""
+    out = {}
+    for key in keys:
+        try:
+            with stores.source.local_copy(key) as path:
+                seconds = media.probe_duration(Path(path))
+        except NotFound:  # gone since the listing: decoding records it as skipped
+            continue
+        if seconds is not None:
+            out[key] = seconds
+    return out

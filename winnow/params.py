@@ -93,6 +93,16 @@ ShardFiles = Annotated[
     int,
     Field(ge=1, le=10_000, description="Files per shard (the unit of progress and of resume)."),
 ]
+ShardSeconds = Annotated[
+    float | None,
+    Field(
+        gt=0,
+        description="Split videos longer than this many seconds into time-range shards, so "
+        "several workers decode one long video at once (the frames are the same as decoding "
+        "it whole). Empty: videos are never split. Planning then reads each new video's header "
+        "(on S3 that downloads the video during discovery).",
+    ),
+]
 
 
 class CurateParams(BaseModel):
@@ -110,6 +120,7 @@ class CurateParams(BaseModel):
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     storage: StorageParams = Field(default_factory=StorageParams)
     shard_files: ShardFiles = 32
+    shard_seconds: ShardSeconds = None
     scale: ScaleOptions = Field(default_factory=ScaleOptions)
 
     @model_validator(mode="after")
