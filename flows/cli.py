@@ -48,6 +48,14 @@ def _set(d: dict, path: str, value: Any) -> None:
     d[last] = value
 
 
+def _invalid(exc: Any) -> str:
+    """A pydantic ValidationError as one line: each field and what is wrong with it."""
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'parameters'}: {e['msg']}" for e in exc.errors()
+    )
+    return f"invalid parameters: {problems} (fix the option, or the value in --params-file)"
+
+
 def build_params(base: dict, options: dict[str, Any]) -> Any:
     """Merge CLI options over a parameters dict and validate them as `CurateParams`."""
     from pydantic import ValidationError
@@ -60,11 +68,7 @@ def build_params(base: dict, options: dict[str, Any]) -> Any:
     try:
         return CurateParams.model_validate(data)
     except ValidationError as exc:
-        lines = [
-            f"  {'.'.join(str(p) for p in e['loc']) or 'parameters'}: {e['msg']}"
-            for e in exc.errors()
-        ]
-        _fail("invalid parameters:\n" + "\n".join(lines))
+        _fail(_invalid(exc))
 
 
 class _Brief(logging.Formatter):
@@ -437,11 +441,7 @@ def _validated(model: Any, data: dict) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        lines = [
-            f"  {'.'.join(str(p) for p in e['loc']) or 'parameters'}: {e['msg']}"
-            for e in exc.errors()
-        ]
-        _fail("invalid parameters:\n" + "\n".join(lines))
+        _fail(_invalid(exc))
 
 
 def run_flow(flow_fn: Any, params: Any) -> dict:

@@ -545,7 +545,10 @@ class S3Store(ObjectStore):
             code = str(err.get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code == "NoSuchBucket":
-                return NotFound(f"{op} {where}: bucket {self.bucket!r} does not exist")
+                return NotFound(
+                    f"{op} {where}: bucket {self.bucket!r} does not exist; create it or fix the "
+                    "bucket name in the URL"
+                )
             if code in ("NoSuchKey", "404", "NotFound"):
                 return NotFound(f"{op} {where}: no such key")
             if code in ("AccessDenied", "403", "AllAccessDisabled"):
