@@ -151,3 +151,42 @@ def test_float16_filter_keeps_exact_picks_on_ties_closer_than_float16_rounding(c
     (phases,) = [r.getMessage() for r in caplog.records if "k-center:" in r.getMessage()]
     assert "float16 filter on" in phases  # the screen really ran (not the exact fallback)
     assert got.tolist() == want
+
+
+def _filter_state(caplog) -> str:
+    (phases,) = [r.getMessage() for r in caplog.records if "k-center:" in r.getMessage()]
+    return "on" if "float16 filter on" in phases else "off"
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_float16_filter_is_on_from_its_row_threshold_at_any_scale(caplog, scale):
+    n = _kcenter._FILTER_MIN_ROWS
+    x = np.random.default_rng(7).standard_normal((n, 32)) * scale
+    x[5] = 0.0  # a zero row: its error bound is the absolute term alone
+    x[9] *= 1e-6
+    x = x.astype(np.float32)
+    existing = (np.random.default_rng(8).standard_normal((3, 32)) * scale).astype(np.float32)
+    want, _ = reference_kcenter(x, existing, 30)
+    states = []
+    for rows in (n, n - 1):  # on at the threshold, off just below it
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="winnow.selection._kcenter"):
+            got, _ = selection.kcenter_greedy(x[:rows], existing=existing, k=30, device=CPU)
+        states.append(_filter_state(caplog))
+        if rows == n:
+            assert got.tolist() == want
+    assert states == ["on", "off"]
+
+
+def test_a_pick_exactly_at_min_distance_or_the_near_duplicate_distance_is_made():
+    import torch
+
+    x = np.array([[1.0, 0.0], [0.0, 0.5]], np.float32)  # 1 and exactly 0.5 from the origin
+    picks, dists = selection.kcenter_greedy(
+        x, existing=np.zeros((1, 2)), min_distance=0.5, device=CPU
+    )
+    assert picks.tolist() == [0, 1] and dists.tolist() == [1.0, 0.5]
+    xt = torch.from_numpy(x)
+    cover = _kcenter._Cover(xt, (xt * xt).sum(1))
+    got = _kcenter._greedy_farthest(cover, xt, k=None, min_distance=None, exclude_below=0.5)
+    assert got == ([0, 1], [1.0, 0.5], "exhausted")  # only rows *closer* than 0.5 are excluded
