@@ -180,12 +180,18 @@ def label_efficiency(x: np.ndarray, y: np.ndarray) -> dict:
         config = SelectionConfig(strategies=["diversity"], n_samples=k, seed=0)
         picks = select(cands, dataset=np.zeros((0, x.shape[1]), np.float32), config=config)
         kcenter = nn1_accuracy(x, y, picks.indices)
+        default = select(
+            cands,
+            dataset=np.zeros((0, x.shape[1]), np.float32),
+            config=SelectionConfig(n_samples=k, seed=0),
+        )
         rand = [
             nn1_accuracy(x, y, np.random.default_rng(s).choice(len(x), k, replace=False))
             for s in range(RANDOM_SEEDS)
         ]
         out[f"k{k}"] = {
             "kcenter": round(kcenter, 4),
+            "default_strategy": round(nn1_accuracy(x, y, default.indices), 4),
             "random": round(float(np.mean(rand)), 4),
             "random_std": round(float(np.std(rand)), 4),
         }
@@ -194,6 +200,33 @@ def label_efficiency(x: np.ndarray, y: np.ndarray) -> dict:
 
 def measure(x: np.ndarray, y: np.ndarray) -> dict:
     return {"knn5_accuracy": round(knn5_accuracy(x, y), 4), **label_efficiency(x, y)}
+
+
+def epochs_within(budget_s: float, *, samples: int, batch: int, size: int) -> tuple[int, float]:
+    """Epochs of SimCLR training that fit `budget_s` on this machine, from timed probe steps."""
+    import torch
+    from lightly.loss import NTXentLoss
+    from lightly.models.modules.heads import SimCLRProjectionHead
+
+    from winnow.embedding import EmbeddingOptions, load_embedder
+
+    trunk = load_embedder(EmbeddingOptions(weights="none", input_size=size, device="cpu")).module
+    trunk = trunk.train().requires_grad_(True)
+    head, loss_fn = SimCLRProjectionHead(512, 512, 128), NTXentLoss(0.5)
+    opt = torch.optim.AdamW([*trunk.parameters(), *head.parameters()], 1e-3)
+    x = torch.randn(2 * batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        loss = loss_fn(*head(trunk(x).flatten(1)).chunk(2))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    step_s = float(np.mean(times[1:]))
+    # 15 % for the views, the checkpoint and the loader; at least one epoch.
+    epoch_s = 1.15 * step_s * max(1, samples // batch)
+    return max(1, min(200, int(budget_s // epoch_s))), epoch_s
 
 
 def protocol(name: str, images, labels, args, tmp: Path) -> dict:  # noqa: ANN001
@@ -216,8 +249,14 @@ def protocol(name: str, images, labels, args, tmp: Path) -> dict:  # noqa: ANN00
         random_small = measure(pool_embeddings(pool, keys), labels)
         print(f"[{name}] random weights at {args.size} px: {random_small}", flush=True)
 
+    epochs, epoch_s = args.epochs, None
+    if epochs is None:
+        epochs, epoch_s = epochs_within(
+            args.budget_s, samples=len(keys), batch=args.train_batch, size=args.size
+        )
+        print(f"[{name}] {epochs} epochs fit {args.budget_s:.0f} s (~{epoch_s:.0f} s each)")
     params = TrainOptions(
-        epochs=args.epochs,
+        epochs=epochs,
         batch_size=args.train_batch,
         input_size=args.size,
         learning_rate=args.lr,
@@ -260,7 +299,8 @@ def protocol(name: str, images, labels, args, tmp: Path) -> dict:  # noqa: ANN00
         "train_s": round(train_s, 1),
         "curate_s": round(curate_s, 1),
         "reembed_s": round(reembed_s, 1),
-        "epochs": args.epochs,
+        "epochs": epochs,
+        "train_budget_s": None if args.epochs else args.budget_s,
         "final_loss": round(result.card.final_loss, 4),
         "samples": len(keys),
     }
@@ -269,7 +309,12 @@ def protocol(name: str, images, labels, args, tmp: Path) -> dict:  # noqa: ANN00
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="150 digits, 1 epoch (smoke test)")
-    parser.add_argument("--epochs", type=int, default=None, help="SSL epochs per protocol")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="SSL epochs per protocol (default: fit budget)"
+    )
+    parser.add_argument(
+        "--budget-s", type=float, default=None, help="training seconds per protocol (600 in all)"
+    )
     parser.add_argument("--protocols", default=None, help="comma list: digits,nuisance")
     parser.add_argument("--train-batch", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -277,9 +322,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="inference batch")
     parser.add_argument("--size", type=int, default=32, help="SSL training and embedding size")
     args = parser.parse_args()
-    if args.epochs is None:
-        args.epochs = 1 if args.quick else 12
+    if args.quick:
+        args.epochs = args.epochs or 1
     names = (args.protocols or ("digits" if args.quick else "digits,nuisance")).split(",")
+    if args.budget_s is None:  # the whole training budget, shared by the protocols
+        args.budget_s = 600.0 / len(names)
     images, labels = digits(150 if args.quick else None)
     if args.quick:
         args.train_batch = min(args.train_batch, 32)

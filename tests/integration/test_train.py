@@ -178,3 +178,26 @@ def test_a_training_killed_between_epochs_resumes_at_the_next_epoch(curated, tmp
     assert saved == [2, 3]  # the resumed run started at epoch 2
     assert result["epochs"] == 3 and result["losses"][0] == pytest.approx(state["losses"][0])
     assert read_card(store, mid) is not None and not store.exists(checkpoint_key(mid))
+
+
+def test_lifecycle_flow_signatures_and_parameter_models_agree():
+    import inspect
+
+    from flows.reembed import reembed
+    from flows.reselect import reselect
+    from flows.train import train
+    from winnow.training import ReembedParams, ReselectParams, TrainParams
+
+    for flow_, model in (
+        (train, TrainParams),
+        (reembed, ReembedParams),
+        (reselect, ReselectParams),
+    ):
+        signature = inspect.signature(flow_.fn)
+        assert list(signature.parameters) == list(model.model_fields), flow_.name
+        docs = inspect.getdoc(flow_.fn)
+        for name, param in signature.parameters.items():
+            field = model.model_fields[name]
+            if not field.is_required():
+                assert param.default == field.get_default(call_default_factory=True), name
+            assert f"    {name}: " in docs, (flow_.name, name)  # the UI form's description
