@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import logging
 import math
 import sys
 import tempfile
@@ -159,29 +160,83 @@ def evaluate(x: np.ndarray, y: np.ndarray, ks: list[int], existing: np.ndarray) 
     return out
 
 
-def scale_case(n: int, m: int, k: int) -> dict:
-    """Coverage vs k-center on clustered 512-d data (N candidates, M dataset, k picks)."""
+class _Phases(logging.Handler):
+    """Collects the selection's phase timings (the `extra` of its debug records)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.seen: dict = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for name in ("initial_s", "greedy_s", "graph_s", "edges", "capped"):
+            if hasattr(record, name):
+                self.seen[name] = getattr(record, name)
+
+
+def scale_case(n: int, m: int, k: int, rounds: int = 1) -> dict:
+    """Coverage (the default) vs k-center on clustered 512-d data, interleaved runs.
+
+    N candidates, M dataset, k picks; each round runs k-center then the default, so load on a
+    shared machine hits both alike; the ratios are of the per-strategy medians of wall time and
+    of this process's CPU time (less sensitive to other processes on the machine).
+    """
     spec = importlib.util.spec_from_file_location("bench_selection", ROOT / "bench/selection.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     emb, data = mod.clustered(n, m, seed=0)
     cands = candidates(emb.astype(np.float32), np.arange(n))
-    times = {}
-    for name, strategies in (("kcenter", ["diversity"]), ("coverage", None)):
-        kw = {} if strategies is None else {"strategies": strategies}  # None: the default
-        config = SelectionConfig(n_samples=k, remove_exact_duplicates=False, **kw)
-        start = time.perf_counter()
-        result = select(cands, dataset=data, config=config, device="cpu")
-        times[name] = time.perf_counter() - start
-        times[f"{name}_picks"] = len(result.picks)
-    times["ratio"] = times["coverage"] / times["kcenter"]
-    return {"n": n, "m": m, "k": k, **times}
+    phases = _Phases()
+    log = logging.getLogger("winnow.selection")
+    log.addHandler(phases)
+    log.setLevel(logging.DEBUG)
+    out: dict = {"n": n, "m": m, "k": k, "runs": []}
+    try:
+        for _ in range(rounds):
+            for name, strategies in (("kcenter", ["diversity"]), ("coverage", None)):
+                kw = {} if strategies is None else {"strategies": strategies}  # None: default
+                config = SelectionConfig(n_samples=k, remove_exact_duplicates=False, **kw)
+                phases.seen = {}
+                start, cpu = time.perf_counter(), time.process_time()
+                result = select(cands, dataset=data, config=config, device="cpu")
+                seconds = time.perf_counter() - start
+                run = {
+                    "strategy": name,
+                    "time_s": round(seconds, 2),
+                    "cpu_s": round(time.process_time() - cpu, 2),  # all threads of this process
+                    "picks": len(result.picks),
+                }
+                run.update({key: round(v, 2) for key, v in phases.seen.items()})
+                if name == "coverage":
+                    run["delta"] = result.delta
+                    run["covered_picks"] = sum("all covered" not in p.reason for p in result.picks)
+                out["runs"].append(run)
+                print(f"scale {n}x{m} k={k}: {run}", file=sys.stderr)
+    finally:
+        log.removeHandler(phases)
+    for name in ("kcenter", "coverage"):
+        mine = [r for r in out["runs"] if r["strategy"] == name]
+        out[name] = float(np.median([r["time_s"] for r in mine]))
+        out[f"{name}_cpu"] = float(np.median([r["cpu_s"] for r in mine]))
+    out["ratio"] = out["coverage"] / out["kcenter"]
+    out["cpu_ratio"] = out["coverage_cpu"] / out["kcenter_cpu"]
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="400 digits, pixels only")
+    parser.add_argument(
+        "--scale",
+        nargs=3,
+        type=int,
+        metavar=("N", "M", "K"),
+        help="only the scale case: N candidates, M dataset, K picks (k-center vs default)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of --scale")
     args = parser.parse_args()
+    if args.scale:
+        print(json.dumps(scale_case(*args.scale, rounds=args.rounds)))
+        return
     from sklearn.datasets import load_digits
 
     t0 = time.perf_counter()

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 _BLOCK_ELEMENTS = 1 << 25  # a tile of the graph build is at most sqrt(this) rows (capped 4,096)
 _PURITY_QUERIES = 2000  # sampled rows whose pairs estimate the purity of δ-balls
 _PURITY_BINS = 1024  # δ grid over [0, largest distance]
-_DELTA_ROWS = 20_000  # rows δ is estimated on (a seeded sample above this): k-means + purity
+_DELTA_ROWS = 10_000  # rows δ is estimated on (a seeded sample above this): k-means + purity
 _DATASET_SAMPLE = 50_000  # dataset rows the δ sample draws from
 _REMOVED = 1 << 40  # subtracted from a unit's greedy key once it can never be picked
 
@@ -59,7 +59,7 @@ def _exact_sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _delta_sample(x: torch.Tensor, data: np.ndarray | None, seed: int) -> torch.Tensor:
-    """The rows δ is estimated on: the units and a sample of the dataset, at most 20,000.
+    """The rows δ is estimated on: the units and a sample of the dataset, at most 10,000.
 
     Below that size: every unit, then a seeded sample of at most 50,000 dataset rows. Above:
     a seeded sample of that concatenation (gathered without forming it).
@@ -88,14 +88,14 @@ def _delta_sample(x: torch.Tensor, data: np.ndarray | None, seed: int) -> torch.
 def _auto_delta(x: torch.Tensor, *, clusters: int, purity: float, seed: int) -> float:
     """The largest δ whose δ-ball pairs are at least `purity` pure under k-means pseudo-labels.
 
-    # Algorithm: on at most 20,000 rows (a seeded sample above that), pseudo-labels from
+    # Algorithm: on at most 10,000 rows (a seeded sample above that), pseudo-labels from
     # k-means with `clusters` clusters; for a seeded sample of at most 2,000 query rows, the
     # distance to every other row is binned on a fine grid, separately for pairs with equal
     # and with different pseudo-labels. Purity(δ) = share of pairs within δ whose labels agree
     # (ProbCover's ball purity, measured over the balls' pairs rather than over whole balls,
     # which is stricter than embeddings of unseen data bear). The caller passes the candidates
     # and (a sample of) the dataset: δ is a property of the embedding space, not of this run's
-    # share of it. Cost: bounded (k-means on 20,000 rows, 2,000 × 20,000 pairs) whatever N.
+    # share of it. Cost: bounded (k-means on 10,000 rows, 2,000 × 10,000 pairs) whatever N.
     """
     import torch
 
@@ -134,31 +134,58 @@ def _auto_delta(x: torch.Tensor, *, clusters: int, purity: float, seed: int) -> 
     return float((ok[-1] + 1) * top / _PURITY_BINS)
 
 
-def _keep_nearest(
-    src: np.ndarray, dst: np.ndarray, d2: np.ndarray, k: int, n_rows: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per source row (0..n_rows-1), its `k` entries of least (d2, dst); also the row counts.
+def _tile_cut(
+    t: torch.Tensor,
+    mask: torch.Tensor,
+    r: torch.Tensor,
+    val: torch.Tensor,
+    k: int,
+    floor: torch.Tensor,
+    offset: int,
+) -> torch.Tensor:
+    """Which of a tile's pairs (rows `r`, values `val`) their rows may still need.
 
-    Returns the kept (src, dst, d2) and the number of entries each row had before.
+    All of them, but for rows with more than `k` pairs only those reaching the row's k-th best
+    value (ties kept). Raises the floors of those rows (index `offset` + row) to that value.
     """
-    counts = np.bincount(src, minlength=n_rows)
-    heavy_rows = counts > k
-    if not heavy_rows.any():
-        return src, dst, d2, counts
-    heavy = heavy_rows[src]
-    hs, hd, h2 = src[heavy], dst[heavy], d2[heavy]
-    order = np.lexsort((hd, h2, hs))
-    hs, hd, h2 = hs[order], hd[order], h2[order]
-    first = np.r_[0, np.flatnonzero(np.diff(hs)) + 1]
-    rank = np.arange(len(hs)) - np.repeat(first, np.diff(np.r_[first, len(hs)]))
-    top = rank < k
-    light = ~heavy
-    return (
-        np.concatenate([src[light], hs[top]]),
-        np.concatenate([dst[light], hd[top]]),
-        np.concatenate([d2[light], h2[top]]),
-        counts,
-    )
+    import torch
+
+    counts = torch.bincount(r, minlength=t.shape[0])
+    heavy = (counts > k).nonzero().flatten()
+    if len(heavy) == 0:
+        return torch.ones(len(r), dtype=torch.bool, device=t.device)
+    masked = torch.where(mask[heavy], t[heavy], -math.inf)
+    kth = torch.topk(masked, k, dim=1).values[:, -1]
+    bar = torch.full((t.shape[0],), -math.inf, device=t.device)
+    bar[heavy] = kth
+    rows = floor[offset : offset + t.shape[0]]
+    torch.maximum(rows, bar, out=rows)
+    return val >= bar[r]
+
+
+def _cut(
+    src: torch.Tensor, dst: torch.Tensor, val: torch.Tensor, k: int, floor: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Entries a unit may still need: those reaching its k-th best value (ties kept).
+
+    Raises the floors of the units holding more than `k` entries to that value.
+    """
+    import torch
+
+    # one sort by (src, value descending): value bits mapped to an order-preserving uint32
+    bits = val.contiguous().view(torch.int32).to(torch.int64)
+    ordered = torch.where(bits < 0, -bits - 1, bits + (1 << 31))  # ascending with val
+    key = ((src - src.min()) << 32) | ((1 << 32) - 1 - ordered)
+    order = torch.sort(key).indices
+    s_sorted, v_sorted = src[order], val[order]
+    start = torch.searchsorted(s_sorted, s_sorted, right=False)
+    rank = torch.arange(len(s_sorted), device=src.device) - start
+    at_k = rank == k - 1
+    bar = torch.full_like(floor, -math.inf)
+    bar[s_sorted[at_k]] = v_sorted[at_k]
+    torch.maximum(floor, bar, out=floor)
+    keep = val >= bar[src]
+    return src[keep], dst[keep], val[keep]
 
 
 class _BallGraph:
@@ -253,13 +280,16 @@ class _BallGraph:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Out-edges (u, v) with |u - v| <= δ, at most `max_degree` nearest per u.
 
-        # Algorithm: square tiles (I, J) with J >= I only: G = x_I·x_Jᵀ - |x_J|²/2 (one addmm
-        # into a reused buffer), so |u - v|² = |u|² - 2G and "maybe within δ" is one compare
-        # against a per-row threshold (δ² + margin); pairs within the margin of δ² are decided
-        # in float64. Each pair found (u < v) is an entry of u's ball and of v's; a row block's
-        # entries are complete once its tile row is done, and they are then cut to each unit's
-        # `max_degree` nearest by (float32 distance, index), itself first. Entries waiting for a
-        # later row block are cut the same way whenever they exceed 4 × max_degree per row.
+        # Algorithm: square tiles (I, J) with J >= I only, each one matrix product of rows
+        # [x, -|x|²/2, 1] by [x, 1, -|x|²/2] (= -|u - v|²/2, into a reused buffer). A pair is
+        # kept if that value reaches the floor of u or of v: -(δ² + margin)/2 at first, then
+        # the unit's max_degree-th best value found so far (a unit never needs more than its
+        # max_degree nearest, besides itself), so a dense ball stops costing entries once its
+        # nearest are known. Pairs within the margin of δ² are decided in float64. A row of a
+        # tile with more than max_degree pairs keeps only those reaching its max_degree-th
+        # best (ties kept), and so does a column; waiting entries are cut the same way when
+        # they pile up. A row block is final once its tile row is done: each unit keeps itself
+        # and its max_degree - 1 nearest by (float32 distance, index).
         """
         import torch
 
@@ -269,64 +299,109 @@ class _BallGraph:
             return z, z, np.zeros(0, bool)
         b = block_rows or max(1, min(4096, math.isqrt(_BLOCK_ELEMENTS)))
         k = max_degree
-        d2lim, m = self.delta2, self.margin
-        bias = sq * -0.5
-        t_maybe = (sq - (d2lim + m)) * 0.5  # G >= t_maybe: possibly within δ
-        t_sure = (sq - (d2lim - m)) * 0.5  # G >= t_sure: surely within δ
+        dev = x.device
+        lo = -(self.delta2 + self.margin) * 0.5  # value >= lo: maybe within δ
+        hi = -(self.delta2 - self.margin) * 0.5  # value >= hi: surely within δ
+        half = (sq * -0.5)[:, None]
+        one = torch.ones((n, 1), device=dev)
+        floor = torch.full((n,), lo, device=dev)
         starts = list(range(0, n, b))
-        pend: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {s: [] for s in starts}
+        pend: dict[int, list[tuple[torch.Tensor, ...]]] = {s: [] for s in starts}
         pend_size = dict.fromkeys(starts, 0)
-        upper: dict[int, torch.Tensor] = {}
-        out_src, out_dst = [], []
+        bufs: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
+        out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         is_capped = np.zeros(n, dtype=bool)
 
-        def add(block: int, s: np.ndarray, d: np.ndarray, v: np.ndarray) -> None:
-            pend[block].append((s, d, v))
-            pend_size[block] += len(s)
-            rows = min(b, n - block)
-            if pend_size[block] > 4 * k * rows + (1 << 20):
-                s2, d2, v2, _ = _keep_nearest(*_joined(pend[block], block), k, rows)
-                pend[block] = [(s2 + block, d2, v2)]
-                pend_size[block] = len(s2)
+        def add(block: int, src: torch.Tensor, dst: torch.Tensor, val: torch.Tensor) -> None:
+            pend[block].append((src, dst, val))
+            pend_size[block] += len(src)
+            if pend_size[block] > 4 * k * min(b, n - block) + (1 << 20):
+                pend[block] = [
+                    _cut(*(torch.cat(p) for p in zip(*pend[block], strict=True)), k, floor)
+                ]
+                pend_size[block] = len(pend[block][0][0])
 
-        for bi, i0 in enumerate(starts):
-            xi = x[i0 : i0 + b]
-            ti_maybe, ti_sure = t_maybe[i0 : i0 + b, None], t_sure[i0 : i0 + b, None]
-            for j0 in starts[bi:]:
-                xj = x[j0 : j0 + b]
-                g = torch.addmm(bias[j0 : j0 + b], xi, xj.T)
-                maybe = g >= ti_maybe
-                if j0 == i0:  # the diagonal tile: pairs u < v only
-                    shape = maybe.shape
-                    if shape not in upper:
-                        upper[shape] = torch.ones(shape, dtype=torch.bool, device=x.device).triu_(1)
-                    maybe &= upper[shape]
-                r, c = maybe.nonzero(as_tuple=True)
-                if len(r) == 0:
-                    continue
-                gv = g[r, c]
-                border = (gv < ti_sure[r, 0]).nonzero().flatten()
-                d2v = (sq[i0 + r] - 2 * gv).clamp_min_(0).cpu().numpy()
-                u = (r + i0).cpu().numpy()
-                v = (c + j0).cpu().numpy()
-                if len(border):
-                    bn = border.cpu().numpy()
-                    exact = _exact_sqdist(self.host[u[bn]], self.host[v[bn]])
-                    ok = np.ones(len(u), dtype=bool)
-                    ok[bn[exact > d2lim]] = False
-                    u, v, d2v = u[ok], v[ok], d2v[ok]
-                u, v = u.astype(np.int32), v.astype(np.int32)
-                add(i0, u, v, d2v)
-                add(j0, v, u, d2v)
-            rows = min(b, n - i0)
-            own = np.arange(i0, i0 + rows, dtype=np.int32)
-            pend[i0].append((own, own, np.full(rows, -1.0, np.float32)))  # itself, first
-            s_loc, d, _, counts = _keep_nearest(*_joined(pend.pop(i0), i0), k, rows)
-            is_capped[i0 : i0 + rows] = counts > k
-            order = np.lexsort((d, s_loc))
-            out_src.append(s_loc[order].astype(np.int64) + i0)
-            out_dst.append(d[order].astype(np.int64))
+        def finish(i0: int) -> None:
+            i1 = min(i0 + b, n)
+            count = i1 - i0
+            parts = pend.pop(i0)
+            if parts:
+                cut = _cut(*(torch.cat(p) for p in zip(*parts, strict=True)), k, floor)
+                src, dst, val = (p.cpu().numpy() for p in cut)
+            else:
+                src = dst = np.zeros(0, np.int64)
+                val = np.zeros(0, np.float32)
+            src = src - i0
+            # itself first, then by (distance, index): value descending, index ascending
+            order = np.lexsort((dst, -val.astype(np.float64), src))
+            src, dst = src[order], dst[order]
+            first = np.searchsorted(src, np.arange(count))
+            rank = np.arange(len(src)) - first[src]
+            held = np.bincount(src, minlength=count)
+            is_capped[i0:i1] = held + 1 > k
+            keep = rank < k - 1
+            own = np.arange(i0, i1, dtype=np.int64)
+            s_all = np.concatenate([own, src[keep] + i0])
+            d_all = np.concatenate([own, dst[keep]])
+            order = np.lexsort((d_all, s_all))
+            out[i0] = (s_all[order], d_all[order])
+
+        # the diagonal tiles first: each unit's floor then starts from its own block's pairs
+        tiles = [(i0, i0) for i0 in starts] + [
+            (i0, j0) for bi, i0 in enumerate(starts) for j0 in starts[bi + 1 :]
+        ]
+        last = {}
+        for tile in tiles:  # a row block is complete after the last tile that holds it
+            last[tile[0]] = last[tile[1]] = tile
+        for i0, j0 in tiles:
+            self._tile(i0, j0, b, k, lo, hi, half, one, floor, bufs, add)
+            for block in {i0, j0}:
+                if last[block] == (i0, j0):
+                    finish(block)
+        out_src = [out[s][0] for s in starts]
+        out_dst = [out[s][1] for s in starts]
         return np.concatenate(out_src), np.concatenate(out_dst), is_capped
+
+    def _tile(self, i0, j0, b, k, lo, hi, half, one, floor, bufs, add) -> None:  # noqa: ANN001
+        """One tile (rows i0.., columns j0..) of `_build`: its pairs go to `add`, both ways."""
+        import torch
+
+        x, n, dev = self.x, len(self.x), self.x.device
+        i1, j1 = min(i0 + b, n), min(j0 + b, n)
+        xi = torch.cat([x[i0:i1], half[i0:i1], one[i0:i1]], 1)
+        xj = torch.cat([x[j0:j1], one[j0:j1], half[j0:j1]], 1)
+        shape = (i1 - i0, j1 - j0)
+        if shape not in bufs:
+            bufs[shape] = (
+                torch.empty(shape, device=dev),
+                torch.empty(shape, device=dev),
+                torch.empty(shape, dtype=torch.bool, device=dev),
+                torch.ones(shape, dtype=torch.bool, device=dev).triu_(1),
+            )
+        t, need, mask, upper = bufs[shape]
+        torch.mm(xi, xj.T, out=t)  # -|u - v|²/2
+        torch.minimum(floor[i0:i1, None], floor[None, j0:j1], out=need)
+        torch.ge(t, need, out=mask)
+        if j0 == i0:  # the diagonal tile: pairs u < v only
+            mask &= upper
+        r, c = mask.nonzero(as_tuple=True)
+        if len(r) == 0:
+            return
+        val = t[r, c]
+        border = (val < hi).nonzero().flatten()
+        if len(border):
+            rb, cb = r[border].cpu().numpy() + i0, c[border].cpu().numpy() + j0
+            far = _exact_sqdist(self.host[rb], self.host[cb]) > self.delta2
+            if far.any():
+                drop = border[torch.from_numpy(far).to(dev)]
+                mask[r[drop], c[drop]] = False
+                keep = torch.ones(len(r), dtype=torch.bool, device=dev)
+                keep[drop] = False
+                r, c, val = r[keep], c[keep], val[keep]
+        rows = _tile_cut(t, mask, r, val, k, floor, i0)
+        cols = _tile_cut(t.T, mask.T, c, val, k, floor, j0)
+        add(i0, r[rows] + i0, c[rows] + j0, val[rows])
+        add(j0, c[cols] + j0, r[cols] + i0, val[cols])
 
     def ball(self, i: int, near: torch.Tensor | None = None) -> np.ndarray:
         """The uncovered units within δ of unit `i` (exact), and `i` itself.
@@ -375,16 +450,6 @@ class _BallGraph:
             np.subtract.at(self.key, sources, 1)
         self.total -= len(sources)
         return len(new)
-
-
-def _joined(
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], offset: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Concatenated (src - offset, dst, d2) entries of one row block."""
-    src = np.concatenate([p[0] for p in parts]).astype(np.int64) - offset
-    dst = np.concatenate([p[1] for p in parts])
-    d2 = np.concatenate([p[2] for p in parts])
-    return src, dst, d2
 
 
 def coverage_values(graph: _BallGraph, distance2: torch.Tensor, farthest: bool) -> np.ndarray:

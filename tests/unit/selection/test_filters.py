@@ -75,5 +75,6 @@ def test_sequences_are_complete_groups_of_consecutive_frames_of_one_file():
     # c.mp4 has one frame: no group. Groups are ordered by their lowest row.
     assert got.tolist() == [[0, 7], [5, 1], [2, 4], [8, 3]]
     assert _filters._sequences(c, 3).tolist() == [[2, 4, 0], [8, 3, 5]]
+    assert _filters._sequences(c, 4).tolist() == [[2, 4, 0, 7], [8, 3, 5, 1]]  # exactly 4 frames
     none = [_filters._sequences(c, 5), _filters._sequences(make_candidates(np.zeros((0, 4))), 2)]
     assert [(a.shape, a.dtype) for a in none] == [((0, 5), np.int64), ((0, 2), np.int64)]
