@@ -339,7 +339,10 @@ def test_reselect_reads_embeddings_from_the_pool_only(pool_dir):
     # Within one tag, afresh: only that tag's members are candidates.
     first = reselect_candidates(snapshot, from_tags=["first"])
     picked, _ = reselect(
-        snapshot, first, config=SelectionConfig(n_samples=2), against_dataset=False
+        snapshot,
+        first,
+        config=SelectionConfig(strategies=["diversity"], n_samples=2),
+        against_dataset=False,
     )
     assert set(picked.sample_ids) <= set(snapshot.tag("first").sample_ids)
 
