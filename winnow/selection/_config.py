@@ -18,6 +18,14 @@ from winnow.selection import _registry, _strategies  # noqa: F401 (registers the
 from winnow.selection._predictions import KNOWN_COLUMNS, _predictions_format
 from winnow.selection._strategies import CoverageStrategy
 
+DEFAULT_COVERAGE_MAX_CANDIDATES = 50_000
+"""The default's size rule: coverage up to this many eligible candidates, k-center beyond.
+
+Measured side by side (bench/selection_quality.py --scale, 512-d clustered data, 2 shared
+CPU cores): coverage took 5.0× k-center's time at 20k candidates × 10k dataset and 3.9× at
+50k × 20k; its graph grows as candidates², so at 200k × 100k it is ~3.5× by extrapolation.
+"""
+
 
 def _strategy_union() -> Any:
     """The registered strategy models as one union, discriminated by `type`."""
@@ -62,12 +70,14 @@ class SelectionConfig(BaseModel):
         "embeddings, 0..2) from the dataset and the picks so far.",
     )
     strategies: list[Strategy] = Field(
-        [CoverageStrategy(when_covered="farthest")],
+        [CoverageStrategy(when_covered="farthest", max_candidates=DEFAULT_COVERAGE_MAX_CANDIDATES)],
         min_length=1,
         description="Ordered strategies, as in Lightly Worker: thresholds filter first; the "
         "others are combined greedily with score = product of objective^strength. The default, "
         "coverage (ProbCover), gave the best 1-NN accuracy per label in bench/"
-        "selection_quality.py; diversity is plain k-center. A plain "
+        "selection_quality.py; above 50,000 eligible candidates it runs as k-center (its "
+        "δ-ball graph costs candidates², k-center candidates × dataset). Diversity is plain "
+        "k-center. A plain "
         'name ("coverage", "diversity", "random", "typicality") is accepted for strategies without '
         "required settings.",
     )

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 _BLOCK_ELEMENTS = 1 << 25  # a tile of the graph build is at most sqrt(this) rows (capped 4,096)
 _PURITY_QUERIES = 2000  # sampled rows whose pairs estimate the purity of δ-balls
 _PURITY_BINS = 1024  # δ grid over [0, largest distance]
-_DELTA_ROWS = 10_000  # rows δ is estimated on (a seeded sample above this): k-means + purity
+_DELTA_ROWS = 5_000  # rows δ is estimated on (a seeded sample above this): k-means + purity
 _DATASET_SAMPLE = 50_000  # dataset rows the δ sample draws from
 _REMOVED = 1 << 40  # subtracted from a unit's greedy key once it can never be picked
 
@@ -59,7 +59,7 @@ def _exact_sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _delta_sample(x: torch.Tensor, data: np.ndarray | None, seed: int) -> torch.Tensor:
-    """The rows δ is estimated on: the units and a sample of the dataset, at most 10,000.
+    """The rows δ is estimated on: the units and a sample of the dataset, at most 5,000.
 
     Below that size: every unit, then a seeded sample of at most 50,000 dataset rows. Above:
     a seeded sample of that concatenation (gathered without forming it).
@@ -88,14 +88,14 @@ def _delta_sample(x: torch.Tensor, data: np.ndarray | None, seed: int) -> torch.
 def _auto_delta(x: torch.Tensor, *, clusters: int, purity: float, seed: int) -> float:
     """The largest δ whose δ-ball pairs are at least `purity` pure under k-means pseudo-labels.
 
-    # Algorithm: on at most 10,000 rows (a seeded sample above that), pseudo-labels from
+    # Algorithm: on at most 5,000 rows (a seeded sample above that), pseudo-labels from
     # k-means with `clusters` clusters; for a seeded sample of at most 2,000 query rows, the
     # distance to every other row is binned on a fine grid, separately for pairs with equal
     # and with different pseudo-labels. Purity(δ) = share of pairs within δ whose labels agree
     # (ProbCover's ball purity, measured over the balls' pairs rather than over whole balls,
     # which is stricter than embeddings of unseen data bear). The caller passes the candidates
     # and (a sample of) the dataset: δ is a property of the embedding space, not of this run's
-    # share of it. Cost: bounded (k-means on 10,000 rows, 2,000 × 10,000 pairs) whatever N.
+    # share of it. Cost: bounded (k-means on 5,000 rows, 2,000 × 5,000 pairs) whatever N.
     """
     import torch
 
@@ -400,6 +400,8 @@ class _BallGraph:
                 r, c, val = r[keep], c[keep], val[keep]
         rows = _tile_cut(t, mask, r, val, k, floor, i0)
         cols = _tile_cut(t.T, mask.T, c, val, k, floor, j0)
+        rows &= val >= floor[r + i0]  # a pair only the other unit may need is not this one's
+        cols &= val >= floor[c + j0]
         add(i0, r[rows] + i0, c[rows] + j0, val[rows])
         add(j0, c[cols] + j0, r[cols] + i0, val[cols])
 

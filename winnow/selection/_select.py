@@ -336,12 +336,13 @@ def _pick(run: _Run, pool: _Pool) -> _Greedy:
     near = config.near_duplicate_distance
     budget, budget_reason = _budget(config, len(run.candidates), run.length)
     cover = _Cover(pool.x, pool.d0)
-    if all(isinstance(s, DiversityStrategy) and s.strength > 0 for s in run.ranking):
+    too_large = _coverage_too_large(run.ranking, len(pool.units))
+    if too_large or all(isinstance(s, DiversityStrategy) and s.strength > 0 for s in run.ranking):
         picked, dists, why = _greedy_farthest(
             cover, pool.x, k=budget, min_distance=config.min_distance, exclude_below=near
         )
         stop = budget_reason if why == "n_samples" else why
-        rounds = max((s.local_search_rounds or 0) for s in run.ranking)
+        rounds = max((getattr(s, "local_search_rounds", None) or 0) for s in run.ranking)
         if rounds and picked:
             picked, final2, swaps = _local_search(
                 pool.x, pool.d0, picked, rounds=rounds, exclude_below=near
@@ -352,6 +353,9 @@ def _pick(run: _Run, pool: _Pool) -> _Greedy:
             reasons = [_refined_reason(d, swaps) for d in dists]
         else:
             reasons = [farthest_reason(d) for d in dists]
+        if too_large:
+            limit = run.ranking[0].max_candidates
+            reasons = [f"k-center (coverage is for <= {limit:,} candidates): {r}" for r in reasons]
         scores = list(dists)
         delta = None
     else:
@@ -407,6 +411,14 @@ def _pick(run: _Run, pool: _Pool) -> _Greedy:
     greedy_s = time.perf_counter() - pool.start - pool.initial_s
     _log_phases(cover, len(run.data), pool.initial_s, greedy_s)
     return _Greedy(picked, dists, scores, reasons, stop, cover, delta)
+
+
+def _coverage_too_large(ranking: list[BaseStrategy], units: int) -> bool:
+    """The size rule: coverage alone, over more units than its `max_candidates`."""
+    if len(ranking) != 1 or not isinstance(ranking[0], CoverageStrategy):
+        return False
+    limit = ranking[0].max_candidates
+    return ranking[0].strength > 0 and limit is not None and units > limit
 
 
 def _refined_reason(d: float, swaps: int) -> str:

@@ -521,6 +521,14 @@ class CoverageStrategy(BaseStrategy):
         description="Most neighbours kept per candidate in the δ-ball graph (its nearest); "
         "bounds memory to about 8 bytes × candidates × max_degree.",
     )
+    max_candidates: int | None = Field(
+        None,
+        ge=1,
+        description="Size rule: with coverage as the only ranking strategy and more eligible "
+        "candidates than this, the run ranks by k-center (diversity) instead, whose cost "
+        "grows with candidates × dataset rather than candidates² (the default sets it; see "
+        "README 'Which strategy when'). Empty: no limit.",
+    )
 
 
 class CoverageScorer(Scorer):

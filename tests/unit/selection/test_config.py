@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from winnow.selection import CoverageStrategy, SelectionConfig
+from winnow.selection._config import DEFAULT_COVERAGE_MAX_CANDIDATES
 
 
 def test_config_defaults_and_conveniences():
@@ -28,7 +29,9 @@ def test_config_defaults_and_conveniences():
     assert SelectionConfig.model_validate(full.model_dump(mode="json")) == full
     schema = SelectionConfig.model_json_schema()
     assert schema["properties"]["strategies"]["default"] == [
-        CoverageStrategy(when_covered="farthest").model_dump(mode="json")
+        CoverageStrategy(
+            when_covered="farthest", max_candidates=DEFAULT_COVERAGE_MAX_CANDIDATES
+        ).model_dump(mode="json")
     ]
 
     def described(props):

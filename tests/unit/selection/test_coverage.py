@@ -293,3 +293,20 @@ def test_the_coverage_greedy_gives_the_combined_greedys_picks(monkeypatch, seed)
     # the degree cap was active in these runs
     g = graph(x, delta=0.7, max_degree=8)
     assert g.capped > 800
+
+
+def test_the_size_rule_runs_coverage_as_k_center_above_max_candidates():
+    x, data = blobs(30, 4, 8, 70), blobs(5, 2, 8, 71)
+    cands = make_candidates(x)
+
+    def run(strategy):
+        config = SelectionConfig(n_samples=10, strategies=[strategy])
+        return selection.select(cands, dataset=data, config=config, device=CPU)
+
+    big = run({"type": "coverage", "max_candidates": 119})  # 120 eligible: too many
+    kcenter = run("diversity")
+    assert big.indices.tolist() == kcenter.indices.tolist() and big.delta is None
+    assert all(p.reason.startswith("k-center (coverage is for <= 119") for p in big.picks)
+    small = run({"type": "coverage", "max_candidates": 120})
+    assert small.delta is not None and small.picks[0].reason.startswith("coverage: ")
+    assert SelectionConfig().strategies[0].max_candidates == 50_000  # the default's rule
