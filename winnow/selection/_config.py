@@ -21,9 +21,10 @@ from winnow.selection._strategies import CoverageStrategy
 DEFAULT_COVERAGE_MAX_CANDIDATES = 50_000
 """The default's size rule: coverage up to this many eligible candidates, k-center beyond.
 
-Measured side by side (bench/selection_quality.py --scale, 512-d clustered data, 2 shared
-CPU cores): coverage took 5.0× k-center's time at 20k candidates × 10k dataset and 3.9× at
-50k × 20k; its graph grows as candidates², so at 200k × 100k it is ~3.5× by extrapolation.
+Measured side by side (bench/selection_quality.py --scale, 512-d clustered data, 2 CPU cores,
+interleaved runs): coverage took 3.6× k-center's time at 20k candidates × 10k dataset and 3.0×
+at 50k × 20k (5.0× / 3.9× under heavy load); its δ-ball graph grows as candidates², so at
+200k × 100k it is ~3× by extrapolation, against the 2× target.
 """
 
 
