@@ -172,6 +172,8 @@ def _cut(
     """
     import torch
 
+    if src.numel() == 0:  # no entry in this tile: nothing to cut, no floor to raise
+        return src, dst, val
     # one sort by (src, value descending): value bits mapped to an order-preserving uint32
     bits = val.contiguous().view(torch.int32).to(torch.int64)
     ordered = torch.where(bits < 0, -bits - 1, bits + (1 << 31))  # ascending with val
