@@ -433,7 +433,8 @@ def test_every_run_publishes_progress_picks_and_a_summary(runs, client, name):
     (progress,) = artifacts["progress"]  # created at 0 %, then updated as shards finished
     assert progress.data == 100 and progress.updated > progress.created
     shards = -(-len(keys) // FAST["shard_files"])
-    assert progress.description.endswith(f"{shards}/{shards} shards")
+    assert progress.description.startswith(f"decode + embed: {shards}/{shards} shards, ")
+    assert " frames (" in progress.description  # frames are counted too, not only shards
 
     (table,) = artifacts["table"]
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
