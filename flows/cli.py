@@ -138,22 +138,8 @@ def run_curate(params: Any) -> dict:
     """Run the curate flow with validated parameters; return its summary."""
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from flows.curate import curate
-    from tasks.progress import listening
-    from winnow.errors import WinnowError
 
-    if not _STATE["debug"]:
-        _brief_console_logs()
-    bar = _TerminalBar()
-    try:
-        with listening(bar if sys.stderr.isatty() else lambda update: None):
-            return curate(**{name: getattr(params, name) for name in type(params).model_fields})
-    except WinnowError as exc:
-        if _STATE["debug"]:
-            raise
-        _fail(str(exc), code=1)
-    finally:
-        bar.close()
-    raise AssertionError("unreachable")
+    return run_flow(curate, params)
 
 
 def print_summary(summary: dict) -> None:
@@ -445,7 +431,10 @@ def _validated(model: Any, data: dict) -> Any:
 
 
 def run_flow(flow_fn: Any, params: Any) -> dict:
-    """Run a lifecycle flow (train, reembed, reselect) locally with validated parameters."""
+    """Run a flow (curate, train, reembed, reselect) locally with validated parameters.
+
+    Errors end as one line (tracebacks with --debug); a terminal gets a progress bar.
+    """
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from tasks.progress import listening
     from winnow.errors import WinnowError
