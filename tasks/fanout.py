@@ -53,8 +53,10 @@ def embed_on_pool(
 
     def on_poll(now: set[str]) -> None:
         done = len(now & planned)
-        if done > progress.done:
-            progress.advance(done - progress.done)
+        # Frames as the children report them: a child writes its result when its group ends.
+        frames = sum(r.frames for r in scale.read_results(pool, plan_hash))
+        if done > progress.done or frames > progress.items:
+            progress.advance(max(done - progress.done, 0), items_so_far=frames)
 
     base = contextvars.copy_context()  # each thread runs in a copy: the child links to this run
 

@@ -137,7 +137,10 @@ def test_pool_fanout_uses_both_workers_and_matches_in_process(server, client, da
         if a.type == "progress" and "on the pool" in (a.description or "")
     ]
     (bar,) = progress
-    assert bar.data == 100 and bar.description.endswith("10/10 shards"), bar.description
+    assert bar.data == 100 and "on the pool: 10/10 shards, " in bar.description, bar.description
+    # ...and the frames the children decoded (their results), not 0 while the children worked.
+    frames = int(bar.description.split("shards, ")[1].split(" frames")[0].replace(",", ""))
+    assert frames == summary["candidates"] > 0, (bar.description, summary)
 
 
 def test_a_child_killed_mid_group_has_its_shards_redone(server, client, data):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import time
 import urllib.parse
 from datetime import UTC, datetime
@@ -193,6 +194,27 @@ def test_prefect_yaml_triggers_on_upload_once_per_burst_and_source():
 # --- a real server, worker and trigger -------------------------------------------------------
 
 
+# sitecustomize of the worker's flow-run processes: while <hold>/closed exists, a run that has
+# staged a shard waits (it writes <hold>/held once), so run 1 is still running when run 2 is due.
+HOLD = """
+import os, time
+hold = os.environ.get("WINNOW_HOLD_DIR")
+if hold:
+    from winnow import datapool
+
+    _real_stage = datapool.Datapool.stage_shard
+
+    def stage_shard(self, *args, **kwargs):
+        _real_stage(self, *args, **kwargs)
+        deadline = time.monotonic() + 300
+        while os.path.exists(os.path.join(hold, "closed")) and time.monotonic() < deadline:
+            open(os.path.join(hold, "held"), "a").close()
+            time.sleep(0.2)
+
+    datapool.Datapool.stage_shard = stage_shard
+"""
+
+
 def _test_prefect_yaml(tmp_path, endpoint: str):
     """prefect.yaml with only on-upload: its trigger as written but a WINDOW-second window."""
     config = yaml.safe_load((REPO / "prefect.yaml").read_text())
@@ -270,7 +292,14 @@ def test_bursts_of_uploads_start_one_queued_run_each(server: PrefectServer, s3_e
         "--prefect-file", str(_test_prefect_yaml(tmp_path, s3_endpoint)),
     )  # fmt: skip
     log = tmp_path / "worker.log"
-    server.start_worker("winnow-gpu", log, PREFECT_WORKER_QUERY_SECONDS="2")
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    (hold / "sitecustomize.py").write_text(HOLD)
+    (hold / "closed").touch()  # run 1 waits after its first staged shard until the test opens it
+    server.start_worker(
+        "winnow-gpu", log, PREFECT_WORKER_QUERY_SECONDS="2",
+        PYTHONPATH=f"{hold}{os.pathsep}{REPO}", WINNOW_HOLD_DIR=str(hold),
+    )  # fmt: skip
 
     with SyncPrefectClient(server.api_url) as client:
         deployment = client.read_deployment_by_name("curate/on-upload")
@@ -303,6 +332,13 @@ def test_bursts_of_uploads_start_one_queued_run_each(server: PrefectServer, s3_e
             lambda: (r := _runs(client, deployment.id)) and len(r) >= 2 and r, 30, "run 2", log
         )
         second = runs[1]
+        # Hold run 1 until run 2 is past due, so that run 2 has to wait for it.
+        _wait(lambda: (hold / "held").exists(), 90, "run 1 to stage a shard", log)
+        due = second.expected_start_time.timestamp()
+        _wait(lambda: time.time() > due + 3, WINDOW + 30, "run 2 to be due")
+        assert not client.read_flow_run(first.id).state.is_final()
+        assert client.read_flow_run(second.id).start_time is None  # due, and still waiting
+        (hold / "closed").unlink()
         first = _wait_final(client, first.id, 240, log)
         second = _wait_final(client, second.id, 240, log)
         total_seconds = time.monotonic() - started
