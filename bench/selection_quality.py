@@ -168,7 +168,7 @@ class _Phases(logging.Handler):
         self.seen: dict = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        for name in ("initial_s", "greedy_s", "graph_s", "edges", "capped"):
+        for name in ("initial_s", "greedy_s", "graph_s", "edges", "capped", "uncovered"):
             if hasattr(record, name):
                 self.seen[name] = getattr(record, name)
 
@@ -176,12 +176,14 @@ class _Phases(logging.Handler):
 COVERAGE_AT_ANY_SIZE = {"type": "coverage", "when_covered": "farthest"}  # default, no size rule
 
 
-def scale_case(n: int, m: int, k: int, rounds: int = 1) -> dict:
+def scale_case(n: int, m: int, k: int, rounds: int = 1, delta: float | None = None) -> dict:
     """Coverage (the default's, without its size rule) vs k-center on clustered 512-d data.
 
     N candidates, M dataset, k picks; each round runs k-center then the default, so load on a
     shared machine hits both alike; the ratios are of the per-strategy medians of wall time and
-    of this process's CPU time (less sensitive to other processes on the machine).
+    of this process's CPU time (less sensitive to other processes on the machine). `delta`
+    fixes coverage's δ (default: chosen from the data); `uncovered` is how many candidates the
+    dataset leaves uncovered at δ, the graph's cost driver (it costs them × N).
     """
     spec = importlib.util.spec_from_file_location("bench_selection", ROOT / "bench/selection.py")
     mod = importlib.util.module_from_spec(spec)
@@ -195,7 +197,8 @@ def scale_case(n: int, m: int, k: int, rounds: int = 1) -> dict:
     out: dict = {"n": n, "m": m, "k": k, "runs": []}
     try:
         for _ in range(rounds):
-            for name, strategy in (("kcenter", "diversity"), ("coverage", COVERAGE_AT_ANY_SIZE)):
+            coverage = {**COVERAGE_AT_ANY_SIZE, **({"delta": delta} if delta else {})}
+            for name, strategy in (("kcenter", "diversity"), ("coverage", coverage)):
                 config = SelectionConfig(
                     n_samples=k, remove_exact_duplicates=False, strategies=[strategy]
                 )
@@ -237,9 +240,10 @@ def main() -> None:
         help="only the scale case: N candidates, M dataset, K picks (k-center vs default)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of --scale")
+    parser.add_argument("--delta", type=float, default=None, help="coverage's δ in --scale")
     args = parser.parse_args()
     if args.scale:
-        print(json.dumps(scale_case(*args.scale, rounds=args.rounds)))
+        print(json.dumps(scale_case(*args.scale, rounds=args.rounds, delta=args.delta)))
         return
     from sklearn.datasets import load_digits
 

@@ -12,9 +12,13 @@ distance is further from δ² than a proven error bound, else in float64 (and li
 unit's nearest dataset sample). The graph, the counts and the picks are therefore the same
 for any block size.
 
-Memory is bounded by the edges: each unit keeps at most `max_degree` of its nearest neighbours
-inside δ (ties: lowest index; itself first), its count is over those; units with more are
-counted as "capped" in the log.
+Only edges into units the dataset leaves uncovered are built (an edge into a covered unit can
+never change a count): the units are ordered uncovered first, and tiles of covered units only
+are never computed, so a dataset that covers most candidates makes the graph cheap.
+
+Memory is bounded by the edges: each unit keeps at most `max_degree` of its nearest uncovered
+neighbours inside δ (ties: lowest index; itself first), its count is over those; units with more
+are counted as "capped" in the log.
 """
 
 from __future__ import annotations
@@ -196,8 +200,9 @@ class _BallGraph:
     Attributes:
         covered: (U,) bool, True for units within δ of the dataset or of a pick.
         count: (U,) int64, uncovered units among each unit's (capped) ball.
-        edges: Stored edges (each unit's ball, capped).
-        capped: Units whose ball held more than `max_degree` units.
+        edges: Stored edges (each unit, and the units of its ball the dataset leaves
+            uncovered, capped).
+        capped: Units whose ball held more than `max_degree` such units.
         is_capped: (U,) bool, True for those units.
         out_ptr, out_dst: CSR of each unit's stored ball (ascending unit index).
         in_ptr, in_src: CSR of the units whose stored ball holds each unit.
@@ -280,9 +285,12 @@ class _BallGraph:
     def _build(
         self, max_degree: int, block_rows: int | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Out-edges (u, v) with |u - v| <= δ, at most `max_degree` nearest per u.
+        """Out-edges (u, v) with |u - v| <= δ and v uncovered, at most `max_degree` nearest per u.
 
-        # Algorithm: square tiles (I, J) with J >= I only, each one matrix product of rows
+        # Algorithm: the units are ordered uncovered first (in index order, so ties still go
+        # to the lowest index), and tiles of covered units only are skipped: a pair of covered
+        # units is no edge either way. Square tiles (I, J) with J >= I only, each one matrix
+        # product of rows
         # [x, -|x|²/2, 1] by [x, 1, -|x|²/2] (= -|u - v|²/2, into a reused buffer). A pair is
         # kept if that value reaches the floor of u or of v: -(δ² + margin)/2 at first, then
         # the unit's max_degree-th best value found so far (a unit never needs more than its
@@ -295,10 +303,17 @@ class _BallGraph:
         """
         import torch
 
-        x, sq, n = self.x, self.sq, len(self.x)
+        n = len(self.x)
         if n == 0:
             z = np.zeros(0, np.int64)
             return z, z, np.zeros(0, bool)
+        perm = np.concatenate([np.flatnonzero(~self.covered), np.flatnonzero(self.covered)])
+        self._open = n_open = int((~self.covered).sum())
+        self._perm = None if n_open in (0, n) else perm
+        x, sq = self.x, self.sq
+        if self._perm is not None:
+            rows = torch.from_numpy(perm).to(x.device)
+            x, sq = x[rows], sq[rows]
         b = block_rows or max(1, min(4096, math.isqrt(_BLOCK_ELEMENTS)))
         k = max_degree
         dev = x.device
@@ -348,27 +363,40 @@ class _BallGraph:
             order = np.lexsort((d_all, s_all))
             out[i0] = (s_all[order], d_all[order])
 
-        # the diagonal tiles first: each unit's floor then starts from its own block's pairs
-        tiles = [(i0, i0) for i0 in starts] + [
-            (i0, j0) for bi, i0 in enumerate(starts) for j0 in starts[bi + 1 :]
+        # the diagonal tiles first: each unit's floor then starts from its own block's pairs;
+        # no tile of covered units only (J >= I: I starts at or after the last uncovered unit)
+        tiles = [(i0, i0) for i0 in starts if i0 < n_open] + [
+            (i0, j0) for bi, i0 in enumerate(starts) for j0 in starts[bi + 1 :] if i0 < n_open
         ]
         last = {}
         for tile in tiles:  # a row block is complete after the last tile that holds it
             last[tile[0]] = last[tile[1]] = tile
         for i0, j0 in tiles:
-            self._tile(i0, j0, b, k, lo, hi, half, one, floor, bufs, add)
+            self._tile(x, i0, j0, b, k, lo, hi, half, one, floor, bufs, add)
             for block in {i0, j0}:
                 if last[block] == (i0, j0):
                     finish(block)
-        out_src = [out[s][0] for s in starts]
-        out_dst = [out[s][1] for s in starts]
-        return np.concatenate(out_src), np.concatenate(out_dst), is_capped
+        for block in starts:  # in no tile (no unit uncovered): itself only
+            if block not in out:
+                finish(block)
+        src = np.concatenate([out[s][0] for s in starts])
+        dst = np.concatenate([out[s][1] for s in starts])
+        if self._perm is None:
+            return src, dst, is_capped
+        src, dst = perm[src], perm[dst]
+        order = np.lexsort((dst, src))
+        capped = np.zeros(n, dtype=bool)
+        capped[perm] = is_capped
+        return src[order], dst[order], capped
 
-    def _tile(self, i0, j0, b, k, lo, hi, half, one, floor, bufs, add) -> None:  # noqa: ANN001
-        """One tile (rows i0.., columns j0..) of `_build`: its pairs go to `add`, both ways."""
+    def _tile(self, x, i0, j0, b, k, lo, hi, half, one, floor, bufs, add) -> None:  # noqa: ANN001
+        """One tile (rows i0.., columns j0..) of `_build`, `x` in its order: pairs to `add`.
+
+        Both ways, each only into an uncovered unit (an ordered index below `_open`).
+        """
         import torch
 
-        x, n, dev = self.x, len(self.x), self.x.device
+        n, dev = len(x), x.device
         i1, j1 = min(i0 + b, n), min(j0 + b, n)
         xi = torch.cat([x[i0:i1], half[i0:i1], one[i0:i1]], 1)
         xj = torch.cat([x[j0:j1], one[j0:j1], half[j0:j1]], 1)
@@ -393,6 +421,8 @@ class _BallGraph:
         border = (val < hi).nonzero().flatten()
         if len(border):
             rb, cb = r[border].cpu().numpy() + i0, c[border].cpu().numpy() + j0
+            if self._perm is not None:
+                rb, cb = self._perm[rb], self._perm[cb]
             far = _exact_sqdist(self.host[rb], self.host[cb]) > self.delta2
             if far.any():
                 drop = border[torch.from_numpy(far).to(dev)]
@@ -400,12 +430,21 @@ class _BallGraph:
                 keep = torch.ones(len(r), dtype=torch.bool, device=dev)
                 keep[drop] = False
                 r, c, val = r[keep], c[keep], val[keep]
-        rows = _tile_cut(t, mask, r, val, k, floor, i0)
-        cols = _tile_cut(t.T, mask.T, c, val, k, floor, j0)
-        rows &= val >= floor[r + i0]  # a pair only the other unit may need is not this one's
-        cols &= val >= floor[c + j0]
-        add(i0, r[rows] + i0, c[rows] + j0, val[rows])
-        add(j0, c[cols] + j0, r[cols] + i0, val[cols])
+        open_c = max(0, min(j1, self._open) - j0)  # local columns (rows) of uncovered units
+        open_r = max(0, min(i1, self._open) - i0)
+        for a, z, lim, tt, mm, a0, z0 in (
+            (r, c, open_c, t, mask, i0, j0),  # edges row → column
+            (c, r, open_r, t.T, mask.T, j0, i0),  # edges column → row
+        ):
+            va = val
+            if lim < tt.shape[1]:  # some targets are covered: no edge into them
+                into = z < lim
+                a, z, va = a[into], z[into], val[into]
+                mm = mm.clone()
+                mm[:, lim:] = False
+            keep = _tile_cut(tt, mm, a, va, k, floor, a0)
+            keep &= va >= floor[a + a0]  # a pair only the other unit may need is not this one's
+            add(a0, a[keep] + a0, z[keep] + z0, va[keep])
 
     def ball(self, i: int, near: torch.Tensor | None = None) -> np.ndarray:
         """The uncovered units within δ of unit `i` (exact), and `i` itself.
@@ -583,5 +622,10 @@ def _log_graph(graph: _BallGraph, delta: float, max_degree: int, seconds: float)
         max_degree,
         int(graph.covered.sum()),
         seconds,
-        extra={"graph_s": seconds, "edges": graph.edges, "capped": graph.capped},
+        extra={
+            "graph_s": seconds,
+            "edges": graph.edges,
+            "capped": graph.capped,
+            "uncovered": int((~graph.covered).sum()),
+        },
     )

@@ -49,6 +49,7 @@ from winnow.selection._strategies import (
     CoverageScorer,
     CoverageStrategy,
     DiversityStrategy,
+    coverage_delta,
     farthest_reason,
 )
 
@@ -336,13 +337,13 @@ def _pick(run: _Run, pool: _Pool) -> _Greedy:
     near = config.near_duplicate_distance
     budget, budget_reason = _budget(config, len(run.candidates), run.length)
     cover = _Cover(pool.x, pool.d0)
-    too_large = _coverage_too_large(run.ranking, len(pool.units))
-    if too_large or all(isinstance(s, DiversityStrategy) and s.strength > 0 for s in run.ranking):
+    ranking, too_large = _size_rule(run, pool)
+    if too_large or all(isinstance(s, DiversityStrategy) and s.strength > 0 for s in ranking):
         picked, dists, why = _greedy_farthest(
             cover, pool.x, k=budget, min_distance=config.min_distance, exclude_below=near
         )
         stop = budget_reason if why == "n_samples" else why
-        rounds = max((getattr(s, "local_search_rounds", None) or 0) for s in run.ranking)
+        rounds = max((getattr(s, "local_search_rounds", None) or 0) for s in ranking)
         if rounds and picked:
             picked, final2, swaps = _local_search(
                 pool.x, pool.d0, picked, rounds=rounds, exclude_below=near
@@ -354,8 +355,11 @@ def _pick(run: _Run, pool: _Pool) -> _Greedy:
         else:
             reasons = [farthest_reason(d) for d in dists]
         if too_large:
-            limit = run.ranking[0].max_candidates
-            reasons = [f"k-center (coverage is for <= {limit:,} candidates): {r}" for r in reasons]
+            limit = ranking[0].max_candidates
+            reasons = [
+                f"k-center (coverage is for <= {limit:,} uncovered candidates): {r}"
+                for r in reasons
+            ]
         scores = list(dists)
         delta = None
     else:
@@ -372,7 +376,7 @@ def _pick(run: _Run, pool: _Pool) -> _Greedy:
             budget=budget,
             distance2=lambda: cover.d2,
         )
-        only = run.ranking[0] if len(run.ranking) == 1 else None
+        only = ranking[0] if len(ranking) == 1 else None
         scorer = scorer_for(only) if only is not None else None
         if (
             _COVERAGE_FAST
@@ -396,7 +400,7 @@ def _pick(run: _Run, pool: _Pool) -> _Greedy:
             )
         else:
             objectives = _Objectives(
-                [scorer_for(s).objective(s, units) for s in run.ranking], len(pool.units)
+                [scorer_for(s).objective(s, units) for s in ranking], len(pool.units)
             )
             picked, dists, scores, reasons, stop = _greedy_combined(
                 cover,
@@ -413,12 +417,23 @@ def _pick(run: _Run, pool: _Pool) -> _Greedy:
     return _Greedy(picked, dists, scores, reasons, stop, cover, delta)
 
 
-def _coverage_too_large(ranking: list[BaseStrategy], units: int) -> bool:
-    """The size rule: coverage alone, over more units than its `max_candidates`."""
-    if len(ranking) != 1 or not isinstance(ranking[0], CoverageStrategy):
-        return False
-    limit = ranking[0].max_candidates
-    return ranking[0].strength > 0 and limit is not None and units > limit
+def _size_rule(run: _Run, pool: _Pool) -> tuple[list[BaseStrategy], bool]:
+    """The ranking to run, and whether coverage alone is over its size limit (run k-center).
+
+    The limit (`max_candidates`) is on the units the dataset leaves uncovered at δ: the graph
+    costs them × all units. δ is resolved here only when the rule needs it (more units than
+    the limit), and then passed on in the ranking, so it is chosen once.
+    """
+    ranking = run.ranking
+    only = ranking[0]
+    if len(ranking) != 1 or not isinstance(only, CoverageStrategy) or only.strength <= 0:
+        return ranking, False
+    limit = only.max_candidates
+    if limit is None or len(pool.units) <= limit:
+        return ranking, False
+    delta = coverage_delta(only, pool.x, run.data, run.config.seed)
+    uncovered = int((pool.d0 > delta * delta).sum())
+    return [only.model_copy(update={"delta": delta})], uncovered > limit
 
 
 def _refined_reason(d: float, swaps: int) -> str:

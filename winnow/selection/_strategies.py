@@ -525,9 +525,10 @@ class CoverageStrategy(BaseStrategy):
         None,
         ge=1,
         description="Size rule: with coverage as the only ranking strategy and more eligible "
-        "candidates than this, the run ranks by k-center (diversity) instead, whose cost "
-        "grows with candidates × dataset rather than candidates² (the default sets it; see "
-        "README 'Which strategy when'). Empty: no limit.",
+        "candidates than this that the dataset leaves uncovered (at δ), the run ranks by "
+        "k-center (diversity) instead: the δ-ball graph costs uncovered × candidates, "
+        "k-center candidates × dataset (the default sets it; see README 'Which strategy "
+        "when'). Empty: no limit.",
     )
 
 
@@ -543,14 +544,7 @@ class CoverageScorer(Scorer):
         if d0 is None:
             d0 = torch.full((len(x),), math.inf, device=x.device)
         start = time.perf_counter()
-        delta = strategy.delta
-        if delta is None:
-            delta = _auto_delta(
-                _delta_sample(x, units.dataset, units.seed),
-                clusters=strategy.delta_clusters,
-                purity=strategy.purity,
-                seed=units.seed,
-            )
+        delta = coverage_delta(strategy, x, units.dataset, units.seed)
         graph = _BallGraph(
             x, d0, delta=delta, max_degree=strategy.max_degree, dataset=units.dataset
         )
@@ -601,6 +595,20 @@ def graph_d0(units: Units) -> torch.Tensor:
     if units.dataset_sqdist is not None:
         return units.dataset_sqdist
     return torch.full((len(units.x),), math.inf, device=units.x.device)
+
+
+def coverage_delta(
+    strategy: CoverageStrategy, x: torch.Tensor, dataset: np.ndarray | None, seed: int
+) -> float:
+    """The strategy's δ: given, or chosen from the units and the dataset (ball purity)."""
+    if strategy.delta is not None:
+        return strategy.delta
+    return _auto_delta(
+        _delta_sample(x, dataset, seed),
+        clusters=strategy.delta_clusters,
+        purity=strategy.purity,
+        seed=seed,
+    )
 
 
 register(CoverageStrategy, CoverageScorer())

@@ -252,6 +252,30 @@ def test_the_half_graph_is_the_exact_delta_ball_graph_capped_to_the_nearest():
             assert g.is_capped[u] == (int((d[u] <= delta * delta).sum()) > k)
 
 
+def test_with_a_dataset_the_graph_holds_only_edges_into_uncovered_units():
+    x = blobs(60, 4, 8, 21, noise=0.2)
+    data = blobs(10, 2, 8, 22, noise=0.2)
+    delta, k = 0.45, 6
+    d = ((x.astype(np.float64)[:, None] - x.astype(np.float64)[None]) ** 2).sum(-1)
+    dd = ((x.astype(np.float64)[:, None] - data.astype(np.float64)[None]) ** 2).sum(-1).min(1)
+    open_ = dd > delta * delta
+    assert 0 < open_.sum() < len(x)  # the units are mixed, so blocks straddle
+    for rows in (None, 5, 64):  # one block, many (covered-only tiles skipped), a straddling one
+        g = graph(x, data, delta=delta, max_degree=k, block_rows=rows)
+        assert (g.covered == ~open_).all()
+        assert 0 < g.capped < len(x)
+        for u in range(len(x)):
+            ball = np.flatnonzero((d[u] <= delta * delta) & open_)
+            ball = ball[ball != u]
+            held = len(ball)
+            if held + 1 > k:  # itself, then its nearest uncovered (ties: lowest index)
+                ball = ball[np.lexsort((ball, d[u, ball]))][: k - 1]
+            ball = np.sort(np.r_[u, ball])
+            assert g.out_dst[g.out_ptr[u] : g.out_ptr[u + 1]].tolist() == ball.tolist(), (rows, u)
+            assert g.is_capped[u] == (held + 1 > k)
+            assert g.count[u] == len(ball) - (not open_[u])
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_coverage_greedy_gives_the_combined_greedys_picks(monkeypatch, seed):
     from winnow.selection import _select
@@ -306,7 +330,19 @@ def test_the_size_rule_runs_coverage_as_k_center_above_max_candidates():
     big = run({"type": "coverage", "max_candidates": 119})  # 120 eligible: too many
     kcenter = run("diversity")
     assert big.indices.tolist() == kcenter.indices.tolist() and big.delta is None
-    assert all(p.reason.startswith("k-center (coverage is for <= 119") for p in big.picks)
+    assert all(p.reason.startswith("k-center (coverage is for <= 119 uncovered") for p in big.picks)
     small = run({"type": "coverage", "max_candidates": 120})
     assert small.delta is not None and small.picks[0].reason.startswith("coverage: ")
     assert SelectionConfig().strategies[0].max_candidates == 50_000  # the default's rule
+
+    # The limit is on the candidates the dataset leaves uncovered (the graph's cost): a
+    # dataset holding two of the four blobs leaves 60 of the 120.
+    held = x[:60].copy()
+    for limit, coverage in ((59, False), (60, True)):
+        config = SelectionConfig(
+            n_samples=10, strategies=[{"type": "coverage", "delta": 0.3, "max_candidates": limit}]
+        )
+        got = selection.select(cands, dataset=held, config=config, device=CPU)
+        assert (got.delta is not None) == coverage, limit
+        assert got.picks[0].reason.startswith("coverage: " if coverage else "k-center (coverage")
+        assert all(int(i) >= 60 for i in got.indices)  # the picks fill the uncovered blobs
