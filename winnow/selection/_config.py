@@ -19,12 +19,12 @@ from winnow.selection._predictions import KNOWN_COLUMNS, _predictions_format
 from winnow.selection._strategies import CoverageStrategy
 
 DEFAULT_COVERAGE_MAX_CANDIDATES = 50_000
-"""The default's size rule: coverage up to this many eligible candidates, k-center beyond.
+"""The default's size rule: coverage up to this many candidates the dataset leaves uncovered.
 
-Measured side by side (bench/selection_quality.py --scale, 512-d clustered data, 2 CPU cores,
-interleaved runs): coverage took 3.6× k-center's time at 20k candidates × 10k dataset and 3.0×
-at 50k × 20k (5.0× / 3.9× under heavy load); its δ-ball graph grows as candidates², so at
-200k × 100k it is ~3× by extrapolation, against the 2× target.
+The δ-ball graph costs uncovered × candidates (k-center: candidates × dataset). Measured side by
+side (bench/selection_quality.py --scale, 512-d clustered data, 2 idle CPU cores): at 200k
+candidates × 100k dataset with 45,825 left uncovered (δ = 0.9), coverage took 1.46× k-center's
+time; a cold start over 200k candidates would cost candidates², so it runs as k-center.
 """
 
 
@@ -76,8 +76,9 @@ class SelectionConfig(BaseModel):
         description="Ordered strategies, as in Lightly Worker: thresholds filter first; the "
         "others are combined greedily with score = product of objective^strength. The default, "
         "coverage (ProbCover), gave the best 1-NN accuracy per label in bench/"
-        "selection_quality.py; above 50,000 eligible candidates it runs as k-center (its "
-        "δ-ball graph costs candidates², k-center candidates × dataset). Diversity is plain "
+        "selection_quality.py; above 50,000 candidates the dataset leaves uncovered it runs as "
+        "k-center (its δ-ball graph costs uncovered × candidates, k-center candidates × "
+        "dataset). Diversity is plain "
         "k-center. A plain "
         'name ("coverage", "diversity", "random", "typicality") is accepted for strategies without '
         "required settings.",
