@@ -260,6 +260,7 @@ def protocol(name: str, images, labels, args, tmp: Path) -> dict:  # noqa: ANN00
         batch_size=args.train_batch,
         input_size=args.size,
         learning_rate=args.lr,
+        temperature=args.temperature,
         horizontal_flip=False,  # digits are not mirror-symmetric
         rotation_degrees=20.0,
         crop_min_scale=args.min_scale,
@@ -294,6 +295,14 @@ def protocol(name: str, images, labels, args, tmp: Path) -> dict:  # noqa: ANN00
         "ssl_vs_random_label_efficiency_k50": round(
             ssl_m["k50"]["kcenter"] / best_random["k50"]["kcenter"], 4
         ),
+        "ssl_vs_random_label_efficiency_k50_default": round(
+            ssl_m["k50"]["default_strategy"] / best_random["k50"]["default_strategy"], 4
+        ),
+        "kcenter_not_below_random": all(
+            m[f"k{k}"]["kcenter"] >= m[f"k{k}"]["random"]
+            for m in (ssl_m, random_m)
+            for k in KS
+        ),
         "ssl_vs_random_knn5": round(ssl_m["knn5_accuracy"] / best_random["knn5_accuracy"], 4),
         "ssl_input_size": args.size,
         "train_s": round(train_s, 1),
@@ -316,8 +325,9 @@ def main() -> None:
         "--budget-s", type=float, default=None, help="training seconds per protocol (600 in all)"
     )
     parser.add_argument("--protocols", default=None, help="comma list: digits,nuisance")
-    parser.add_argument("--train-batch", type=int, default=128)
+    parser.add_argument("--train-batch", type=int, default=256)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--temperature", type=float, default=0.2, help="NT-Xent temperature")
     parser.add_argument("--min-scale", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=64, help="inference batch")
     parser.add_argument("--size", type=int, default=32, help="SSL training and embedding size")
@@ -340,6 +350,10 @@ def main() -> None:
         "ssl_vs_random_label_efficiency_by_protocol": {
             n: r["ssl_vs_random_label_efficiency_k50"] for n, r in results.items()
         },
+        "ssl_vs_random_label_efficiency_default_strategy": {
+            n: r["ssl_vs_random_label_efficiency_k50_default"] for n, r in results.items()
+        },
+        "kcenter_not_below_random": {n: r["kcenter_not_below_random"] for n, r in results.items()},
         "random_knn5": head["random"]["knn5_accuracy"],
         "ssl_knn5": head["ssl"]["knn5_accuracy"],
         "random_kcenter_k50": head["random"]["k50"]["kcenter"],

@@ -23,6 +23,30 @@ app = typer.Typer(
 )
 _STATE = {"debug": False}
 
+# Options several commands share (one help text each).
+EndpointUrl = Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")]
+Region = Annotated[str | None, typer.Option(help="AWS region.")]
+Profile = Annotated[str | None, typer.Option(help="AWS profile name.")]
+CredentialsBlock = Annotated[str | None, typer.Option(help="Prefect AwsCredentials block name.")]
+Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda.")]
+PoolOutput = Annotated[str, typer.Option(help="Output folder or s3:// prefix of the datapool.")]
+PoolSource = Annotated[
+    str | None, typer.Option(help="Raw data (default: the source the pool records).")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+def _storage(
+    endpoint_url: str | None, region: str | None, profile: str | None, block: str | None
+) -> dict[str, str | None]:
+    """The storage options, as `_set` paths."""
+    return {
+        "storage.endpoint_url": endpoint_url,
+        "storage.region": region,
+        "storage.profile": profile,
+        "storage.credentials_block": block,
+    }
+
 
 @app.callback()
 def _global_options(
@@ -169,7 +193,7 @@ def run(
     ] = None,
     input_size: Annotated[int | None, typer.Option(help="Model input size in pixels.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Frames per model batch.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    device: Device = None,
     every_n_frames: Annotated[int | None, typer.Option(help="Keep every n-th video frame.")] = None,
     sample_fps: Annotated[
         float | None, typer.Option(help="Video frames per second to keep.")
@@ -186,12 +210,10 @@ def run(
     relevant_filenames: Annotated[
         str | None, typer.Option(help="File listing keys, folders/ or globs to consider.")
     ] = None,
-    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
-    region: Annotated[str | None, typer.Option(help="AWS region.")] = None,
-    profile: Annotated[str | None, typer.Option(help="AWS profile name.")] = None,
-    credentials_block: Annotated[
-        str | None, typer.Option(help="Prefect AwsCredentials block name.")
-    ] = None,
+    endpoint_url: EndpointUrl = None,
+    region: Region = None,
+    profile: Profile = None,
+    credentials_block: CredentialsBlock = None,
     params_file: Annotated[
         Path | None, typer.Option(help="JSON file of curate parameters; options override it.")
     ] = None,
@@ -220,10 +242,7 @@ def run(
             "frames.sample_fps": sample_fps,
             "frames.keyframes_only": keyframes_only,
             "frames.max_frames_per_video": max_frames_per_video,
-            "storage.endpoint_url": endpoint_url,
-            "storage.region": region,
-            "storage.profile": profile,
-            "storage.credentials_block": credentials_block,
+            **_storage(endpoint_url, region, profile, credentials_block),
         },
     )
     summary = run_curate(params)
@@ -292,7 +311,7 @@ def _open_pool(output: str, endpoint_url: str | None) -> Any:
 @app.command()
 def tags(
     output: Annotated[str, typer.Option(help="The run's output folder or s3:// prefix.")],
-    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
+    endpoint_url: EndpointUrl = None,
 ) -> None:
     """List the tags of a datapool."""
     from winnow.summary import fmt_number
@@ -312,7 +331,7 @@ def tags(
 @app.command()
 def status(
     output: Annotated[str, typer.Option(help="The run's output folder or s3:// prefix.")],
-    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
+    endpoint_url: EndpointUrl = None,
 ) -> None:
     """Show a datapool's version, model and counts."""
     pool = _open_pool(output, endpoint_url)
@@ -349,7 +368,7 @@ def gc_cmd(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only list what would be removed.")
     ] = False,
-    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
+    endpoint_url: EndpointUrl = None,
 ) -> None:
     """Remove abandoned staged shards and parts of lost commits (never what a version names)."""
     from winnow import gc
@@ -388,7 +407,7 @@ def export(
             "image paths are written relative to it."
         ),
     ] = "/",
-    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
+    endpoint_url: EndpointUrl = None,
 ) -> None:
     """Export a tag's members: filenames (default), CSV, Parquet or Label Studio tasks."""
     from winnow import outputs
@@ -460,10 +479,8 @@ def _names(value: str | None) -> list[str] | None:
 
 @app.command()
 def train(
-    output: Annotated[str, typer.Option(help="Output folder or s3:// prefix of the datapool.")],
-    source: Annotated[
-        str | None, typer.Option(help="Raw data (default: the source the pool records).")
-    ] = None,
+    output: PoolOutput,
+    source: PoolSource = None,
     model: Annotated[str | None, typer.Option(help="Backbone to train (resnet18, …).")] = None,
     init_weights: Annotated[
         str | None, typer.Option(help="Start from 'none', 'default', pool:<id> or a checkpoint.")
@@ -478,14 +495,20 @@ def train(
         int | None, typer.Option(help="Training size in px (default 64).")
     ] = None,
     learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="NT-Xent temperature (default 0.5).")
+    ] = None,
     no_flip: Annotated[
         bool, typer.Option("--no-flip", help="No horizontal flips (text, digits, signs).")
     ] = False,
     seed: Annotated[int | None, typer.Option(help="Seed of samples, init and views.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    device: Device = None,
     model_id: Annotated[str | None, typer.Option(help="Name of the model in the pool.")] = None,
-    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    endpoint_url: EndpointUrl = None,
+    region: Region = None,
+    profile: Profile = None,
+    credentials_block: CredentialsBlock = None,
+    as_json: AsJson = False,
 ) -> None:
     """Train a self-supervised (SimCLR) embedding on the frames of a pool's samples."""
     from winnow.training import TrainParams
@@ -500,13 +523,15 @@ def train(
         "batch_size": batch_size,
         "input_size": input_size,
         "learning_rate": learning_rate,
+        "temperature": temperature,
         "horizontal_flip": False if no_flip else None,
         "seed": seed,
         "device": device,
         "model_id": model_id,
     }.items():
         _set(data, f"training.{name}", value)
-    _set(data, "storage.endpoint_url", endpoint_url)
+    for path, value in _storage(endpoint_url, region, profile, credentials_block).items():
+        _set(data, path, value)
     from flows.train import train as train_flow
 
     result = run_flow(train_flow, _validated(TrainParams, data))
@@ -528,10 +553,8 @@ def train(
 
 @app.command()
 def reembed(
-    output: Annotated[str, typer.Option(help="Output folder or s3:// prefix of the datapool.")],
-    source: Annotated[
-        str | None, typer.Option(help="Raw data (default: the source the pool records).")
-    ] = None,
+    output: PoolOutput,
+    source: PoolSource = None,
     model: Annotated[str | None, typer.Option(help="The new model (resnet18, …).")] = None,
     weights: Annotated[
         str | None,
@@ -539,11 +562,14 @@ def reembed(
     ] = None,
     input_size: Annotated[int | None, typer.Option(help="Model input size in pixels.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Frames per model batch.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    device: Device = None,
     seed: Annotated[int | None, typer.Option(help="Seed of random weights.")] = None,
     shard_files: Annotated[int | None, typer.Option(help="Files per shard.")] = None,
-    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    endpoint_url: EndpointUrl = None,
+    region: Region = None,
+    profile: Profile = None,
+    credentials_block: CredentialsBlock = None,
+    as_json: AsJson = False,
 ) -> None:
     """Move a pool to a new embedding model: every sample's frame is embedded again."""
     from winnow.training import ReembedParams
@@ -559,7 +585,8 @@ def reembed(
     }.items():
         _set(data, f"embedding.{name}", value)
     _set(data, "shard_files", shard_files)
-    _set(data, "storage.endpoint_url", endpoint_url)
+    for path, value in _storage(endpoint_url, region, profile, credentials_block).items():
+        _set(data, path, value)
     from flows.reembed import reembed as reembed_flow
 
     result = run_flow(reembed_flow, _validated(ReembedParams, data))
@@ -578,10 +605,8 @@ def reembed(
 
 @app.command("select")
 def select_cmd(
-    output: Annotated[str, typer.Option(help="Output folder or s3:// prefix of the datapool.")],
-    source: Annotated[
-        str | None, typer.Option(help="Raw data (default: the source the pool records).")
-    ] = None,
+    output: PoolOutput,
+    source: PoolSource = None,
     n_samples: Annotated[int | None, typer.Option(help="Samples to select.")] = None,
     proportion: Annotated[
         float | None, typer.Option(help="Fraction of candidates to select.")
@@ -605,7 +630,10 @@ def select_cmd(
     params_file: Annotated[
         Path | None, typer.Option(help="JSON file of reselect parameters; options override it.")
     ] = None,
-    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
+    endpoint_url: EndpointUrl = None,
+    region: Region = None,
+    profile: Profile = None,
+    credentials_block: CredentialsBlock = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Make a new tag from the samples a pool already holds (embeddings from the pool only)."""
@@ -626,7 +654,7 @@ def select_cmd(
         "selection.min_distance": min_distance,
         "selection.strategies": _names(strategy),
         "selection.seed": seed,
-        "storage.endpoint_url": endpoint_url,
+        **_storage(endpoint_url, region, profile, credentials_block),
     }.items():
         _set(data, path, value)
     from flows.reselect import reselect as reselect_flow

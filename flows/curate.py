@@ -120,26 +120,32 @@ def curate(
     summary.record_files(files, shards=len(shards), resumed=resumed)
     summary.candidates = len(candidates)
 
-    with _timed(summary, "select"):
-        selection, dataset = select_samples(
-            stores,
-            snapshot,
-            candidates,
-            config=params.selection,
-            frames=params.frames,
-            embedder=embedder,
-            device=params.embedding.device,
-        )
-    summary.record_selection(selection, dataset_samples=len(dataset))
-    summary.tag = tag if selection.picks else None
-    summary.parent_tag = snapshot.latest_tag.name if snapshot.latest_tag else None
-    summary.record_history(snapshot.tags, tag=summary.tag)
+    selection = dataset = exported = None
 
-    exported = None
-    if selection.picks:
-        with _timed(summary, "upload"):
-            exported = upload_outputs(stores, tag, candidates, selection, files, dataset, summary)
-        summary.outputs = dict(exported.links)
+    def select_and_upload(base: PoolSnapshot) -> None:
+        """Select against `base`'s dataset, record the picks, upload their outputs."""
+        nonlocal selection, dataset, exported
+        with _timed(summary, "select"):
+            selection, dataset = select_samples(
+                stores,
+                base,
+                candidates,
+                config=params.selection,
+                frames=params.frames,
+                embedder=embedder,
+                device=params.embedding.device,
+            )
+        summary.record_selection(selection, dataset_samples=len(dataset))
+        summary.tag = tag if selection.picks else None
+        summary.parent_tag = base.latest_tag.name if base.latest_tag else None
+        summary.record_history(base.tags, tag=summary.tag)
+        exported, summary.outputs = None, {}
+        if selection.picks:
+            with _timed(summary, "upload"):
+                exported = upload_outputs(
+                    stores, tag, candidates, selection, files, dataset, summary
+                )
+            summary.outputs = dict(exported.links)
 
     def pending(base: PoolSnapshot) -> PendingCommit:
         """What the commit writes on top of `base`: the run's files, candidates and tag."""
@@ -154,7 +160,7 @@ def curate(
 
     def select_again(rebased: Rebased) -> PendingCommit:
         """After a lost commit race: select against the newer dataset (no decoding), upload."""
-        nonlocal tag, files, candidates, selection, dataset, exported
+        nonlocal tag, files, candidates
         newer, files, candidates = rebased.snapshot, rebased.files, rebased.candidates
         tag = params.tag_name or newer.next_tag_name()
         newer.check_new_tag(tag)
@@ -162,25 +168,10 @@ def curate(
         summary.files_known += len(rebased.dropped_keys)
         summary.record_files(files, shards=len(shards), resumed=resumed)
         summary.candidates = len(candidates)
-        selection, dataset = select_samples(
-            stores,
-            newer,
-            candidates,
-            config=params.selection,
-            frames=params.frames,
-            embedder=embedder,
-            device=params.embedding.device,
-        )
-        summary.record_selection(selection, dataset_samples=len(dataset))
-        summary.tag = tag if selection.picks else None
-        summary.parent_tag = newer.latest_tag.name if newer.latest_tag else None
-        summary.record_history(newer.tags, tag=summary.tag)
-        exported, summary.outputs = None, {}
-        if selection.picks:
-            exported = upload_outputs(stores, tag, candidates, selection, files, dataset, summary)
-            summary.outputs = dict(exported.links)
+        select_and_upload(newer)
         return pending(newer)
 
+    select_and_upload(snapshot)
     with _timed(summary, "register_tag"):
         committed = register_tag_rebasing(
             stores,
