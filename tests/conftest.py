@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -157,19 +157,26 @@ class FaultProxy:
 
     Modes: `ok`, `slowdown` (503 SlowDown), `reset` (connection closed, no answer), `deny`
     (403 AccessDenied on every request). Every request's signing key id (the `Credential=`
-    of its `Authorization` header) is recorded in `key_ids`, in order.
+    of its `Authorization` header) is recorded in `key_ids`, in order, and its method and
+    bucket-relative key (decoded) in `requests`. `hook(method, key)`, when given, is called
+    for each request that `mode` lets through: None forwards it (the hook may act first,
+    e.g. change the object), `(status, code)` answers with that S3 error instead.
     """
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(
+        self, upstream: str, hook: Callable[[str, str], tuple[int, str] | None] | None = None
+    ) -> None:
         import http.client
         import re
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        from urllib.parse import urlsplit
+        from urllib.parse import unquote, urlsplit
 
         self.upstream = urlsplit(upstream)
         self.mode, self.fail, self.seen = "ok", 0, 0
+        self.hook = hook
         self.key_ids: list[str | None] = []
+        self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         proxy = self
         credential = re.compile(r"Credential=([^/,\s]+)/")
@@ -181,19 +188,28 @@ class FaultProxy:
             def _handle(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 found = credential.search(self.headers.get("Authorization") or "")
+                path = urlsplit(self.path).path
+                key = unquote(path.split("/", 2)[2]) if path.count("/") >= 2 else ""
                 with proxy.lock:
                     proxy.seen += 1
                     proxy.key_ids.append(found.group(1) if found else None)
+                    proxy.requests.append((self.command, key))
                     fault = proxy.mode if proxy.fail > 0 or proxy.mode == "deny" else "ok"
                     proxy.fail -= 1 if proxy.fail > 0 else 0
                 if fault == "reset":
                     self.close_connection = True
                     self.connection.close()
                     return
-                if fault in ("slowdown", "deny"):
-                    payload, status = (
-                        (SLOW_DOWN, 503) if fault == "slowdown" else (ACCESS_DENIED, 403)
-                    )
+                answer = proxy.hook(self.command, key) if fault == "ok" and proxy.hook else None
+                if fault in ("slowdown", "deny") or answer is not None:
+                    if answer is not None:
+                        status, code = answer
+                        payload = f"<Error><Code>{code}</Code><Message>{code}</Message></Error>"
+                        payload = payload.encode()
+                    elif fault == "slowdown":
+                        payload, status = SLOW_DOWN, 503
+                    else:
+                        payload, status = ACCESS_DENIED, 403
                     self.send_response(status)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(payload)))
@@ -220,7 +236,19 @@ class FaultProxy:
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    def start(self) -> FaultProxy:
+        """Start serving (in a daemon thread)."""
+        self.thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving and close the socket."""
+        self.server.shutdown()
+        self.server.server_close()
 
     @property
     def url(self) -> str:
@@ -236,11 +264,9 @@ class FaultProxy:
 @pytest.fixture
 def s3_fault_proxy(s3_endpoint: str) -> Iterator[FaultProxy]:
     """A `FaultProxy` in front of the moto server (mode `ok` until told otherwise)."""
-    proxy = FaultProxy(s3_endpoint)
-    proxy.thread.start()
+    proxy = FaultProxy(s3_endpoint).start()
     yield proxy
-    proxy.server.shutdown()
-    proxy.server.server_close()
+    proxy.close()
 
 
 @pytest.fixture

@@ -51,6 +51,7 @@ def _named(pool: Datapool) -> set[str]:
     return pool.named_parts()
 
 
+@pytest.mark.slow
 def test_old_garbage_goes_recent_garbage_and_named_parts_stay(pool):
     named = _named(pool)
     v1 = json.loads(pool.store.get("versions/00000000000000000001.json"))["parts"]["samples"]
@@ -93,6 +94,7 @@ def test_old_garbage_goes_recent_garbage_and_named_parts_stay(pool):
     assert [t.name for t in pool.load().tags] == ["t1", "t2"]
 
 
+@pytest.mark.slow
 def test_a_named_part_is_never_removed_however_old(pool):
     named = _named(pool)
     time.sleep(AGE_S + 0.5)
@@ -101,6 +103,7 @@ def test_a_named_part_is_never_removed_however_old(pool):
     assert named <= {i.key for i in pool.store.list()}
 
 
+@pytest.mark.slow
 def test_a_plan_that_is_still_staging_is_kept_whole(pool):
     _stage(pool, "longrun", "s1", seed=3)
     time.sleep(AGE_S + 0.5)
@@ -151,6 +154,7 @@ def test_bad_durations_are_refused(text):
         gc.parse_duration(text)
 
 
+@pytest.mark.slow
 def test_winnow_gc_command(store_url, s3_endpoint, open_test_store):
     from flows.cli import app
 

@@ -4,19 +4,15 @@ written outside `output`, on the local and the S3 backend."""
 
 from __future__ import annotations
 
-import http.client
 import io
 import os
-import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import FaultProxy
 from winnow import demo, engine
 from winnow.datapool import Datapool
 from winnow.embedding import EmbeddingOptions, load_embedder
@@ -124,72 +120,6 @@ HOSTILE_LOCAL = [  # a name that is not UTF-8; a newline (moto's server 404s it 
 ]
 
 
-class KeyFaultProxy:
-    """An HTTP proxy in front of moto that lets a hook answer (or act before) each request.
-
-    `hook(method, key)` is called with the request's method and bucket-relative key (decoded);
-    it returns None to forward the request, or `(status, code)` to answer with an S3 error.
-    """
-
-    def __init__(self, upstream: str, hook: Callable[[str, str], tuple[int, str] | None]) -> None:
-        up = urlsplit(upstream)
-        proxy = self
-        self.hook = hook
-        self.seen: list[tuple[str, str]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _handle(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                path = urlsplit(self.path).path
-                key = unquote(path.split("/", 2)[2]) if path.count("/") >= 2 else ""
-                proxy.seen.append((self.command, key))
-                fault = proxy.hook(self.command, key)
-                if fault is not None:
-                    status, code = fault
-                    payload = f"<Error><Code>{code}</Code><Message>{code}</Message></Error>"
-                    data = payload.encode()
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(data)
-                    return
-                conn = http.client.HTTPConnection(up.hostname, up.port)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                headers["Host"] = up.netloc
-                conn.request(self.command, self.path, body=body or None, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                self.send_response(resp.status)
-                for k, v in resp.getheaders():
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                conn.close()
-
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def _local_files(root: Path) -> dict[str, bytes]:
     """Every file under `root` (bytes paths, so names that are not UTF-8 are seen too)."""
     out = {}
@@ -239,7 +169,7 @@ def test_hostile_keys_and_bad_objects_never_stop_a_run(
                         client.delete_object(Bucket=bucket, Key=key)
             return None
 
-        proxy = KeyFaultProxy(s3_endpoint, hook)
+        proxy = FaultProxy(s3_endpoint, hook).start()
         request.addfinalizer(proxy.close)
         source, output = f"s3://{bucket}/raw", f"s3://{bucket}/out"
         storage = {"endpoint_url": proxy.url, "region": "us-east-1", "max_attempts": 1}
@@ -368,6 +298,7 @@ def _embed(store, keys, embedder, frames: FrameOptions):
     return {f.key: f for f in result.files}, result.candidates
 
 
+@pytest.mark.slow
 def test_files_over_the_pixel_budget_are_skipped_before_decoding(tmp_path, embedder):
     store = LocalStore(tmp_path)
     demo.make_video(tmp_path / "wide.mp4", n_frames=4, width=320, height=180)
@@ -397,6 +328,7 @@ def test_a_decompression_bomb_is_skipped_with_the_pixel_budget_reason(
     assert "decompression bomb" in files["bomb.png"].error
 
 
+@pytest.mark.slow
 def test_a_file_over_the_time_budget_is_skipped_and_its_frames_dropped(
     tmp_path, embedder, monkeypatch
 ):
@@ -440,9 +372,9 @@ def test_a_refused_read_of_one_s3_object_is_skipped(s3_endpoint, s3_bucket, embe
         buf = io.BytesIO()
         Image.fromarray(np.full((40, 40, 3), 60 * i, np.uint8)).save(buf, format="PNG")
         store_direct.put(f"p{i}.png", buf.getvalue())
-    proxy = KeyFaultProxy(
+    proxy = FaultProxy(
         s3_endpoint, lambda m, k: (403, "AccessDenied") if k == "raw/p1.png" else None
-    )
+    ).start()
     request.addfinalizer(proxy.close)
     store = open_store(f"s3://{s3_bucket}/raw", S3Options(endpoint_url=proxy.url, max_attempts=1))
     files, cands = _embed(store, {"p0.png", "p1.png", "p2.png"}, embedder, FrameOptions())

@@ -74,6 +74,7 @@ def _commit_after_barrier(url, endpoint, name, barrier, events, results):
         results[name] = ("lost", str(exc))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["local", "s3"])
 def test_two_processes_racing_to_commit(backend, tmp_path, request):
     if backend == "local":

@@ -25,6 +25,7 @@ def _store(proxy: FaultProxy, bucket: str, attempts: int) -> S3Store:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["slowdown", "reset"])
 def test_transient_faults_are_retried_by_boto3(proxy, s3_bucket, mode):
     store = _store(proxy, s3_bucket, attempts=5)
@@ -36,6 +37,7 @@ def test_transient_faults_are_retried_by_boto3(proxy, s3_bucket, mode):
     assert proxy.seen >= 5  # 3 failures absorbed, then the two calls
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("mode", "match"),
     [("slowdown", "transient S3 error SlowDown"), ("reset", "ConnectionClosedError")],

@@ -147,6 +147,7 @@ def test_embed_rejects_frames_of_the_wrong_shape_or_dtype(embedder):
         embedder.embed(np.zeros((2, SIZE, SIZE, 3), np.float32))
 
 
+@pytest.mark.slow
 def test_random_weights_are_identical_in_another_process(tmp_path, embedder):
     frames = _frames(3, seed=1)
     np.save(tmp_path / "frames.npy", frames)
@@ -277,6 +278,7 @@ def test_compile_option_wraps_the_model_with_torch_compile(monkeypatch):
     assert len(calls) == 1
 
 
+@pytest.mark.slow
 def test_compiled_module_matches_eager_on_a_tiny_model():
     tiny = torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()

@@ -235,6 +235,7 @@ def _s3_behind_proxy(
     return s3, _refs(s3)
 
 
+@pytest.mark.slow
 def test_reads_refused_before_any_success_stop_the_run(
     media_store, embedder, s3_bucket, s3_fault_proxy
 ):
@@ -250,6 +251,7 @@ def test_reads_refused_before_any_success_stop_the_run(
     assert s3_fault_proxy.seen >= 3  # the reads really went to the server
 
 
+@pytest.mark.slow
 def test_a_transient_read_error_surfaces_unchanged(
     media_store, embedder, s3_bucket, s3_fault_proxy
 ):

@@ -183,6 +183,7 @@ def test_s3_links_are_plain_urls_unless_presigning_is_asked_for(s3_bucket, s3_en
     assert "Expires=" in link or "X-Amz-Expires=600" in link
 
 
+@pytest.mark.slow
 def test_s3_listing_paginates_past_1000_keys(s3_bucket, s3_options):
     from concurrent.futures import ThreadPoolExecutor
 
