@@ -3,6 +3,7 @@ and small synthetic datapool runs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import uuid
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from winnow.records import Candidates, FileResult, ModelRecord, TagRecord, sample_id_for
+from winnow.storage import ObjectStore
 
 # Before anything imports Prefect: keep its state in a temporary home, no telemetry.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="winnow-test-prefect-")
@@ -278,3 +280,49 @@ def refused_endpoint() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+class CountingStore(ObjectStore):
+    """A real store, with every call that reads an object (list, get, local_copy) recorded."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner, self.url = inner, inner.url
+        self.reads: list[tuple[str, str]] = []
+
+    def list(self, prefix=""):
+        self.reads.append(("list", prefix))
+        return self.inner.list(prefix)
+
+    def get(self, key):
+        self.reads.append(("get", key))
+        return self.inner.get(key)
+
+    @contextlib.contextmanager
+    def local_copy(self, key):
+        self.reads.append(("local_copy", key))
+        with self.inner.local_copy(key) as path:
+            yield path
+
+    def put(self, key, data):
+        return self.inner.put(key, data)
+
+    def put_if_absent(self, key, data):
+        return self.inner.put_if_absent(key, data)
+
+    def exists(self, key):
+        return self.inner.exists(key)
+
+    def delete(self, keys):
+        return self.inner.delete(keys)
+
+    def presign(self, key, expires_s=7 * 24 * 3600):
+        return self.inner.presign(key, expires_s)
+
+    def child(self, prefix):
+        return self.inner.child(prefix)
+
+    def url_for(self, key):
+        return self.inner.url_for(key)
+
+    def link(self, key):
+        return self.inner.link(key)

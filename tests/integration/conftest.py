@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +46,41 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "prefect_api" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+
+
+def kill_at_marker(script: str, markers: Path, args: list[str], *, what: str) -> int:
+    """Run `python -c script markers *args` until it writes `markers/kill-point`, then SIGKILL.
+
+    The script (a probe around the `winnow` command) writes the marker where the test wants
+    the kill to land. Fails if the process ends first or takes over 300 s. Returns its exit
+    status (-SIGKILL once killed).
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(markers), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    try:
+        while not (markers / "kill-point").exists():
+            if proc.poll() is not None:
+                out = proc.stdout.read().decode(errors="replace")[-3000:]
+                raise AssertionError(f"the {what} ended before the kill point:\n{out}")
+            assert time.monotonic() < deadline, f"the {what} did not reach the kill point in time"
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    return proc.returncode

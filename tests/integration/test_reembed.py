@@ -9,16 +9,12 @@ first staged shard it holds until the test kills it (SIGKILL), so the kill lands
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import run
+from tests.integration.conftest import kill_at_marker, run
 from winnow import demo
 from winnow.datapool import Datapool
 from winnow.storage import LocalStore
@@ -113,34 +109,13 @@ main()
 
 
 def test_a_killed_reembed_resumes_with_its_staged_shards(curated, tmp_path):
-    from prefect.settings import PREFECT_API_URL
-
     _, output = curated
     pool = _pool(output)
     before = pool.load()
     markers = tmp_path / "markers"
     args = ["reembed", "--output", str(output), "--model", NEW["model"], "--weights", "none"]
     args += ["--input-size", "64", "--shard-files", "2", "--json"]
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _PROBED_REEMBED, str(markers), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 300
-    try:
-        while not (markers / "kill-point").exists():
-            if proc.poll() is not None:
-                out = proc.stdout.read().decode(errors="replace")[-3000:]
-                raise AssertionError(f"the re-embed ended before the kill point:\n{out}")
-            assert time.monotonic() < deadline, "the re-embed did not stage a shard in time"
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    assert kill_at_marker(_PROBED_REEMBED, markers, args, what="re-embed") == -signal.SIGKILL
     # Killed after one staged shard, before the commit: the pool is unchanged.
     assert not (markers / "staged-2").exists() and not (markers / "commit").exists()
     assert pool.load().version == before.version and pool.load().model == before.model

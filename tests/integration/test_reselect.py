@@ -9,66 +9,20 @@ The pool mixes videos and stills, so both kinds are covered.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import CountingStore
 from tests.integration.conftest import run
 from winnow import demo
 from winnow.datapool import Datapool
-from winnow.storage import LocalStore, ObjectStore
+from winnow.storage import LocalStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
 DEMO = {"frames_per_video": 20, "width": 96, "height": 64}
-
-
-class CountingStore(ObjectStore):
-    """The real source store, with every call that reads an object counted."""
-
-    def __init__(self, inner: ObjectStore) -> None:
-        self.inner, self.url = inner, inner.url
-        self.reads: list[tuple[str, str]] = []
-
-    def list(self, prefix=""):
-        self.reads.append(("list", prefix))
-        return self.inner.list(prefix)
-
-    def get(self, key):
-        self.reads.append(("get", key))
-        return self.inner.get(key)
-
-    @contextlib.contextmanager
-    def local_copy(self, key):
-        self.reads.append(("local_copy", key))
-        with self.inner.local_copy(key) as path:
-            yield path
-
-    def put(self, key, data):
-        return self.inner.put(key, data)
-
-    def put_if_absent(self, key, data):
-        return self.inner.put_if_absent(key, data)
-
-    def exists(self, key):
-        return self.inner.exists(key)
-
-    def delete(self, keys):
-        return self.inner.delete(keys)
-
-    def presign(self, key, expires_s=7 * 24 * 3600):
-        return self.inner.presign(key, expires_s)
-
-    def child(self, prefix):
-        return self.inner.child(prefix)
-
-    def url_for(self, key):
-        return self.inner.url_for(key)
-
-    def link(self, key):
-        return self.inner.link(key)
 
 
 @pytest.fixture

@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import run
+from tests.integration.conftest import kill_at_marker, run
 from winnow import demo
 from winnow.datapool import Datapool
 from winnow.storage import LocalStore
@@ -119,7 +115,6 @@ main()
 
 def test_a_training_killed_between_epochs_resumes_at_the_next_epoch(curated, tmp_path):
     import torch
-    from prefect.settings import PREFECT_API_URL
 
     from flows.train import train
     from winnow.training import TrainOptions, checkpoint_key, model_id, read_card
@@ -129,27 +124,8 @@ def test_a_training_killed_between_epochs_resumes_at_the_next_epoch(curated, tmp
     markers = tmp_path / "markers"
     args = ["train", "--output", str(output), "--epochs", "3", "--batch-size", "8"]
     args += ["--input-size", "32", "--device", "cpu", "--seed", "1", "--json"]
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _PROBED_TRAIN, str(markers), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 300
-    try:
-        while not (markers / "kill-point").exists():
-            if proc.poll() is not None:
-                out = proc.stdout.read().decode(errors="replace")[-3000:]
-                raise AssertionError(f"the training ended before the kill point:\n{out}")
-            assert time.monotonic() < deadline, "the training did not reach epoch 1 in time"
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    returncode = kill_at_marker(_PROBED_TRAIN, markers, args, what="training")
+    assert returncode == -signal.SIGKILL
 
     # The kill landed after epoch 1's checkpoint and before the end.
     store = LocalStore(output / "pool")

@@ -3,13 +3,13 @@ re-selection from stored embeddings."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.conftest import CountingStore
 from winnow import demo, discover, engine
 from winnow.datapool import Datapool
 from winnow.embedding import EmbeddingOptions, load_embedder, model_record
@@ -37,46 +37,6 @@ NEW = EmbeddingOptions(
     model="mobilenet_v3_small", weights="none", input_size=SIZE, batch_size=16, device="cpu"
 )
 TINY = {"epochs": 2, "batch_size": 8, "input_size": SIZE, "device": "cpu", "seed": 3}
-
-
-class CountingStore(ObjectStore):
-    """A real store that counts the calls that read objects (get, local_copy, list)."""
-
-    def __init__(self, inner: ObjectStore) -> None:
-        self.inner, self.url = inner, inner.url
-        self.reads: list[tuple[str, str]] = []
-
-    def list(self, prefix=""):
-        self.reads.append(("list", prefix))
-        return self.inner.list(prefix)
-
-    def get(self, key):
-        self.reads.append(("get", key))
-        return self.inner.get(key)
-
-    @contextlib.contextmanager
-    def local_copy(self, key):
-        self.reads.append(("local_copy", key))
-        with self.inner.local_copy(key) as path:
-            yield path
-
-    def put(self, key, data):
-        return self.inner.put(key, data)
-
-    def put_if_absent(self, key, data):
-        return self.inner.put_if_absent(key, data)
-
-    def exists(self, key):
-        return self.inner.exists(key)
-
-    def delete(self, keys):
-        return self.inner.delete(keys)
-
-    def presign(self, key, expires_s=7 * 24 * 3600):
-        return self.inner.presign(key, expires_s)
-
-    def child(self, prefix):
-        return self.inner.child(prefix)
 
 
 def curate_core(source: ObjectStore, pool: Datapool, *, run_id: str, tag: str | None = None):
