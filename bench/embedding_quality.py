@@ -299,9 +299,7 @@ def protocol(name: str, images, labels, args, tmp: Path) -> dict:  # noqa: ANN00
             ssl_m["k50"]["default_strategy"] / best_random["k50"]["default_strategy"], 4
         ),
         "kcenter_not_below_random": all(
-            m[f"k{k}"]["kcenter"] >= m[f"k{k}"]["random"]
-            for m in (ssl_m, random_m)
-            for k in KS
+            m[f"k{k}"]["kcenter"] >= m[f"k{k}"]["random"] for m in (ssl_m, random_m) for k in KS
         ),
         "ssl_vs_random_knn5": round(ssl_m["knn5_accuracy"] / best_random["knn5_accuracy"], 4),
         "ssl_input_size": args.size,
