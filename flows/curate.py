@@ -81,7 +81,7 @@ def curate(
         summary.pool_version_before = snapshot.version
         tag = params.tag_name or snapshot.next_tag_name()
         snapshot.check_new_tag(tag)
-        model = check_model(params.embedding, snapshot)
+        model = check_model(params.embedding, snapshot, s3=stores.options)
         summary.model = model.describe()
 
     with _timed(summary, "discover"):
@@ -103,7 +103,7 @@ def curate(
         return summary.to_dict()
 
     with _timed(summary, "decode_embed"):
-        embedder = load_model(params.embedding)
+        embedder = load_model(params.embedding, s3=stores.options)
         plan = plan_hash(model, params.frames.model_dump(mode="json"))
         # On the GPU pool or Dask the shards are staged elsewhere; the step below then reads
         # them like a resume and decodes in-process only what is still missing.

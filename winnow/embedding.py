@@ -260,9 +260,9 @@ def _cached_copy(store: ObjectStore, key: str, value: str) -> Path:
     if isinstance(store, LocalStore):
         if (store.root / key).is_file():
             return (store.root / key).resolve()
-    else:
+    else:  # a listing names folders: list the checkpoint's folder and find it there
         with contextlib.suppress(NotFound):
-            info = next((i for i in store.list(key) if i.key == key), None)
+            info = next((i for i in store.list(key.rpartition("/")[0]) if i.key == key), None)
     if info is None:
         raise ConfigError(
             f"weights={value!r}: no checkpoint at {store.url_for(key)}; `winnow status` lists "

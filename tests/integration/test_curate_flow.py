@@ -98,3 +98,32 @@ def test_a_run_over_nothing_new_does_no_work(tmp_path):
     summary = run(str(source), str(tmp_path / "out"))
     assert summary["nothing_new"] and summary["files_listed"] == 0
     assert not (tmp_path / "out" / "pool" / "versions").exists()
+
+
+@pytest.mark.slow
+def test_pool_weights_on_s3_come_through_the_runs_endpoint(s3_bucket, s3_endpoint, monkeypatch):
+    """`pool:<model-id>` of an S3 pool is read with the run's storage options, not boto3's."""
+    import io
+
+    import torch
+
+    from winnow.embedding import EmbeddingOptions, load_embedder
+    from winnow.storage import S3Options
+
+    options = S3Options(endpoint_url=s3_endpoint, region="us-east-1")
+    source, output = f"s3://{s3_bucket}/raw", f"s3://{s3_bucket}/curated"
+    demo.write_demo_files(open_store(source, options), n_videos=0, n_images=3, width=64, height=48)
+    small = {"model": "mobilenet_v3_small", "input_size": 64, "batch_size": 32, "device": "cpu"}
+    trunk = load_embedder(EmbeddingOptions(**small, weights="none", seed=7)).module
+    buf = io.BytesIO()
+    torch.save(trunk.state_dict(), buf)
+    open_store(output, options).put("pool/models/m7/model.pt", buf.getvalue())
+    # boto3's own default endpoint refuses connections: only the run's endpoint reaches moto.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+
+    storage = {"endpoint_url": s3_endpoint, "region": "us-east-1"}
+    summary = run(source, output, storage, embedding={**small, "weights": "pool:m7"})
+    assert summary["tag"] == "run-0001" and summary["candidates"] == 3
+    assert summary["model"].startswith("mobilenet_v3_small (checkpoint:")
+    pool = Datapool(open_store(output, options).child("pool")).load()
+    assert pool.model.weights == summary["model"].split("(")[1].split(",")[0]
