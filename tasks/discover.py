@@ -20,11 +20,12 @@ from winnow.stores import Stores
 def load_pool(stores: Stores) -> PoolSnapshot:
     """Load the latest datapool snapshot."""
     snapshot = stores.pool.load()
-    get_run_logger().info(
-        "datapool %s: version %d, %d files, %d tags",
+    counts = snapshot.manifest.counts if snapshot.manifest else {}
+    get_run_logger().info(  # counts from the manifest: the files table is not read for this
+        "datapool %s: version %d, %d file records, %d tags",
         stores.pool.url,
         snapshot.version,
-        snapshot.files.num_rows,
+        counts.get("files", 0),
         len(snapshot.tags),
     )
     return snapshot
