@@ -794,7 +794,7 @@ class Datapool:
     def named_parts(self) -> set[str]:
         """Every part key named by any committed version (older versions stay readable).
 
-        Reads every manifest under `versions/`, whatever tables it names.
+        Reads every manifest under `versions/` (`Manifest.from_json`: every table of the format).
 
         Raises:
             PoolCorrupt: If a manifest cannot be read (nothing may then be called garbage).
@@ -805,15 +805,9 @@ class Datapool:
         except NotFound:
             return named
         for info in infos:
-            where = self.store.url_for(info.key)
-            try:
-                raw = json.loads(_get(self.store, info.key))
-                if raw.get("format") != FORMAT:
-                    raise ValueError(f"unknown format {raw.get('format')!r}")
-                for keys in raw["parts"].values():
-                    named.update(str(k) for k in keys)
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise PoolCorrupt(f"datapool manifest {where} is not readable: {exc}") from exc
+            manifest = Manifest.from_json(_get(self.store, info.key), self.store.url_for(info.key))
+            for keys in manifest.parts.values():
+                named.update(keys)
         return named
 
     def _read_manifest(self, version: int) -> Manifest | None:
