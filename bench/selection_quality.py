@@ -195,9 +195,9 @@ def scale_case(n: int, m: int, k: int, rounds: int = 1, delta: float | None = No
     log.addHandler(phases)
     log.setLevel(logging.DEBUG)
     out: dict = {"n": n, "m": m, "k": k, "runs": []}
+    coverage = {**COVERAGE_AT_ANY_SIZE, **({"delta": delta} if delta else {})}
     try:
         for _ in range(rounds):
-            coverage = {**COVERAGE_AT_ANY_SIZE, **({"delta": delta} if delta else {})}
             for name, strategy in (("kcenter", "diversity"), ("coverage", coverage)):
                 config = SelectionConfig(
                     n_samples=k, remove_exact_duplicates=False, strategies=[strategy]

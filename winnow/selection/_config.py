@@ -78,8 +78,7 @@ class SelectionConfig(BaseModel):
         "coverage (ProbCover), gave the best 1-NN accuracy per label in bench/"
         "selection_quality.py; above 50,000 candidates the dataset leaves uncovered it runs as "
         "k-center (its δ-ball graph costs uncovered × candidates, k-center candidates × "
-        "dataset). Diversity is plain "
-        "k-center. A plain "
+        "dataset). Diversity is plain k-center. A plain "
         'name ("coverage", "diversity", "random", "typicality") is accepted for strategies without '
         "required settings.",
     )

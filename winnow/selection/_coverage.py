@@ -436,6 +436,8 @@ class _BallGraph:
             (r, c, open_c, t, mask, i0, j0),  # edges row → column
             (c, r, open_r, t.T, mask.T, j0, i0),  # edges column → row
         ):
+            if lim == 0:  # every target covered: no edge this way
+                continue
             va = val
             if lim < tt.shape[1]:  # some targets are covered: no edge into them
                 into = z < lim
