@@ -93,9 +93,14 @@ def _children(client, parent_id: str) -> list:
     )
 
 
-def _worker_of(server, run_id) -> list[int]:
-    """Which workers (by index) logged submitting this flow run."""
-    return [i for i, log in enumerate(server.worker_logs) if str(run_id) in log.read_text()]
+def _worker_of(server, run) -> list[int]:
+    """Which workers (by index) ran this flow run: its process's own final line is in their log.
+
+    "submitting flow run" is no proof: both workers can pick up one run in the same poll, and
+    the one the server then refuses logs "Aborted submission" after it.
+    """
+    line = f"Flow run '{run.name}' - Finished in state"
+    return [i for i, log in enumerate(server.worker_logs) if line in log.read_text()]
 
 
 def test_pool_fanout_uses_both_workers_and_matches_in_process(server, client, data):
@@ -113,7 +118,7 @@ def test_pool_fanout_uses_both_workers_and_matches_in_process(server, client, da
         client.read_deployment_by_name("embed-shards/gpu").id
     }
     # Each child was run by exactly one worker, and both workers ran some.
-    ran = {r.name: _worker_of(server, r.id) for r in children}
+    ran = {r.name: _worker_of(server, r) for r in children}
     assert all(len(w) == 1 for w in ran.values()), (ran, tail(server.worker_logs[0]))
     assert {w[0] for w in ran.values()} == {0, 1}, ran
     # A child's parameters are a key, never the shard list.
