@@ -5,17 +5,22 @@ Builds two synthetic pools on the local backend with the same dataset (one tag o
 so a tenth as many files), written through `Datapool.commit` in commits of at most 500k samples
 with `--dim`-wide float16 embeddings (64 by default, to bound disk and build time: the
 cost measured here reads the dataset's embeddings, so it scales with dim x dataset, never with
-the pool). Then, in a fresh subprocess per measurement (so the peak RSS is that of one run),
-after its imports (not timed), a run of `--run` new frames loads the pool, seeds selection with the dataset's embeddings
-(`snapshot.dataset()`) and commits its files, samples and a tag; its version is removed
-afterwards so every repeat sees the same pool. Reported per pool: the median time of those
-three steps, the child's peak RSS (VmHWM) before and after them, the same seed through the
-old path (every samples part; first repeat only), and, for information, building the fingerprint index and
-looking up the run's keys (discovery: that one is O(files) by nature).
+the pool). Then, in `--repeat` fresh subprocesses per pool, interleaved (so the peak RSS is
+that of one run, and load on the machine hits both pools alike), after the imports (not timed),
+a run of `--run` new frames loads the pool, seeds selection with the dataset's embeddings
+(`snapshot.dataset()`) and commits its files, samples and a tag; its version is then removed so
+every cycle sees the same pool. Each process does `--inner` such cycles: one cycle is about
+0.1 s, so a single one per process leaves the ratio at the mercy of a noisy host (1 process
+of 1 cycle gave 0.78 to 1.55 here). Reported per pool: the median time of those three steps
+over all cycles (and over the cold first cycles alone), the child's peak RSS (VmHWM) before,
+after its first cycle and after all of them, the same seed through the old path (every samples
+part; first process only), and, for information, building the fingerprint index and looking
+up the run's keys (discovery: that one is O(files) by nature).
 
-    .venv/bin/python bench/pool_growth.py [--quick] [--repeat 7] [--workdir DIR]
+    .venv/bin/python bench/pool_growth.py [--quick] [--repeat 7] [--inner 8] [--workdir DIR]
 
-The last line of output is one JSON object; `pool_growth_ratio` = time at big / time at small.
+The last line of output is one JSON object; `pool_growth_ratio` = time at big / time at
+small (all cycles), `cold_pool_growth_ratio` the same over first cycles.
 """
 
 from __future__ import annotations
@@ -134,14 +139,8 @@ def _vm_hwm_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(root: Path, run: int, dim: int, seed: int, old_path: bool) -> None:
-    """One measured run (in its own process): load, seed, commit; then restore the pool."""
-    import pyarrow.dataset  # noqa: F401  (pq.read_table imports it, and pandas, on first use)
-
-    pool = Datapool(LocalStore(root))
-    files, cands = _run(f"new{seed}", run, dim, seed=10_000 + seed)
-    tag = _tag(f"run-{seed}", cands.sample_id[: max(1, run // 100)])
-    rss_before = _vm_hwm_mb()
+def _cycle(pool: Datapool, files, cands, tag, dim: int, seed: int) -> dict:
+    """One measured load + seed + commit, then the pool restored (its version removed)."""
     t0 = time.perf_counter()
     snap = pool.load()
     t1 = time.perf_counter()
@@ -151,7 +150,39 @@ def child(root: Path, run: int, dim: int, seed: int, old_path: bool) -> None:
         snap, run_id=f"bench-{seed}", files=files, samples=cands, tag=tag, model=_model(dim)
     )
     t3 = time.perf_counter()
-    rss_after = _vm_hwm_mb()
+    new = pool.load(version)
+    added = [p for ps in new.manifest.parts.values() for p in ps if p.startswith("parts/bench-")]
+    pool.store.delete([*added, f"versions/{version:020d}.json"])
+    pool.store.put("latest", json.dumps({"version": version - 1}).encode())
+    return {
+        "load_s": t1 - t0,
+        "seed_s": t2 - t1,
+        "commit_s": t3 - t2,
+        "total_s": t3 - t0,
+        "dataset_rows": len(centers),
+        "snap": snap,
+    }
+
+
+def child(root: Path, run: int, dim: int, seed: int, old_path: bool, inner: int) -> None:
+    """Measured runs in one process: `inner` load-seed-commit cycles, then the extras.
+
+    The first cycle is the cold one (first use of the pool in the process, as a real run
+    does it); the later ones give the resolution a single 0.1 s cycle lacks on a noisy host.
+    """
+    import pyarrow.dataset  # noqa: F401  (pq.read_table imports it, and pandas, on first use)
+
+    pool = Datapool(LocalStore(root))
+    files, cands = _run(f"new{seed}", run, dim, seed=10_000 + seed)
+    tag = _tag(f"run-{seed}", cands.sample_id[: max(1, run // 100)])
+    rss_before = _vm_hwm_mb()
+    cycles = [_cycle(pool, files, cands, tag, dim, seed)]
+    rss_first = _vm_hwm_mb()
+    cycles += [_cycle(pool, files, cands, tag, dim, seed) for _ in range(inner - 1)]
+    rss_last = _vm_hwm_mb()
+    snap = cycles[0].pop("snap")
+    for c in cycles[1:]:
+        del c["snap"]
     # Not part of the measured steps (their RSS is read above): the old seed path and discovery.
     t4 = time.perf_counter()
     old = snap.samples(snap.dataset_ids) if old_path else snap.dataset()
@@ -160,22 +191,14 @@ def child(root: Path, run: int, dim: int, seed: int, old_path: bool) -> None:
     t6 = time.perf_counter()
     hits = index.lookup([f.key for f in files])
     t7 = time.perf_counter()
-    assert len(old) == len(centers) and all(h is None for h in hits)
-    # Restore the pool so every repeat measures the same one.
-    new = pool.load(version)
-    added = [p for ps in new.manifest.parts.values() for p in ps if p.startswith("parts/bench-")]
-    pool.store.delete([*added, f"versions/{version:020d}.json"])
-    pool.store.put("latest", json.dumps({"version": version - 1}).encode())
+    assert len(old) == cycles[0]["dataset_rows"] and all(h is None for h in hits)
     print(
         json.dumps(
             {
-                "load_s": t1 - t0,
-                "seed_s": t2 - t1,
-                "commit_s": t3 - t2,
-                "total_s": t3 - t0,
+                "cycles": cycles,
                 "rss_before_mb": rss_before,
-                "rss_peak_mb": rss_after,
-                "dataset_rows": len(centers),
+                "rss_peak_mb": rss_first,
+                "rss_after_all_mb": rss_last,
                 "old_seed_s": t5 - t4 if old_path else None,
                 "fingerprint_index_s": t6 - t5,
                 "lookup_run_keys_s": t7 - t6,
@@ -184,10 +207,10 @@ def child(root: Path, run: int, dim: int, seed: int, old_path: bool) -> None:
     )
 
 
-def _measure(root: Path, run: int, dim: int, seed: int) -> dict:
+def _measure(root: Path, run: int, dim: int, seed: int, inner: int) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child", str(root), "--run", str(run), "--dim", str(dim)]
-        + ["--seed", str(seed)]
+        + ["--seed", str(seed), "--inner", str(inner)]
         + (["--old-path"] if seed == 0 else []),
         capture_output=True,
         text=True,
@@ -204,7 +227,8 @@ def main() -> None:
     parser.add_argument("--dataset", type=int, default=20_000)
     parser.add_argument("--run", type=int, default=10_000)
     parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=7, help="processes per pool")
+    parser.add_argument("--inner", type=int, default=8, help="measured cycles per process")
     parser.add_argument(
         "--workdir", type=Path, help="build the pools here and keep them (reused when present)"
     )
@@ -213,11 +237,11 @@ def main() -> None:
     parser.add_argument("--old-path", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.run, args.dim, args.seed, args.old_path)
+        child(args.child, args.run, args.dim, args.seed, args.old_path, args.inner)
         return
     if args.quick:
         args.small, args.big, args.dataset, args.run = 20_000, 200_000, 2_000, 1_000
-        args.repeat = min(args.repeat, 3)
+        args.repeat, args.inner = min(args.repeat, 3), min(args.inner, 3)
 
     started = time.perf_counter()
     tmp = args.workdir or Path(tempfile.mkdtemp(prefix="winnow-pool-growth-"))
@@ -239,13 +263,18 @@ def main() -> None:
         runs: dict[str, list[dict]] = {k: [] for k in sizes}
         for i in range(args.repeat):  # interleaved, so load on the machine hits both alike
             for k in sizes:
-                runs[k].append(_measure(tmp / k, args.run, args.dim, seed=i))
+                runs[k].append(_measure(tmp / k, args.run, args.dim, seed=i, inner=args.inner))
     finally:
         if args.workdir is None:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def med(k: str, name: str) -> float:
         return statistics.median(r[name] for r in runs[k] if r[name] is not None)
+
+    def cyc(k: str, name: str, cold: bool = False) -> float:
+        """Median over every measured cycle (or over each process's first, cold one)."""
+        cycles = [c for r in runs[k] for c in (r["cycles"][:1] if cold else r["cycles"])]
+        return statistics.median(c[name] for c in cycles)
 
     def peak(k: str, name: str) -> float:
         return max(r[name] for r in runs[k])
@@ -257,17 +286,19 @@ def main() -> None:
             "pool_files": n // FRAMES_PER_FILE,
             "disk_mb": round(disk_mb[k], 1),
             "build_s": round(build_s[k], 2),
-            "load_s": round(med(k, "load_s"), 4),
-            "seed_s": round(med(k, "seed_s"), 4),
-            "commit_s": round(med(k, "commit_s"), 4),
-            "load_seed_commit_s": round(med(k, "total_s"), 4),
+            "load_s": round(cyc(k, "load_s"), 4),
+            "seed_s": round(cyc(k, "seed_s"), 4),
+            "commit_s": round(cyc(k, "commit_s"), 4),
+            "load_seed_commit_s": round(cyc(k, "total_s"), 4),
+            "cold_load_seed_commit_s": round(cyc(k, "total_s", cold=True), 4),
             "rss_before_mb": round(peak(k, "rss_before_mb"), 1),
             "rss_peak_mb": round(peak(k, "rss_peak_mb"), 1),
+            "rss_after_all_cycles_mb": round(peak(k, "rss_after_all_mb"), 1),
             "old_path_seed_s": round(med(k, "old_seed_s"), 4),
             "fingerprint_index_s": round(med(k, "fingerprint_index_s"), 4),
             "lookup_run_keys_s": round(med(k, "lookup_run_keys_s"), 4),
         }
-        assert all(r["dataset_rows"] == args.dataset for r in runs[k])
+        assert all(c["dataset_rows"] == args.dataset for r in runs[k] for c in r["cycles"])
     small, big = per_pool["small"], per_pool["big"]
     result = {
         "bench": "pool_growth",
@@ -277,6 +308,7 @@ def main() -> None:
         "dataset_samples": args.dataset,
         "run_frames": args.run,
         "repeat": args.repeat,
+        "inner": args.inner,
         "small": small,
         "big": big,
         "time_small_s": small["load_seed_commit_s"],
@@ -284,6 +316,9 @@ def main() -> None:
         "rss_small_mb": small["rss_peak_mb"],
         "rss_big_mb": big["rss_peak_mb"],
         "pool_growth_ratio": round(big["load_seed_commit_s"] / small["load_seed_commit_s"], 3),
+        "cold_pool_growth_ratio": round(
+            big["cold_load_seed_commit_s"] / small["cold_load_seed_commit_s"], 3
+        ),
         "rss_growth_ratio": round(big["rss_peak_mb"] / small["rss_peak_mb"], 3),
         "old_path_seed_ratio": round(big["old_path_seed_s"] / small["old_path_seed_s"], 3),
         "cpu_count": os.cpu_count(),
