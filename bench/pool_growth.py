@@ -130,6 +130,89 @@ def build(root: Path, total: int, dataset: int, dim: int) -> float:
     return time.perf_counter() - start
 
 
+def build_files(root: Path, n_files: int) -> float:
+    """A pool of `n_files` files and no samples (commits of 500k files); seconds taken.
+
+    More commits than `COMPACT_AFTER_PARTS` make the last ones compact the files table
+    (streaming), as a long-lived pool's commits do.
+    """
+    start = time.perf_counter()
+    pool = Datapool(LocalStore(root))
+    done = 0
+    while done < n_files:
+        n = min(COMMIT_SAMPLES, n_files - done)
+        files = [
+            FileResult(
+                key=f"cam{i % 97:02d}/2026/{i:010d}.mp4",
+                fingerprint=f"mtime:{i}:1000",
+                size_bytes=1000,
+                kind="video",
+                status="ok",
+            )
+            for i in range(done, done + n)
+        ]
+        pool.commit(
+            pool.load(),
+            run_id=f"files{done}",
+            files=files,
+            samples=Candidates.empty(8),
+            tag=None,
+            model=_model(8),
+        )
+        done += n
+    return time.perf_counter() - start
+
+
+def index_child(root: Path, n_files: int) -> None:
+    """Load the files-only pool, build its fingerprint index, look up 200k listed keys."""
+    import pyarrow.dataset  # noqa: F401
+
+    assert n_files >= 100_000, "--index-files: at least 100000 (100k of the listed keys are known)"
+    listed = [f"cam{i % 97:02d}/2026/{i:010d}.mp4" for i in range(n_files - 100_000, n_files)]
+    listed += [f"new/{i:010d}.mp4" for i in range(100_000)]
+    rss_before = _vm_hwm_mb()
+    t0 = time.perf_counter()
+    snap = Datapool(LocalStore(root)).load()
+    t1 = time.perf_counter()
+    index = snap.fingerprints
+    t2 = time.perf_counter()
+    hits = index.lookup(listed)
+    t3 = time.perf_counter()
+    known = sum(h is not None for h in hits)
+    assert len(index) == n_files and known == 100_000, (len(index), known)
+    print(
+        json.dumps(
+            {
+                "files": n_files,
+                "files_parts": len(snap.manifest.parts["files"]),
+                "load_s": t1 - t0,
+                "fingerprint_index_s": t2 - t1,
+                "lookup_200k_keys_s": t3 - t2,
+                "rss_before_mb": rss_before,
+                "rss_peak_mb": _vm_hwm_mb(),
+            }
+        )
+    )
+
+
+def _index_files(tmp: Path, n_files: int) -> dict:
+    """Build (or reuse) the files-only pool and measure its index in a fresh process."""
+    root = tmp / f"files-{n_files}"
+    marker = tmp / f"files-{n_files}.built"
+    if not marker.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        marker.write_text(str(build_files(root, n_files)))
+    out = subprocess.run(
+        [sys.executable, __file__, "--index-child", str(root), "--index-files", str(n_files)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["build_s"] = float(marker.read_text())
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+
+
 def _vm_hwm_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -232,16 +315,28 @@ def main() -> None:
     parser.add_argument(
         "--workdir", type=Path, help="build the pools here and keep them (reused when present)"
     )
+    parser.add_argument(
+        "--index-files",
+        type=int,
+        default=0,
+        help="also build a files-only pool of this many files (e.g. 10000000) and time loading "
+        "its fingerprint index and looking up 200k listed keys (half of them known)",
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--index-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--old-path", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.index_child:
+        index_child(args.index_child, args.index_files)
+        return
     if args.child:
         child(args.child, args.run, args.dim, args.seed, args.old_path, args.inner)
         return
     if args.quick:
         args.small, args.big, args.dataset, args.run = 20_000, 200_000, 2_000, 1_000
         args.repeat, args.inner = min(args.repeat, 3), min(args.inner, 3)
+        args.index_files = args.index_files or 200_000
 
     started = time.perf_counter()
     tmp = args.workdir or Path(tempfile.mkdtemp(prefix="winnow-pool-growth-"))
@@ -260,6 +355,7 @@ def main() -> None:
             k: sum(f.stat().st_size for f in (tmp / k).rglob("*") if f.is_file()) / 2**20
             for k in sizes
         }
+        index = _index_files(tmp, args.index_files) if args.index_files else None
         runs: dict[str, list[dict]] = {k: [] for k in sizes}
         for i in range(args.repeat):  # interleaved, so load on the machine hits both alike
             for k in sizes:
@@ -321,6 +417,7 @@ def main() -> None:
         ),
         "rss_growth_ratio": round(big["rss_peak_mb"] / small["rss_peak_mb"], 3),
         "old_path_seed_ratio": round(big["old_path_seed_s"] / small["old_path_seed_s"], 3),
+        "fingerprint_index_at_scale": index,
         "cpu_count": os.cpu_count(),
         "wall_s": round(time.perf_counter() - started, 1),
     }

@@ -202,6 +202,9 @@ def test_pool_growth_quick_values_are_sane():
     # Quick sizes on a shared machine are noisy: sane, not the bar (<= 1.2 in full mode).
     assert _ratio(result["pool_growth_ratio"]) and result["pool_growth_ratio"] < 3
     assert _ratio(result["cold_pool_growth_ratio"])
+    index = result["fingerprint_index_at_scale"]  # the child asserts the index and its lookups
+    assert index["files"] == 200_000 and index["files_parts"] == 1
+    assert _seconds(index["fingerprint_index_s"]) and _seconds(index["lookup_200k_keys_s"])
     # Memory of the measured steps does not grow with the pool (structural, not noisy).
     assert _ratio(result["rss_growth_ratio"]) and result["rss_growth_ratio"] < 1.3
     assert _ratio(result["old_path_seed_ratio"])
