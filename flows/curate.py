@@ -18,7 +18,7 @@ from tasks.discover import discover_files, load_pool
 from tasks.embed import check_model, load_model
 from tasks.select import select_samples
 from tasks.tag import register_tag_rebasing
-from tasks.upload import upload_outputs
+from tasks.upload import publish_pending_exports, publish_tag_exports, upload_outputs
 from winnow.datapool import PoolSnapshot, plan_hash
 from winnow.embedding import EmbeddingOptions
 from winnow.gc import collect_garbage_if_due
@@ -78,6 +78,7 @@ def curate(
     with _timed(summary, "load"):
         stores = connect(params.source, params.output_url, params.storage)
         snapshot = load_pool(stores)
+        publish_pending_exports(stores, snapshot)  # of a run that died after its commit
         summary.pool_version_before = snapshot.version
         tag = params.tag_name or snapshot.next_tag_name()
         snapshot.check_new_tag(tag)
@@ -143,7 +144,7 @@ def curate(
         if selection.picks:
             with _timed(summary, "upload"):
                 exported = upload_outputs(
-                    stores, tag, candidates, selection, files, dataset, summary
+                    stores, tag, candidates, selection, files, dataset, summary, run_id=run_id
                 )
             summary.outputs = dict(exported.links)
 
@@ -182,6 +183,8 @@ def curate(
             plan_hash=plan,
             shard_ids=[s.shard_id for s in shards],
         )
+        if committed.pending.tag is not None:  # only now: a losing run never overwrites
+            publish_tag_exports(stores, run_id, committed.pending.tag.name)
     collect_garbage_if_due(stores.pool)  # abandoned staging, lost commits' parts (winnow.gc)
     summary.pool_version_after, summary.commit_attempts = committed.version, committed.attempts
     publish_summary(

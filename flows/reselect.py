@@ -12,7 +12,7 @@ from tasks.connect import connect
 from tasks.discover import load_pool
 from tasks.reselect import reselect_samples
 from tasks.tag import register_tag
-from tasks.upload import upload_outputs
+from tasks.upload import publish_pending_exports, publish_tag_exports, upload_outputs
 from winnow.params import StorageParams, TagName, documented_by
 from winnow.records import Candidates
 from winnow.selection import SelectionConfig
@@ -42,6 +42,7 @@ def reselect(
     started = time.perf_counter()
     stores = connect(params.source or params.output, params.output, params.storage)
     snapshot = load_pool(stores)
+    publish_pending_exports(stores, snapshot)  # of a run that died after its commit
     source_url = recorded_source(snapshot.tags, params.source, pool_url=stores.pool.url)
     if source_url != stores.source.url:
         stores = connect(source_url, params.output, params.storage)
@@ -68,7 +69,9 @@ def reselect(
 
     exported = None
     if selection_.picks:
-        exported = upload_outputs(stores, tag, candidates, selection_, files, dataset, summary)
+        exported = upload_outputs(
+            stores, tag, candidates, selection_, files, dataset, summary, run_id=run_id
+        )
         summary.outputs = dict(exported.links)
     recorded = {**params.model_dump(mode="json"), "source": source_url, "reselect": True}
     summary.pool_version_after = register_tag(
@@ -88,6 +91,8 @@ def reselect(
         plan_hash="reselect",
         shard_ids=[],
     )
+    if selection_.picks:  # only now: a run that lost the commit never overwrites the winner's
+        publish_tag_exports(stores, run_id, tag)
     publish_summary(
         summary,
         pool_url=stores.pool.url,

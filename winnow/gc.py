@@ -5,7 +5,10 @@ Two kinds of objects pile up in a pool that no reader ever opens:
 - staged shards (and scale-out group descriptions) under `staging/<plan-hash>/` of a plan no
   run will finish: a crashed run whose parameters were changed before the re-run;
 - parts under `parts/<commit-id>/` that no manifest names: a crash between writing parts and
-  creating the version, or a loser whose clean-up was cut short.
+  creating the version, or a loser whose clean-up was cut short;
+- a run's staged tag files under `staging/exports/<run-id>/` (`winnow.outputs`) when the run
+  never committed; those of a run whose tag the pool holds are never removed (the next run
+  publishes them).
 
 Both are removed only when they are old: a live run's staging and an in-flight commit's parts
 are recent, so the age is what keeps them safe. A plan's staging goes as a whole once its newest
@@ -30,6 +33,7 @@ from datetime import UTC, datetime
 
 from winnow.datapool import Datapool
 from winnow.errors import ConfigError, NotFound, WinnowError
+from winnow.outputs import EXPORT_STAGING
 from winnow.storage import ObjectInfo
 
 _log = logging.getLogger(__name__)
@@ -117,14 +121,19 @@ def collect_garbage(
     cutoff = (time.time() if now is None else now) - older_than_s
     report = GcReport(dry_run=dry_run)
     named = pool.named_parts()  # first: a manifest that cannot be read stops everything
+    committed_runs = {t.run_id for t in pool.load().tags}
+
+    def unpublished(key: str) -> bool:  # staged exports of a committed tag: kept for publishing
+        return key.startswith(f"{EXPORT_STAGING}/") and key.split("/")[2] in committed_runs
+
     groups = [
-        (_groups(_list(pool, "staging"), depth=2), report.staged, lambda key: False),
+        (_groups(_list(pool, "staging"), depth=2), report.staged, unpublished),
         (_groups(_list(pool, "parts"), depth=2), report.parts, lambda key: key in named),
     ]
     for by_group, removed, is_named in groups:
         for infos in by_group.values():
             if any(is_named(i.key) for i in infos):
-                continue  # a committed part's folder: never touched
+                continue  # a committed part's folder, a committed tag's exports: never touched
             newest = max((i.modified_s or float("inf")) for i in infos)  # unknown age: keep
             if newest > cutoff:
                 report.kept_recent += len(infos)
@@ -182,8 +191,13 @@ def _list(pool: Datapool, prefix: str) -> list[ObjectInfo]:
 
 
 def _groups(infos: Iterable[ObjectInfo], *, depth: int) -> dict[str, list[ObjectInfo]]:
-    """Objects grouped by their first `depth` key components (`staging/<plan>`)."""
+    """Objects grouped by their first `depth` key components (`staging/<plan>`).
+
+    Staged exports group one level deeper, by run (`staging/exports/<run-id>`).
+    """
     out: dict[str, list[ObjectInfo]] = {}
     for info in infos:
-        out.setdefault("/".join(info.key.split("/")[:depth]), []).append(info)
+        parts = info.key.split("/")
+        deeper = info.key.startswith(f"{EXPORT_STAGING}/")
+        out.setdefault("/".join(parts[: depth + deeper]), []).append(info)
     return out

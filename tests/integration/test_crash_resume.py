@@ -13,6 +13,9 @@ Kill points (the boundaries of a run, in order):
     upload     the upload finished, the commit not started (`Datapool.commit` entered)
     parts      the commit wrote every part, the manifest not created yet (`put_if_absent`)
     manifest   the manifest created, the `latest` hint not written yet (`put("latest")`)
+    publish    committed, the tag's staged exports not yet copied to `tags/<tag>/` of the output
+
+After each, the re-run leaves `tags/run-0001/` in the output holding exactly the tag's members.
 """
 
 from __future__ import annotations
@@ -99,6 +102,10 @@ def put(self, key, data):
         real_put(self, key, data)
         mark("latest")
         return
+    if key.startswith("tags/") and "staging" not in self.root.parts:  # published, not staged
+        if stage == "publish":
+            hold("kill-point")
+        mark("publish")
     real_put(self, key, data)
     if key.startswith("parts/"):  # a datapool part: parts/<commit-id>/<table>.parquet
         mark("part-" + key.rsplit("/", 1)[-1].split(".")[0])
@@ -201,6 +208,8 @@ def _assert_killed_at(stage: str, markers: Path, crashed: Path, n_shards: int) -
     """Check the kill landed at `stage` (nothing after it happened); return the shards staged."""
     pool = crashed / "pool"
     seen = _markers(markers)
+    staged_reports = list((pool / "staging" / "exports").glob("*/tags/run-0001/report.html"))
+    published = list(crashed.glob("tags/*/*"))
     staged = len(list((pool / "staging").glob("*/shard-*.parquet")))
     parts = sorted(p.name for p in (pool / "parts").glob("*/*.parquet"))
     versions = sorted(p.name for p in (pool / "versions").glob("*.json"))
@@ -220,7 +229,7 @@ def _assert_killed_at(stage: str, markers: Path, crashed: Path, n_shards: int) -
         # The upload finished (the report is written last); the commit wrote nothing yet.
         assert {"uploaded", "commit"} <= seen, seen
         assert not any(m.startswith("part-") for m in seen), seen
-        assert list(crashed.glob("tags/*/report.html"))
+        assert len(staged_reports) == 1 and published == []  # staged, not published
         assert staged == n_shards and parts == [] and state == before_commit
     elif stage == "parts":
         # Every part of the three tables is written; no manifest names them yet.
@@ -234,12 +243,35 @@ def _assert_killed_at(stage: str, markers: Path, crashed: Path, n_shards: int) -
         assert not (pool / "latest").exists()
         assert versions == ["00000000000000000001.json"] and state["version"] == 1
         assert staged == n_shards  # the commit's clean-up of staged shards never ran
+        assert len(staged_reports) == 1 and published == []
+    elif stage == "publish":
+        # Committed (version 1 and its hint), the exports still only staged.
+        assert {"manifest", "latest"} <= seen and "publish" not in seen, seen
+        assert (pool / "latest").exists() and state["version"] == 1
+        assert len(staged_reports) == 1 and published == []
     else:
         raise AssertionError(f"unknown kill point {stage}")
     return staged
 
 
-BOUNDARIES = ["discover", "decode", "upload", "parts", "manifest"]
+BOUNDARIES = ["discover", "decode", "upload", "parts", "manifest", "publish"]
+
+
+def _assert_exports_are_the_tag(output: Path, stage: str) -> None:
+    """`tags/run-0001/` holds exactly the committed tag's members; staging is left only by a
+    killed run that never committed (garbage for `winnow gc`)."""
+    (tag,) = Datapool(LocalStore(output / "pool")).load().tags
+    members = (output / "tags" / tag.name / "members.csv").read_text().splitlines()[1:]
+    assert sorted(line.split(",")[0] for line in members) == sorted(tag.sample_ids)
+    assert (output / "tags" / tag.name / "report.html").is_file()
+    assert [p.name for p in (output / "tags").iterdir()] == [tag.name]
+    staged = (output / "pool" / "staging" / "exports").rglob("*")
+    left = {
+        p.relative_to(output / "pool" / "staging" / "exports").parts[0]
+        for p in staged
+        if p.is_file()
+    }
+    assert len(left) == (1 if stage in ("upload", "parts") else 0), left
 
 
 @pytest.mark.parametrize("stage", BOUNDARIES)
@@ -258,7 +290,8 @@ def test_a_run_killed_at_any_boundary_resumes_to_the_same_pool(source, reference
     state = _pool_state(crashed)
     assert state == expected
     assert state["file_rows"] == len(set(state["files"]))  # each file committed exactly once
-    if stage == "manifest":
+    _assert_exports_are_the_tag(crashed, stage)
+    if stage in ("manifest", "publish"):
         # The killed run had committed: the re-run finds nothing new and adds nothing.
         assert summary["nothing_new"] and summary["files_new"] == 0
     else:

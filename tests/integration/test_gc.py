@@ -103,6 +103,19 @@ def test_a_named_part_is_never_removed_however_old(pool):
     assert named <= {i.key for i in pool.store.list()}
 
 
+def test_staged_exports_go_only_when_their_run_never_committed(pool):
+    # Run "r" committed tag t1 but died before publishing its exports: the next run publishes
+    # them, so no age removes them. "lostrun" never committed: its exports are garbage.
+    assert {t.run_id for t in pool.load().tags} == {"r"}
+    kept = ["staging/exports/r/tags/t1/report.html", "staging/exports/r/tags/t1/a.csv"]
+    lost = ["staging/exports/lostrun/tags/t9/report.html"]
+    for key in kept + lost:
+        pool.store.put(key, b"x")
+    report = gc.collect_garbage(pool, older_than_s=0, now=time.time() + 365 * 86400)
+    assert report.staged == lost
+    assert {i.key for i in pool.store.list("staging")} == set(kept)
+
+
 @pytest.mark.slow
 def test_a_plan_that_is_still_staging_is_kept_whole(pool):
     _stage(pool, "longrun", "s1", seed=3)

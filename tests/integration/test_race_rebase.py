@@ -119,6 +119,11 @@ def test_the_run_that_loses_the_commit_race_rebases_and_commits(tmp_path):
         _wait_for(markers / "commit-1", proc)
         pool = Datapool(LocalStore(output / "pool"))
         assert pool.load().version == 0  # B is held before its commit...
+        # ...with its exports of run-0001 staged in the pool, not in the output's tags/ (where
+        # they would stand for picks the pool never records once A takes the name).
+        assert not (output / "tags").exists()
+        (b_staged,) = (output / "pool" / "staging" / "exports").iterdir()
+        assert (b_staged / "tags" / "run-0001" / "report.html").is_file()
         a = run_in_process(
             str(source), str(output), **PARAMS, relevant_filenames=str(tmp_path / "a.txt")
         )
@@ -168,9 +173,13 @@ def test_the_run_that_loses_the_commit_race_rebases_and_commits(tmp_path):
     picked_keys = {key_of[i] for i in tag_b.sample_ids}
     assert picked_keys <= set(b_keys) - overlap
     assert b["dataset_samples"] == len(tag_a.sample_ids)
-    # The exports of both tags are the committed picks (B re-uploaded under its new tag).
+    # The exports of both tags are exactly the committed picks (B re-uploaded under its new
+    # tag; its first, losing upload of run-0001 was never published), and none stay staged.
     out_store = LocalStore(output)
     for tag in (tag_a, tag_b):
         assert out_store.exists(f"tags/{tag.name}/report.html")
         names = out_store.get(f"tags/{tag.name}/filenames.txt").decode().split()
         assert len(names) == len(tag.sample_ids)
+        members = out_store.get(f"tags/{tag.name}/members.csv").decode().splitlines()[1:]
+        assert sorted(line.split(",")[0] for line in members) == sorted(tag.sample_ids)
+    assert not list((output / "pool" / "staging" / "exports").rglob("*.*"))

@@ -11,6 +11,9 @@ tags/<tag>/members.parquet    the same columns and the embedding (fixed-size flo
 tags/<tag>/embedding.png      2-D PCA projection: dataset grey, picks in colour, the rest faint
 tags/<tag>/report.html        self-contained HTML report of the run
 ```
+The `tags/<tag>/` files are written to the run's staging folder in the pool first and copied
+here once the tag's commit has landed (`_publish.py`): a run that loses the commit race never
+overwrites the winner's.
 Frame names follow the reference product (Lightly Worker) so that downstream tools carry over:
 the frame index is zero-padded to the number of digits of the video's frame count, e.g. frame 99
 of a 1,200-frame `cam1/drive.mp4` is `frames/cam1/drive-0099-mp4.png`. Images are referenced in
@@ -24,6 +27,7 @@ _exports.py   filenames.txt, samples.csv, labelstudio.json, members.csv/.parquet
 _plot.py      render_embedding_plot: the 2-D PCA picture
 _report.py    render_report: the HTML report and its sections
 _upload.py    upload_selection: all of the above for one tag, and what it wrote (Exported)
+_publish.py   tag files staged per run, published under tags/<tag>/ once the commit landed
 ```
 """
 
@@ -45,11 +49,19 @@ from winnow.outputs._names import (
     tag_keys,
 )
 from winnow.outputs._plot import MAX_PLOT_POINTS, render_embedding_plot
+from winnow.outputs._publish import (
+    EXPORT_STAGING,
+    publish_exports,
+    staged_exports,
+    staged_runs,
+    unpublished_exports,
+)
 from winnow.outputs._report import render_report
 from winnow.outputs._upload import Exported, upload_selection
 
 __all__ = [
     "EXPORT_FILES",
+    "EXPORT_STAGING",
     "EXPORT_FORMATS",
     "FRAMES_PREFIX",
     "LABELSTUDIO_LOCAL_FILES",
@@ -65,8 +77,12 @@ __all__ = [
     "export_tag",
     "frame_name",
     "labelstudio_image",
+    "publish_exports",
     "render_embedding_plot",
     "render_report",
+    "staged_exports",
+    "staged_runs",
     "tag_keys",
+    "unpublished_exports",
     "upload_selection",
 ]

@@ -61,13 +61,16 @@ def upload_selection(
     dataset: np.ndarray,
     summary: RunSummary,
     workers: int = 8,
+    exports: ObjectStore | None = None,
 ) -> Exported:
     """Write the selected samples and the tag's exports to the output store.
 
     Picked video frames are re-decoded at full size (one open and seek pass per video for all
     its picks) and written as PNG; images are referenced in place. Then `filenames.txt`,
     `samples.csv`, `labelstudio.json`, `members.csv`, `members.parquet`, `embedding.png`
-    and, last, `report.html` are written under `tags/<tag>/`. PNG encoding and uploads run in a thread pool. Every name is
+    and, last, `report.html` are written under `tags/<tag>/` of `exports` (the run's staging
+    folder, published to the output after the commit: `publish_exports`), with links to where
+    they will be in the output. PNG encoding and uploads run in a thread pool. Every name is
     deterministic, so a re-run overwrites the same objects with the same content.
 
     A video that can no longer be read (changed, removed or undecodable) does not stop the
@@ -85,6 +88,7 @@ def upload_selection(
         summary: The run summary; its `outputs` is set to `Exported.links` before the report
             is rendered.
         workers: Threads for PNG encoding and uploads.
+        exports: Where the `tags/<tag>/` files are written (default: `output` itself).
 
     Returns:
         The names, URLs and output keys written.
@@ -122,6 +126,7 @@ def upload_selection(
         dataset=dataset,
         summary=summary,
         workers=workers,
+        exports=output if exports is None else exports,
     )
 
 
@@ -137,6 +142,7 @@ def _upload_selection(
     dataset: np.ndarray,
     summary: RunSummary,
     workers: int,
+    exports: ObjectStore,
 ) -> Exported:
     rows = _pick_rows(candidates, selection, files)
     _add_neighbours(rows, candidates, selection, files)
@@ -156,11 +162,11 @@ def _upload_selection(
     for row in rows:
         row["tag"] = tag
 
-    output.put(keys["filenames"], _filenames_txt(exported_rows))
-    output.put(keys["samples_csv"], _samples_csv(exported_rows))
-    output.put(keys["labelstudio"], _labelstudio_json(exported_rows, tag))
-    output.put(keys["members_csv"], _members_csv(exported_rows))
-    output.put(keys["members_parquet"], _members_parquet(exported_rows))
+    exports.put(keys["filenames"], _filenames_txt(exported_rows))
+    exports.put(keys["samples_csv"], _samples_csv(exported_rows))
+    exports.put(keys["labelstudio"], _labelstudio_json(exported_rows, tag))
+    exports.put(keys["members_csv"], _members_csv(exported_rows))
+    exports.put(keys["members_parquet"], _members_parquet(exported_rows))
 
     picked = np.zeros(len(candidates), dtype=bool)
     picked[selection.indices] = True
@@ -171,12 +177,12 @@ def _upload_selection(
         rest=embedding[~picked],
         title=f"tag {tag}",
     )
-    output.put(keys["embedding_plot"], plot)
+    exports.put(keys["embedding_plot"], plot)
 
     links = {name: output.link(key) for name, key in keys.items()}
     summary.outputs = dict(links)
     report = render_report(summary=summary, picks=rows, plot_png=plot)
-    output.put(keys["report"], report.encode("utf-8"))
+    exports.put(keys["report"], report.encode("utf-8"))
     return Exported(
         filenames=[r["filename"] for r in rows],
         urls=[r["url"] for r in rows],

@@ -475,3 +475,43 @@ def test_upload_rejects_an_invalid_tag_before_writing(run, tmp_path):
             summary=run.summary,
         )
     assert not (tmp_path / "out").exists()
+
+
+def test_staged_exports_published_after_the_commit_equal_a_direct_upload(run, tmp_path):
+    direct = LocalStore(tmp_path / "direct")
+    _upload(run, direct)
+    output, pool_store = LocalStore(tmp_path / "out"), LocalStore(tmp_path / "out" / "pool")
+    run.summary.output = output.url
+    staged = outputs.staged_exports(pool_store, "run-1")
+    outputs.upload_selection(
+        source=run.source,
+        output=output,
+        tag=TAG,
+        candidates=run.candidates,
+        selection=run.selection,
+        files=run.files,
+        dataset=run.dataset,
+        summary=run.summary,
+        workers=3,
+        exports=staged,
+    )
+    keys = outputs.tag_keys(TAG)
+    assert not any(output.exists(k) for k in keys.values())  # nothing under tags/ yet
+    assert all(staged.exists(k) for k in keys.values())
+    assert outputs.staged_runs(pool_store) == {"run-1"}
+
+    written = []
+    real_put = output.put
+    output.put = lambda key, data: (written.append(key), real_put(key, data))  # type: ignore[method-assign]
+    assert outputs.publish_exports(pool_store, output, "run-1", TAG)
+    assert written[-1] == keys["report"] and sorted(written) == sorted(keys.values())
+    assert outputs.staged_runs(pool_store) == set()
+    # The same bytes as written directly (links point at the output either way).
+    assert {k: output.get(k) for k in keys.values()} == {
+        k: direct.get(k).replace(  # absolute paths, with or without the leading "/"
+            str(direct.root).lstrip("/").encode(), str(output.root).lstrip("/").encode()
+        )
+        for k in keys.values()
+    }
+    # A second publisher (a run recovering the same tag) finds nothing left to do.
+    assert not outputs.publish_exports(pool_store, output, "run-1", TAG)
