@@ -191,7 +191,7 @@ def run(source_dir) -> Run:
     return _make_run(source_dir)
 
 
-def _upload(run: Run, output) -> outputs.Exported:
+def _upload(run: Run, output, exports=None) -> outputs.Exported:
     run.summary.output = output.url
     return outputs.upload_selection(
         source=run.source,
@@ -203,6 +203,7 @@ def _upload(run: Run, output) -> outputs.Exported:
         dataset=run.dataset,
         summary=run.summary,
         workers=3,
+        exports=exports,
     )
 
 
@@ -481,20 +482,8 @@ def test_staged_exports_published_after_the_commit_equal_a_direct_upload(run, tm
     direct = LocalStore(tmp_path / "direct")
     _upload(run, direct)
     output, pool_store = LocalStore(tmp_path / "out"), LocalStore(tmp_path / "out" / "pool")
-    run.summary.output = output.url
     staged = outputs.staged_exports(pool_store, "run-1")
-    outputs.upload_selection(
-        source=run.source,
-        output=output,
-        tag=TAG,
-        candidates=run.candidates,
-        selection=run.selection,
-        files=run.files,
-        dataset=run.dataset,
-        summary=run.summary,
-        workers=3,
-        exports=staged,
-    )
+    _upload(run, output, exports=staged)
     keys = outputs.tag_keys(TAG)
     assert not any(output.exists(k) for k in keys.values())  # nothing under tags/ yet
     assert all(staged.exists(k) for k in keys.values())
