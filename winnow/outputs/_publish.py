@@ -13,7 +13,6 @@ removes it when old, and never one of a run whose tag the pool holds.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
 from winnow.errors import NotFound
@@ -22,8 +21,6 @@ from winnow.records import TagRecord
 from winnow.storage import ObjectStore
 
 EXPORT_STAGING = "staging/exports"
-
-_log = logging.getLogger(__name__)
 
 
 def staged_exports(pool_store: ObjectStore, run_id: str) -> ObjectStore:
