@@ -50,11 +50,12 @@ def embed_on_pool(
     progress = Progress(len(shards), unit="shards", description="decode + embed on the pool")
     progress.advance(len(shards) - len(todo))
     planned = {s.shard_id for s in shards}
+    results: dict[str, scale.GroupResult] = {}  # read once each, across polls
 
     def on_poll(now: set[str]) -> None:
         done = len(now & planned)
         # Frames as the children report them: a child writes its result when its group ends.
-        frames = sum(r.frames for r in scale.read_results(pool, plan_hash))
+        frames = sum(r.frames for r in scale.read_results(pool, plan_hash, results))
         if done > progress.done or frames > progress.items:
             progress.advance(max(done - progress.done, 0), items_so_far=frames)
 

@@ -274,16 +274,26 @@ def write_result(pool: Datapool, key: str, result: GroupResult) -> None:
     pool.store.put(result_key(key), json.dumps(asdict(result), sort_keys=True).encode())
 
 
-def read_results(pool: Datapool, plan_hash: str) -> list[GroupResult]:
-    """Every child result stored under a plan (empty once the run has committed)."""
-    out = []
+def read_results(
+    pool: Datapool, plan_hash: str, cache: dict[str, GroupResult] | None = None
+) -> list[GroupResult]:
+    """Every child result stored under a plan (empty once the run has committed).
+
+    A child writes its result when its group ends (a resubmitted group gets a new id), so
+    progress polls pass a `cache` of results already read (by key, filled here) and pay one
+    listing per poll, not a read of every result.
+    """
+    cache = {} if cache is None else cache
     try:
         infos = list(pool.store.list(f"staging/{plan_hash}/groups"))
     except NotFound:
         return []
+    out = []
     for info in infos:
         if info.key.endswith(".result.json"):
-            out.append(GroupResult(**json.loads(pool.store.get(info.key))))
+            if info.key not in cache:
+                cache[info.key] = GroupResult(**json.loads(pool.store.get(info.key)))
+            out.append(cache[info.key])
     return out
 
 
