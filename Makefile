@@ -5,15 +5,21 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test test-fast bench lint format clean mutation
+LOCK := requirements/winnow.lock.txt
 
-$(VENV)/.installed: pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+.PHONY: install lock demo test test-fast bench lint format clean mutation
+
+# The venv holds exactly what the lock lists (every package at its exact version), then Winnow
+# itself, editable. The lock, not pyproject.toml's ranges, decides what a fresh machine gets.
+$(VENV)/.installed: pyproject.toml $(LOCK) requirements/install.sh
+	bash requirements/install.sh $(VENV) $(LOCK) .
 	touch $@
 
 install: $(VENV)/.installed
+
+lock:  ## re-resolve every lock from the open ranges in fresh venvs, then run the suite
+	bash requirements/lock.sh
+	$(MAKE) test
 
 demo: install  ## make a sample bucket in ./demo-data, curate it twice
 	rm -rf demo-data
@@ -44,7 +50,8 @@ clean:
 MUTATION_TIMEOUT ?= 3600
 MUTANTS ?=  # e.g. 'winnow.selection.*' to run only those mutants (mutmut's fnmatch names)
 mutation: install  ## mutation testing of the pool/discover/storage/selection promises (docs/testing.md); not in make test
-	$(PY) -m pip install -q -e '.[test,mutation]'
+	bash requirements/install.sh $(VENV) requirements/mutation.lock.txt .
+	rm -f $(VENV)/.installed  # the venv now holds mutmut too: the next make install syncs it
 	rm -rf mutants
 	timeout $(MUTATION_TIMEOUT) $(VENV)/bin/mutmut run --max-children 2 $(MUTANTS); rc=$$?; \
 	  $(VENV)/bin/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json; \

@@ -1,9 +1,10 @@
 """A real run's Label Studio export imports into a real Label Studio, which serves every image.
 
 Label Studio (1.23.x) does not resolve beside this project's dependencies, so it runs from its
-own virtual environment (`labelstudio_env.sh`, cached at /tmp/winnow-labelstudio-venv) as the
-separate server it is, on 127.0.0.1, with local-files serving on and document root `/`. The test
-skips only when that venv is missing and the package registry cannot be reached.
+own virtual environment (`labelstudio_env.sh`, built from requirements/labelstudio.lock.txt and
+cached at /tmp/winnow-labelstudio-venv) as the separate server it is, on 127.0.0.1, with
+local-files serving on and document root `/`. The test skips only when that venv is missing and
+the package registry cannot be reached.
 """
 
 from __future__ import annotations
