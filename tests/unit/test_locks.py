@@ -83,11 +83,15 @@ def test_each_lock_pins_the_installers_it_builds_with(lock):
 
 
 def test_the_project_venv_holds_exactly_the_lock():
+    import sysconfig
     from importlib import metadata
 
+    # Only the venv's own site-packages: once something imports setuptools, its vendored
+    # copies (packaging, wheel, zipp, ...) are on sys.path too, with their own metadata.
+    site = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
     installed = {
         canonicalize_name(d.metadata["Name"]): d.version
-        for d in metadata.distributions()
+        for d in metadata.distributions(path=site)
         if canonicalize_name(d.metadata["Name"]) != "winnow"
     }
     pins = _lock("winnow.lock.txt")
