@@ -24,7 +24,7 @@ from winnow.selection._distances import DEFAULT_BLOCK_ROWS, coverage_radius, nea
 from winnow.selection._kcenter import kcenter_greedy
 from winnow.selection._objectives import Inputs, Objective, Units
 from winnow.selection._predictions import KNOWN_COLUMNS, join_predictions
-from winnow.selection._registry import BaseStrategy, Scorer, register, unregister
+from winnow.selection._registry import BaseStrategy, Needs, Scorer, register, unregister
 from winnow.selection._select import select
 from winnow.selection._strategies import (
     BalanceStrategy,
@@ -45,6 +45,7 @@ __all__ = [
     "CoverageStrategy",
     "DiversityStrategy",
     "Inputs",
+    "Needs",
     "Objective",
     "RandomStrategy",
     "Scorer",

@@ -1,9 +1,11 @@
-"""The selection parameters: `SelectionConfig` and the union of the registered strategies.
+"""The selection parameters: `SelectionConfig` and the strategies it accepts.
 
 `SelectionConfig.strategies` accepts any registered strategy model, told apart by its `type`
-(a pydantic discriminated union: one form per strategy in the Prefect UI). Registering or
-removing a strategy rebuilds the union; a model that embeds `SelectionConfig` (the flow's
-parameters) keeps the union it was built with, so register strategies before it is imported.
+(a discriminated union: one form per strategy in the Prefect UI). The union is looked up in the
+registry when a value is validated and when a schema is made, not frozen when the class is
+built: `SelectionConfig` (and every model that embeds it, such as the flows' parameters) is
+built once, and a strategy registered later, before the deployment's schema is made, is in the
+UI form too.
 """
 
 from __future__ import annotations
@@ -12,30 +14,55 @@ import functools
 import operator
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic_core import core_schema
 
 from winnow.selection import _registry, _strategies  # noqa: F401 (registers the built-ins)
 from winnow.selection._predictions import KNOWN_COLUMNS, _predictions_format
+from winnow.selection._registry import Needs
 from winnow.selection._strategies import CoverageStrategy
 
 DEFAULT_COVERAGE_MAX_CANDIDATES = 50_000
 """The default's size rule: coverage up to this many candidates the dataset leaves uncovered.
 
-The δ-ball graph costs uncovered × candidates (k-center: candidates × dataset). Measured side by
-side (bench/selection_quality.py --scale, 512-d clustered data, 2 idle CPU cores): at 200k
-candidates × 100k dataset with 45,825 left uncovered (δ = 0.9), coverage took 1.46× k-center's
-time; a cold start over 200k candidates would cost candidates², so it runs as k-center.
+The δ-ball graph costs uncovered × candidates (k-center: candidates × dataset), so above this
+many uncovered candidates the default runs as k-center; a cold start over more candidates than
+this would cost candidates². The side-by-side timings behind the number are in the README
+("Which strategy when") and come from `bench/selection_quality.py --scale`.
 """
 
 
-def _strategy_union() -> Any:
-    """The registered strategy models as one union, discriminated by `type`."""
-    union = functools.reduce(operator.or_, _registry.models())
-    return Annotated[union, Field(discriminator="type")]
+@functools.cache
+def _union(models: tuple[type[_registry.BaseStrategy], ...]) -> TypeAdapter:
+    """The strategy models as one union, discriminated by `type` (one adapter per registry)."""
+    return TypeAdapter(
+        Annotated[functools.reduce(operator.or_, models), Field(discriminator="type")]
+    )
 
 
-Strategy = _strategy_union()
-"""Any registered strategy (as of import; `SelectionConfig` follows later registrations)."""
+class Strategy:
+    """Any registered strategy model, told apart by its `type` (as a pydantic annotation).
+
+    Validation and the JSON schema use the registry as it is when they run; a value dumps as its
+    own model does.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_wrap_validator_function(
+            lambda value, _: _union(_registry.models()).validate_python(value),
+            core_schema.any_schema(),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda value, info: value.model_dump(
+                    mode="json" if info.mode_is_json() else "python"
+                ),
+                info_arg=True,
+            ),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
+        return handler(_union(_registry.models()).core_schema)
 
 
 def _only_filters_message(strategies: list[Any]) -> str:
@@ -157,7 +184,7 @@ class SelectionConfig(BaseModel):
             )
         if self.predictions is None:
             for s in self.strategies:
-                for column in s.columns():
+                for column in s.needs().columns:
                     if column in KNOWN_COLUMNS:
                         continue
                     raise ValueError(
@@ -175,13 +202,14 @@ class SelectionConfig(BaseModel):
             )
         return self
 
+    def needs(self) -> Needs:
+        """What selecting with this config needs besides the candidates' embeddings.
 
-def _refresh_strategies() -> None:
-    """Rebuild `SelectionConfig` so that `strategies` accepts exactly the registered models."""
-    global Strategy
-    Strategy = _strategy_union()
-    SelectionConfig.model_fields["strategies"].annotation = list[Strategy]
-    SelectionConfig.model_rebuild(force=True)
-
-
-_registry.on_change(_refresh_strategies)
+        The strategies' columns and query files, and the predictions file.
+        """
+        wanted = [s.needs() for s in self.strategies]
+        return Needs(
+            columns=tuple(dict.fromkeys(c for n in wanted for c in n.columns)),
+            query_keys=tuple(dict.fromkeys(k for n in wanted for k in n.query_keys)),
+            predictions=self.predictions,
+        )

@@ -10,7 +10,7 @@ k-center shortcut for diversity alone).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -21,6 +21,22 @@ if TYPE_CHECKING:
     import numpy as np
 
     from winnow.selection._objectives import Inputs, Objective, Units
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a selection needs besides the candidates' embeddings (callers provide it).
+
+    Attributes:
+        columns: Per-candidate columns read: metadata, or columns of the predictions file.
+        query_keys: Files (keys in the source) whose embeddings the candidates are compared
+            with; the caller decodes and embeds them with the run's model.
+        predictions: The predictions file the columns come from (a config's, not a strategy's).
+    """
+
+    columns: tuple[str, ...] = ()
+    query_keys: tuple[str, ...] = ()
+    predictions: str | None = None
 
 
 class BaseStrategy(BaseModel):
@@ -45,9 +61,9 @@ class BaseStrategy(BaseModel):
             )
         return value
 
-    def columns(self) -> tuple[str, ...]:
-        """Columns the strategy reads; without a predictions file they must be metadata."""
-        return ()
+    def needs(self) -> Needs:
+        """What the strategy reads besides embeddings (without a predictions file, metadata)."""
+        return Needs()
 
 
 class Scorer:
@@ -81,7 +97,6 @@ class Scorer:
 
 _MODELS: dict[str, type[BaseStrategy]] = {}
 _SCORERS: dict[str, Scorer] = {}
-_listeners: list[Callable[[], None]] = []
 
 
 def _type_name(model: type[BaseStrategy]) -> str:
@@ -112,14 +127,12 @@ def register(model: type[BaseStrategy], scorer: Scorer) -> None:
         )
     _MODELS[name] = model
     _SCORERS[name] = scorer
-    _changed()
 
 
 def unregister(name: str) -> None:
     """Remove the strategy named `name` (its `type`); unknown names are ignored."""
     if _MODELS.pop(name, None) is not None:
         del _SCORERS[name]
-        _changed()
 
 
 def models() -> tuple[type[BaseStrategy], ...]:
@@ -135,13 +148,3 @@ def scorer_for(strategy: BaseStrategy) -> Scorer:
 def ranking_names() -> list[str]:
     """Names of the registered strategies that rank (are not filters)."""
     return [name for name, scorer in _SCORERS.items() if not scorer.filters]
-
-
-def on_change(listener: Callable[[], None]) -> None:
-    """Call `listener` whenever a strategy is registered or removed."""
-    _listeners.append(listener)
-
-
-def _changed() -> None:
-    for listener in _listeners:
-        listener()

@@ -30,7 +30,7 @@ from winnow.selection._distances import _as_matrix, _nearest_sqdist
 from winnow.selection._kmeans import _kmeans
 from winnow.selection._objectives import Inputs, Objective, Units
 from winnow.selection._predictions import _get_column, _labels, _numeric
-from winnow.selection._registry import BaseStrategy, Scorer, register
+from winnow.selection._registry import BaseStrategy, Needs, Scorer, register
 
 if TYPE_CHECKING:
     import torch
@@ -123,9 +123,9 @@ class WeightsStrategy(BaseStrategy):
         examples=["sharpness", "uncertainty"],
     )
 
-    def columns(self) -> tuple[str, ...]:
+    def needs(self) -> Needs:
         """The column it reads."""
-        return (self.column,)
+        return Needs(columns=(self.column,))
 
 
 class WeightsScorer(Scorer):
@@ -188,9 +188,9 @@ class ThresholdStrategy(BaseStrategy):
             )
         return self
 
-    def columns(self) -> tuple[str, ...]:
+    def needs(self) -> Needs:
         """The column it reads."""
-        return (self.column,)
+        return Needs(columns=(self.column,))
 
 
 class ThresholdScorer(Scorer):
@@ -244,9 +244,9 @@ class BalanceStrategy(BaseStrategy):
             raise ValueError("balance target shares sum to 0; give at least one positive share")
         return value
 
-    def columns(self) -> tuple[str, ...]:
+    def needs(self) -> Needs:
         """The column it reads."""
-        return (self.column,)
+        return Needs(columns=(self.column,))
 
 
 class BalanceScorer(Scorer):
@@ -317,6 +317,10 @@ class SimilarityStrategy(BaseStrategy):
         examples=[["queries/night-pedestrian.jpg"]],
     )
 
+    def needs(self) -> Needs:
+        """The query files (the caller embeds them with the run's model)."""
+        return Needs(query_keys=tuple(self.query_keys))
+
 
 class SimilarityScorer(Scorer):
     """Objective: 1 - d²/4, d the distance to the nearest query embedding."""
@@ -324,8 +328,8 @@ class SimilarityScorer(Scorer):
     def check(self, strategy: SimilarityStrategy, inputs: Inputs) -> None:
         if inputs.queries is None or np.asarray(inputs.queries).size == 0:
             raise ConfigError(
-                "the similarity strategy needs query embeddings: pass queries=(Q, D) (the flow "
-                "embeds the strategy's query_keys)"
+                "the similarity strategy needs query embeddings: pass queries=(Q, D) (a curate "
+                "run embeds the strategy's query_keys)"
             )
         _as_matrix(inputs.queries, "queries", dim=inputs.dim)
 

@@ -12,7 +12,9 @@ from pydantic import Field, ValidationError
 from tests.unit.selection.conftest import CPU, make_candidates, unit
 from winnow import selection
 from winnow.errors import ConfigError
+from winnow.params import CurateParams
 from winnow.selection import SelectionConfig
+from winnow.training import ReselectParams
 
 
 class LateRowsStrategy(selection.BaseStrategy):
@@ -70,3 +72,35 @@ def test_a_name_is_registered_once(late_rows):
 def test_an_objective_takes_exactly_one_form():
     with pytest.raises(ConfigError, match="exactly one of"):
         selection.Objective(strength=1.0, describe=str, values=np.ones(2), of_distance=True)
+
+
+def test_a_strategy_registered_after_the_parameters_are_built_is_in_their_form(late_rows):
+    # The flows' parameter models embed SelectionConfig; they are built once, at import (this
+    # module imports them before any registration), and still accept (and show in their
+    # schema, i.e. the UI form) a strategy registered later.
+    params = CurateParams(source="raw", selection={"strategies": ["late_rows"]})
+    assert params.selection.strategies[0].type == "late_rows"
+    assert ReselectParams(output="out", selection={"strategies": ["late_rows"]})
+    for model in (CurateParams, ReselectParams):
+        defs = model.model_json_schema()["$defs"]
+        assert "late_rows" in str(defs["SelectionConfig"]["properties"]["strategies"])
+        assert "LateRowsStrategy" in defs
+
+
+def test_each_strategy_declares_what_it_needs():
+    config = SelectionConfig(
+        predictions="p.csv",
+        strategies=[
+            {"type": "threshold", "column": "brightness", "min": 0.1},
+            {"type": "weights", "column": "uncertainty"},
+            {"type": "similarity", "query_keys": ["q1.jpg", "q2.jpg"]},
+            {"type": "similarity", "query_keys": ["q2.jpg"], "strength": 0.5},
+            "diversity",
+        ],
+    )
+    assert config.needs() == selection.Needs(
+        columns=("brightness", "uncertainty"),
+        query_keys=("q1.jpg", "q2.jpg"),
+        predictions="p.csv",
+    )
+    assert SelectionConfig().needs() == selection.Needs()
