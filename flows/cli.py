@@ -6,10 +6,12 @@ An entry point: it runs the curate flow, so it sits above `flows/` in the layers
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,18 +36,38 @@ PoolSource = Annotated[
     str | None, typer.Option(help="Raw data (default: the source the pool records).")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+AsJsonSummary = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+NSamples = Annotated[int | None, typer.Option(help="Samples to select.")]
+Proportion = Annotated[float | None, typer.Option(help="Fraction of candidates to select.")]
+MinDistance = Annotated[float | None, typer.Option(help="Stop below this distance.")]
+SelectionSeed = Annotated[int | None, typer.Option(help="Seed of the selection.")]
+NewTag = Annotated[str | None, typer.Option(help="Name of the tag to create.")]
+EmbeddingModel = Annotated[
+    str | None, typer.Option(help="Embedding model (resnet18, resnet50, …).")
+]
+Weights = Annotated[
+    str | None,
+    typer.Option(help="'default' (pretrained), 'none', pool:<model-id>, a checkpoint path or URL."),
+]
+InputSize = Annotated[int | None, typer.Option(help="Model input size in pixels.")]
+BatchSize = Annotated[int | None, typer.Option(help="Frames per model batch.")]
+SampleFps = Annotated[float | None, typer.Option(help="Video frames per second to keep.")]
+KeyframesOnly = Annotated[
+    bool | None, typer.Option("--keyframes-only", help="Keep only video keyframes.")
+]
+ProcessAll = Annotated[bool | None, typer.Option("--process-all", help="Reprocess every file.")]
+RelevantFilenames = Annotated[
+    str | None, typer.Option(help="File listing keys, folders/ or globs to consider.")
+]
 
-
-def _storage(
-    endpoint_url: str | None, region: str | None, profile: str | None, block: str | None
-) -> dict[str, str | None]:
-    """The storage options, as `_set` paths."""
-    return {
-        "storage.endpoint_url": endpoint_url,
-        "storage.region": region,
-        "storage.profile": profile,
-        "storage.credentials_block": block,
-    }
+# The parameter model and the flow of each command that runs one ("module:name", imported when
+# the command runs, so `winnow --help` stays fast). `demo` runs `run`'s.
+_FLOWS = {
+    "run": ("winnow.params:CurateParams", "flows.curate:curate"),
+    "train": ("winnow.training:TrainParams", "flows.train:train"),
+    "reembed": ("winnow.training:ReembedParams", "flows.reembed:reembed"),
+    "select": ("winnow.training:ReselectParams", "flows.reselect:reselect"),
+}
 
 
 @app.callback()
@@ -80,17 +102,27 @@ def _invalid(exc: Any) -> str:
     return f"invalid parameters: {problems} (fix the option, or the value in --params-file)"
 
 
-def build_params(base: dict, options: dict[str, Any]) -> Any:
-    """Merge CLI options over a parameters dict and validate them as `CurateParams`."""
-    from pydantic import ValidationError
+def _load(spec: str) -> Any:
+    """The object a "module:name" spec names (imported now)."""
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(module), name)
 
-    from winnow.params import CurateParams
+
+def build_params(base: dict, options: dict[str, Any], command: str = "run") -> Any:
+    """Merge CLI options over a parameters dict and validate them as the command's model.
+
+    Args:
+        base: Parameters to start from (a --params-file's content); not modified.
+        options: Values by `_set` path ('selection.n_samples'); `None` leaves a value as it is.
+        command: A key of `_FLOWS`: its parameter model validates (default `CurateParams`).
+    """
+    from pydantic import ValidationError
 
     data = json.loads(json.dumps(base))
     for path, value in options.items():
         _set(data, path, value)
     try:
-        return CurateParams.model_validate(data)
+        return _load(_FLOWS[command][0]).model_validate(data)
     except ValidationError as exc:
         _fail(_invalid(exc))
 
@@ -158,19 +190,80 @@ class _TerminalBar:
             self.bar = None
 
 
-def run_curate(params: Any) -> dict:
-    """Run the curate flow with validated parameters; return its summary."""
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    from flows.curate import curate
-
-    return run_flow(curate, params)
-
-
 def print_summary(summary: dict) -> None:
     """Print what a run did, for people (the same rows as the UI's summary and the report)."""
     from winnow.summary import RunSummary, render_text
 
     typer.echo(render_text(RunSummary.from_dict(summary)))
+
+
+def _flow(command: str) -> Any:
+    """The command's flow (see `_FLOWS`), imported now: Prefect reads its settings on import."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    return _load(_FLOWS[command][1])
+
+
+def run_flow(flow_fn: Any, params: Any) -> dict:
+    """Run a flow (curate, train, reembed, reselect) locally with validated parameters.
+
+    Errors end as one line (tracebacks with --debug); a terminal gets a progress bar.
+    """
+    from tasks.progress import listening
+    from winnow.errors import WinnowError
+
+    if not _STATE["debug"]:
+        _brief_console_logs()
+    bar = _TerminalBar()
+    try:
+        with listening(bar if sys.stderr.isatty() else lambda update: None):
+            return flow_fn(**{name: getattr(params, name) for name in type(params).model_fields})
+    except WinnowError as exc:
+        if _STATE["debug"]:
+            raise
+        _fail(str(exc), code=1)
+    finally:
+        bar.close()
+    raise AssertionError("unreachable")
+
+
+def run_curate(params: Any) -> dict:
+    """Run the curate flow with validated parameters; return its summary."""
+    return run_flow(_flow("run"), params)
+
+
+def _run_command(
+    command: str,
+    options: dict[str, Any],
+    *,
+    storage: tuple[str | None, str | None, str | None, str | None],
+    params_file: Path | None = None,
+    as_json: bool = False,
+    show: Callable[[dict], None] = print_summary,
+) -> None:
+    """A command's life: options -> validated parameters -> its flow, run here -> the result.
+
+    Args:
+        command: A key of `_FLOWS` (the parameter model and the flow).
+        options: Option values by `_set` path ('selection.n_samples'); `None`: not given.
+        storage: The --endpoint-url, --region, --profile and --credentials-block values.
+        params_file: A JSON file of parameters the options override.
+        as_json: Print the result as JSON instead of calling `show`.
+        show: Prints the result for people.
+    """
+    endpoint_url, region, profile, credentials_block = storage
+    options = {
+        **options,
+        "storage.endpoint_url": endpoint_url,
+        "storage.region": region,
+        "storage.profile": profile,
+        "storage.credentials_block": credentials_block,
+    }
+    base = json.loads(params_file.read_text()) if params_file else {}
+    result = run_flow(_flow(command), build_params(base, options, command))
+    if as_json:
+        typer.echo(json.dumps(result, indent=1))
+    else:
+        show(result)
 
 
 @app.command()
@@ -180,36 +273,22 @@ def run(
         str | None,
         typer.Option(help="Output folder or s3:// prefix (default: .winnow beside source)."),
     ] = None,
-    n_samples: Annotated[int | None, typer.Option(help="Samples to select.")] = None,
-    proportion: Annotated[
-        float | None, typer.Option(help="Fraction of candidates to select.")
-    ] = None,
-    min_distance: Annotated[float | None, typer.Option(help="Stop below this distance.")] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Embedding model (resnet18, resnet50, …).")
-    ] = None,
-    weights: Annotated[
-        str | None, typer.Option(help="'default' (pretrained), 'none' or a checkpoint path.")
-    ] = None,
-    input_size: Annotated[int | None, typer.Option(help="Model input size in pixels.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Frames per model batch.")] = None,
+    n_samples: NSamples = None,
+    proportion: Proportion = None,
+    min_distance: MinDistance = None,
+    model: EmbeddingModel = None,
+    weights: Weights = None,
+    input_size: InputSize = None,
+    batch_size: BatchSize = None,
     device: Device = None,
     every_n_frames: Annotated[int | None, typer.Option(help="Keep every n-th video frame.")] = None,
-    sample_fps: Annotated[
-        float | None, typer.Option(help="Video frames per second to keep.")
-    ] = None,
-    keyframes_only: Annotated[
-        bool | None, typer.Option("--keyframes-only", help="Keep only video keyframes.")
-    ] = None,
+    sample_fps: SampleFps = None,
+    keyframes_only: KeyframesOnly = None,
     max_frames_per_video: Annotated[int | None, typer.Option(help="Cap frames per video.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the selection.")] = None,
-    tag: Annotated[str | None, typer.Option(help="Name of the tag to create.")] = None,
-    process_all: Annotated[
-        bool | None, typer.Option("--process-all", help="Reprocess every file.")
-    ] = None,
-    relevant_filenames: Annotated[
-        str | None, typer.Option(help="File listing keys, folders/ or globs to consider.")
-    ] = None,
+    seed: SelectionSeed = None,
+    tag: NewTag = None,
+    process_all: ProcessAll = None,
+    relevant_filenames: RelevantFilenames = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
@@ -217,39 +296,31 @@ def run(
     params_file: Annotated[
         Path | None, typer.Option(help="JSON file of curate parameters; options override it.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: AsJsonSummary = False,
 ) -> None:
     """Curate the new files of SOURCE into a new tag (runs the Prefect flow locally)."""
-    base = json.loads(params_file.read_text()) if params_file else {}
-    params = build_params(
-        base,
-        {
-            "source": source,
-            "output": output,
-            "tag_name": tag,
-            "process_all": process_all,
-            "relevant_filenames": relevant_filenames,
-            "selection.n_samples": n_samples,
-            "selection.proportion": proportion,
-            "selection.min_distance": min_distance,
-            "selection.seed": seed,
-            "embedding.model": model,
-            "embedding.weights": weights,
-            "embedding.input_size": input_size,
-            "embedding.batch_size": batch_size,
-            "embedding.device": device,
-            "frames.every_n_frames": every_n_frames,
-            "frames.sample_fps": sample_fps,
-            "frames.keyframes_only": keyframes_only,
-            "frames.max_frames_per_video": max_frames_per_video,
-            **_storage(endpoint_url, region, profile, credentials_block),
-        },
-    )
-    summary = run_curate(params)
-    if as_json:
-        typer.echo(json.dumps(summary, indent=1))
-    else:
-        print_summary(summary)
+    options = {
+        "source": source,
+        "output": output,
+        "tag_name": tag,
+        "process_all": process_all,
+        "relevant_filenames": relevant_filenames,
+        "selection.n_samples": n_samples,
+        "selection.proportion": proportion,
+        "selection.min_distance": min_distance,
+        "selection.seed": seed,
+        "embedding.model": model,
+        "embedding.weights": weights,
+        "embedding.input_size": input_size,
+        "embedding.batch_size": batch_size,
+        "embedding.device": device,
+        "frames.every_n_frames": every_n_frames,
+        "frames.sample_fps": sample_fps,
+        "frames.keyframes_only": keyframes_only,
+        "frames.max_frames_per_video": max_frames_per_video,
+    }
+    storage = (endpoint_url, region, profile, credentials_block)
+    _run_command("run", options, storage=storage, params_file=params_file, as_json=as_json)
 
 
 @app.command()
@@ -300,12 +371,18 @@ def demo(
     print_summary(run_curate(params))
 
 
+def _s3_options(endpoint_url: str | None) -> Any:
+    """Storage options of the commands that read a pool (only --endpoint-url)."""
+    from winnow.storage import S3Options
+
+    return S3Options(endpoint_url=endpoint_url) if endpoint_url else None
+
+
 def _open_pool(output: str, endpoint_url: str | None) -> Any:
     from winnow.datapool import Datapool
-    from winnow.storage import S3Options, open_store
+    from winnow.storage import open_store
 
-    options = S3Options(endpoint_url=endpoint_url) if endpoint_url else None
-    return Datapool(open_store(output, options).child("pool"))
+    return Datapool(open_store(output, _s3_options(endpoint_url)).child("pool"))
 
 
 @app.command()
@@ -412,13 +489,13 @@ def export(
     """Export a tag's members: filenames (default), CSV, Parquet or Label Studio tasks."""
     from winnow import outputs
     from winnow.errors import WinnowError
-    from winnow.storage import S3Options, open_store
+    from winnow.storage import open_store
 
     if format not in outputs.EXPORT_FORMATS:
         _fail(f"--format must be one of {', '.join(outputs.EXPORT_FORMATS)}, got {format!r}")
     if format == "parquet" and out is None:
         _fail("--format parquet writes a binary file: give --out FILE")
-    options = S3Options(endpoint_url=endpoint_url) if endpoint_url else None
+    options = _s3_options(endpoint_url)
     snapshot = _open_pool(output, endpoint_url).load()
     try:
         data = outputs.export_tag(
@@ -437,40 +514,6 @@ def export(
         typer.echo(f"wrote {out} ({len(data)} bytes)", err=True)
     else:
         sys.stdout.write(data.decode("utf-8"))
-
-
-def _validated(model: Any, data: dict) -> Any:
-    """Validate lifecycle parameters (`winnow.training`), failing with one line per error."""
-    from pydantic import ValidationError
-
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        _fail(_invalid(exc))
-
-
-def run_flow(flow_fn: Any, params: Any) -> dict:
-    """Run a flow (curate, train, reembed, reselect) locally with validated parameters.
-
-    Errors end as one line (tracebacks with --debug); a terminal gets a progress bar.
-    """
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    from tasks.progress import listening
-    from winnow.errors import WinnowError
-
-    if not _STATE["debug"]:
-        _brief_console_logs()
-    bar = _TerminalBar()
-    try:
-        with listening(bar if sys.stderr.isatty() else lambda update: None):
-            return flow_fn(**{name: getattr(params, name) for name in type(params).model_fields})
-    except WinnowError as exc:
-        if _STATE["debug"]:
-            raise
-        _fail(str(exc), code=1)
-    finally:
-        bar.close()
-    raise AssertionError("unreachable")
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -511,38 +554,38 @@ def train(
     as_json: AsJson = False,
 ) -> None:
     """Train a self-supervised (SimCLR) embedding on the frames of a pool's samples."""
-    from winnow.training import TrainParams
+    options = {
+        "output": output,
+        "source": source,
+        "training.model": model,
+        "training.init_weights": init_weights,
+        "training.tags": _names(tags),
+        "training.max_samples": max_samples,
+        "training.epochs": epochs,
+        "training.batch_size": batch_size,
+        "training.input_size": input_size,
+        "training.learning_rate": learning_rate,
+        "training.temperature": temperature,
+        "training.horizontal_flip": False if no_flip else None,
+        "training.seed": seed,
+        "training.device": device,
+        "training.model_id": model_id,
+    }
+    _run_command(
+        "train",
+        options,
+        storage=(endpoint_url, region, profile, credentials_block),
+        as_json=as_json,
+        show=lambda result: _print_trained(result, output=output),
+    )
 
-    data: dict = {"output": output, "source": source, "training": {}, "storage": {}}
-    for name, value in {
-        "model": model,
-        "init_weights": init_weights,
-        "tags": _names(tags),
-        "max_samples": max_samples,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "input_size": input_size,
-        "learning_rate": learning_rate,
-        "temperature": temperature,
-        "horizontal_flip": False if no_flip else None,
-        "seed": seed,
-        "device": device,
-        "model_id": model_id,
-    }.items():
-        _set(data, f"training.{name}", value)
-    for path, value in _storage(endpoint_url, region, profile, credentials_block).items():
-        _set(data, path, value)
-    from flows.train import train as train_flow
 
-    result = run_flow(train_flow, _validated(TrainParams, data))
-    if as_json:
-        typer.echo(json.dumps(result, indent=1))
-        return
+def _print_trained(result: dict, *, output: str) -> None:
+    resumed = f" (resumed after epoch {result['resumed_from']})" if result["resumed_from"] else ""
     typer.echo(
         f"model {result['model_id']}: {result['epochs']} epochs, final loss "
         f"{result['final_loss']:.4f}, {result['samples']} samples of pool version "
-        f"{result['data_version']}"
-        + (f" (resumed after epoch {result['resumed_from']})" if result["resumed_from"] else "")
+        f"{result['data_version']}{resumed}"
     )
     typer.echo(f"checkpoint: {result['url']}")
     typer.echo(
@@ -555,13 +598,10 @@ def train(
 def reembed(
     output: PoolOutput,
     source: PoolSource = None,
-    model: Annotated[str | None, typer.Option(help="The new model (resnet18, …).")] = None,
-    weights: Annotated[
-        str | None,
-        typer.Option(help="'default', 'none', pool:<model-id>, a checkpoint path or URL."),
-    ] = None,
-    input_size: Annotated[int | None, typer.Option(help="Model input size in pixels.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Frames per model batch.")] = None,
+    model: EmbeddingModel = None,
+    weights: Weights = None,
+    input_size: InputSize = None,
+    batch_size: BatchSize = None,
     device: Device = None,
     seed: Annotated[int | None, typer.Option(help="Seed of random weights.")] = None,
     shard_files: Annotated[int | None, typer.Option(help="Files per shard.")] = None,
@@ -572,27 +612,28 @@ def reembed(
     as_json: AsJson = False,
 ) -> None:
     """Move a pool to a new embedding model: every sample's frame is embedded again."""
-    from winnow.training import ReembedParams
+    options = {
+        "output": output,
+        "source": source,
+        "shard_files": shard_files,
+        "embedding.model": model,
+        "embedding.weights": weights,
+        "embedding.input_size": input_size,
+        "embedding.batch_size": batch_size,
+        "embedding.device": device,
+        "embedding.seed": seed,
+    }
+    _run_command(
+        "reembed",
+        options,
+        storage=(endpoint_url, region, profile, credentials_block),
+        as_json=as_json,
+        show=_print_reembedded,
+    )
 
-    data: dict = {"output": output, "source": source, "embedding": {}, "storage": {}}
-    for name, value in {
-        "model": model,
-        "weights": weights,
-        "input_size": input_size,
-        "batch_size": batch_size,
-        "device": device,
-        "seed": seed,
-    }.items():
-        _set(data, f"embedding.{name}", value)
-    _set(data, "shard_files", shard_files)
-    for path, value in _storage(endpoint_url, region, profile, credentials_block).items():
-        _set(data, path, value)
-    from flows.reembed import reembed as reembed_flow
 
-    result = run_flow(reembed_flow, _validated(ReembedParams, data))
-    if as_json:
-        typer.echo(json.dumps(result, indent=1))
-    elif result.get("nothing_to_do"):
+def _print_reembedded(result: dict) -> None:
+    if result.get("nothing_to_do"):
         typer.echo(f"the pool already uses {result['model']}: nothing to do")
     else:
         typer.echo(
@@ -607,16 +648,14 @@ def reembed(
 def select_cmd(
     output: PoolOutput,
     source: PoolSource = None,
-    n_samples: Annotated[int | None, typer.Option(help="Samples to select.")] = None,
-    proportion: Annotated[
-        float | None, typer.Option(help="Fraction of candidates to select.")
-    ] = None,
-    min_distance: Annotated[float | None, typer.Option(help="Stop below this distance.")] = None,
+    n_samples: NSamples = None,
+    proportion: Proportion = None,
+    min_distance: MinDistance = None,
     strategy: Annotated[
         str | None, typer.Option(help="Strategies, comma-separated (diversity, random, …).")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the selection.")] = None,
-    tag: Annotated[str | None, typer.Option(help="Name of the tag to create.")] = None,
+    seed: SelectionSeed = None,
+    tag: NewTag = None,
     from_tags: Annotated[
         str | None, typer.Option(help="Pick only among these tags' members (comma-separated).")
     ] = None,
@@ -634,15 +673,10 @@ def select_cmd(
     region: Region = None,
     profile: Profile = None,
     credentials_block: CredentialsBlock = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: AsJsonSummary = False,
 ) -> None:
     """Make a new tag from the samples a pool already holds (embeddings from the pool only)."""
-    from winnow.training import ReselectParams
-
-    data: dict = json.loads(params_file.read_text()) if params_file else {}
-    data.setdefault("selection", {})
-    data.setdefault("storage", {})
-    for path, value in {
+    options = {
         "output": output,
         "source": source,
         "tag_name": tag,
@@ -654,16 +688,9 @@ def select_cmd(
         "selection.min_distance": min_distance,
         "selection.strategies": _names(strategy),
         "selection.seed": seed,
-        **_storage(endpoint_url, region, profile, credentials_block),
-    }.items():
-        _set(data, path, value)
-    from flows.reselect import reselect as reselect_flow
-
-    summary = run_flow(reselect_flow, _validated(ReselectParams, data))
-    if as_json:
-        typer.echo(json.dumps(summary, indent=1))
-    else:
-        print_summary(summary)
+    }
+    storage = (endpoint_url, region, profile, credentials_block)
+    _run_command("select", options, storage=storage, params_file=params_file, as_json=as_json)
 
 
 def _one_line(exc: BaseException) -> str:

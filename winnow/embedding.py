@@ -21,7 +21,6 @@ import contextlib
 import functools
 import hashlib
 import os
-import re
 import tempfile
 import threading
 import uuid
@@ -34,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from winnow.device import available_cores, resolve_device
 from winnow.errors import ConfigError, NotFound, WeightsUnavailable
-from winnow.records import ModelRecord
+from winnow.records import NAME_RE, ModelRecord
 from winnow.storage import LocalStore, ObjectStore, S3Options, open_store
 
 if TYPE_CHECKING:
@@ -168,7 +167,7 @@ class EmbeddingOptions(BaseModel):
         if value.lower() in ("default", "none"):
             return value.lower()
         if value.startswith(POOL_WEIGHTS):
-            if not _MODEL_ID_RE.match(value[len(POOL_WEIGHTS) :]):
+            if not NAME_RE.match(value[len(POOL_WEIGHTS) :]):
                 raise ValueError(
                     f"weights={value!r}: a pool model is named 'pool:<model-id>' (letters, digits, "
                     "'.', '_' and '-'), as printed by `winnow train`"
@@ -227,7 +226,6 @@ def model_record(
 
 
 POOL_WEIGHTS = "pool:"
-_MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def pool_model_key(model_id: str) -> str:

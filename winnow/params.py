@@ -8,7 +8,6 @@ deployment's parameter schema, the server-side validation and `winnow run --help
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Callable
 from typing import Annotated
 
@@ -16,11 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from winnow.embedding import POOL_WEIGHTS, EmbeddingOptions, pool_model_key
 from winnow.media import FrameOptions
+from winnow.records import NAME_RE
 from winnow.scale import ScaleOptions
 from winnow.selection import SelectionConfig
 from winnow.storage import sibling_url
 
-_TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# A name the user gives: a tag, a trained model's id (a letter or digit, then up to 99 of
+# letters, digits, '.', '_' and '-'). Also a key part in the pool, so it stays this narrow.
 
 
 class StorageParams(BaseModel):
@@ -85,7 +86,7 @@ ProcessAll = Annotated[
 TagName = Annotated[
     str | None,
     Field(
-        pattern=_TAG_RE.pattern,
+        pattern=NAME_RE.pattern,
         description="Name of the tag this run creates; empty: run-0001, run-0002, …",
     ),
 ]
@@ -174,8 +175,7 @@ def parameter_docs(model: type[BaseModel] | None = None) -> str:
 
 def document_parameters(fn: Callable) -> Callable:
     """Append `parameter_docs()` to a flow function's docstring (apply it under `@flow`)."""
-    fn.__doc__ = f"{inspect.cleandoc(fn.__doc__ or '')}\n\n{parameter_docs()}"
-    return fn
+    return documented_by(CurateParams)(fn)
 
 
 def documented_by(model: type[BaseModel]) -> Callable[[Callable], Callable]:

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+"""What a name users give must match: tag names and trained models' ids (1–100 characters)."""
 
 FileKind = Literal["image", "video"]
 FileStatus = Literal["ok", "corrupt", "skipped"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from winnow.errors import ConfigError
+from winnow.records import NAME_RE
 from winnow.storage import MAX_KEY_BYTES, MAX_NAME_BYTES, check_key, key_problem
 
 FRAMES_PREFIX = "frames"
@@ -21,7 +22,6 @@ EXPORT_FILES = {
 }
 
 # The tag names the flow accepts (winnow/params.py): one safe path component.
-_TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def frame_name(key: str, frame_index: int, frames_total: int) -> str:
@@ -125,7 +125,7 @@ def tag_keys(tag: str) -> dict[str, str]:
     Raises:
         ConfigError: If the tag is not a valid tag name.
     """
-    if not isinstance(tag, str) or not _TAG_RE.match(tag):
+    if not isinstance(tag, str) or not NAME_RE.match(tag):
         raise ConfigError(
             f"invalid tag name {tag!r}: use letters, digits, '.', '_' or '-' (at most 100), "
             "starting with a letter or digit"

@@ -8,17 +8,15 @@ pool (`output`); the source defaults to the one recorded by the pool's latest ta
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from winnow.embedding import EmbeddingOptions, ModelName
 from winnow.errors import ConfigError
-from winnow.params import StorageParams, TagName
+from winnow.params import ShardFiles, StorageParams, TagName
+from winnow.records import NAME_RE
 from winnow.selection import SelectionConfig
-
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 PoolOutput = Annotated[
     str,
@@ -120,7 +118,7 @@ class TrainOptions(BaseModel):
     @field_validator("model_id")
     @classmethod
     def _check_id(cls, value: str | None) -> str | None:
-        if value is not None and not _ID_RE.match(value):
+        if value is not None and not NAME_RE.match(value):
             raise ValueError(
                 f"model_id {value!r}: use letters, digits, '.', '_' and '-' (at most 100)"
             )
@@ -155,9 +153,7 @@ class ReembedParams(BaseModel):
         description="The new model (its weights may be 'pool:<model-id>' of a trained model).",
     )
     storage: StorageParams = Field(default_factory=StorageParams)
-    shard_files: int = Field(
-        32, ge=1, le=10_000, description="Files per shard (the unit of progress and of resume)."
-    )
+    shard_files: ShardFiles = 32
 
 
 class ReselectParams(BaseModel):
