@@ -140,9 +140,8 @@ def reembed(source, pool, weights: str, *, size: int, batch_size: int) -> float:
     snapshot = pool.load()
     plan = plan_reembed(snapshot, model_record(options, pool=pool.store), shard_files=256)
     embedder = load_embedder(options, pool=pool.store)
-    parts = [
-        c for _, c, _ in embed_reembed_shards(plan, plan.shards, source=source, embedder=embedder)
-    ]
+    shards = embed_reembed_shards(plan, plan.shards, source=source, embedder=embedder)
+    parts = [r.candidates for r in shards]
     commit_reembed(pool, plan, run_id="bench-reembed", samples=Candidates.concat(parts))
     return time.perf_counter() - t0
 

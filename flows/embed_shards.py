@@ -12,7 +12,14 @@ from prefect import flow
 from prefect.logging import get_run_logger
 from pydantic import Field
 
-from tasks.fanout import embed_group, embed_on_pool, embed_shard, write_group
+from tasks.fanout import (
+    clear_groups,
+    embed_group,
+    embed_on_pool,
+    embed_shard,
+    group_shards,
+    write_group,
+)
 from tasks.progress import Progress
 from winnow import scale
 from winnow.params import CurateParams, Output, StorageParams
@@ -54,13 +61,9 @@ def embed_shards_dask(
     group: GroupKey, output: Output, storage: StorageParams, retries: int
 ) -> dict:
     """Decode and embed shards on a Dask cluster, one task per shard."""
-    from tasks.connect import s3_options
-    from winnow.datapool import Datapool
-    from winnow.storage import open_store
-
-    spec = scale.read_group(Datapool(open_store(output, s3_options(storage)).child("pool")), group)
+    shards = group_shards(group, output=output, storage=storage)
     task = embed_shard.with_options(retries=retries)
-    futures = [task.submit(s, group=group, output=output, storage=storage) for s in spec.shards]
+    futures = [task.submit(s, group=group, output=output, storage=storage) for s in shards]
     progress = Progress(len(futures), unit="shards", description="decode + embed on Dask")
     failed = 0
     for future in futures:
@@ -78,26 +81,18 @@ def scale_out(
 ) -> dict | None:
     """Stage the shards on the GPU pool or Dask, as `params.scale` says (None when local)."""
     options = params.scale
+    job = scale.EmbedJob(
+        plan_hash=plan_hash,
+        source=stores.source.url,
+        frames=params.frames,
+        embedding=params.embedding,
+    )
     if options.mode == "pool":
-        return embed_on_pool(
-            stores,
-            shards,
-            plan_hash=plan_hash,
-            frames=params.frames,
-            embedding_options=params.embedding,
-            storage=params.storage,
-            options=options,
-        )
+        return embed_on_pool(stores, shards, job=job, storage=params.storage, options=options)
     if options.mode == "dask":
         from prefect_dask import DaskTaskRunner
 
-        key = write_group(
-            stores,
-            shards,
-            plan_hash=plan_hash,
-            frames=params.frames,
-            embedding_options=params.embedding,
-        )
+        key = write_group(stores, shards, job=job)
         if not key:
             return {"shards": 0, "failed": 0}
         runner = DaskTaskRunner(address=options.address)
@@ -106,5 +101,5 @@ def scale_out(
                 group=key, output=stores.output.url, storage=params.storage, retries=options.retries
             )
         finally:
-            scale.clear_groups(stores.pool, plan_hash)
+            clear_groups(stores, plan_hash)
     return None

@@ -12,13 +12,18 @@ from tasks.connect import STORAGE_RETRIES
 from winnow import discover, media
 from winnow.datapool import PoolSnapshot
 from winnow.errors import NotFound
-from winnow.records import Shard
+from winnow.runs import Discovered
 from winnow.stores import Stores
 
 
 @task(name="load-pool", cache_policy=NO_CACHE, **STORAGE_RETRIES)
 def load_pool(stores: Stores) -> PoolSnapshot:
     """Load the latest datapool snapshot."""
+    return load_snapshot(stores)
+
+
+def load_snapshot(stores: Stores) -> PoolSnapshot:
+    """Load the latest datapool snapshot and log its version (inside a task or flow run)."""
     snapshot = stores.pool.load()
     counts = snapshot.manifest.counts if snapshot.manifest else {}
     get_run_logger().info(  # counts from the manifest: the files table is not read for this
@@ -40,7 +45,7 @@ def discover_files(
     process_all: bool,
     shard_files: int,
     shard_seconds: float | None = None,
-) -> tuple[discover.Discovery, tuple[Shard, ...]]:
+) -> Discovered:
     """List the source, keep new and changed media files, plan shards."""
     relevant = None
     if relevant_filenames:
@@ -69,7 +74,7 @@ def discover_files(
         found.known,
         len(shards),
     )
-    return found, shards
+    return Discovered(found, shards)
 
 
 def _video_durations(stores: Stores, keys: list[str]) -> dict[str, float]:

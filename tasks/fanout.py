@@ -21,7 +21,6 @@ from tasks.progress import Progress
 from winnow import embedding, scale
 from winnow.datapool import Datapool
 from winnow.errors import ConfigError
-from winnow.media import FrameOptions
 from winnow.params import StorageParams
 from winnow.records import Shard
 from winnow.storage import open_store
@@ -35,85 +34,43 @@ def embed_on_pool(
     stores: Stores,
     shards: tuple[Shard, ...],
     *,
-    plan_hash: str,
-    frames: FrameOptions,
-    embedding_options: embedding.EmbeddingOptions,
+    job: scale.EmbedJob,
     storage: StorageParams,
     options: scale.ScaleOptions,
 ) -> dict:
     """Stage the shards through child runs of the GPU deployment; return what they did."""
     logger = get_run_logger()
-    pool = stores.pool
-    staged = pool.staged_shard_ids(plan_hash)
-    todo = [s for s in shards if s.shard_id not in staged]
     _check_capacity(options.deployment, logger)
     progress = Progress(len(shards), unit="shards", description="decode + embed on the pool")
-    progress.advance(len(shards) - len(todo))
-    planned = {s.shard_id for s in shards}
-    results: dict[str, scale.GroupResult] = {}  # read once each, across polls
-
-    def on_poll(now: set[str]) -> None:
-        done = len(now & planned)
-        # Frames as the children report them: a child writes its result when its group ends.
-        frames = sum(r.frames for r in scale.read_results(pool, plan_hash, results))
-        if done > progress.done or frames > progress.items:
-            progress.advance(max(done - progress.done, 0), items_so_far=frames)
-
     base = contextvars.copy_context()  # each thread runs in a copy: the child links to this run
+    parameters = {"output": stores.output.url, "storage": storage.model_dump()}
 
-    def submit(group: scale.Group) -> str | None:
-        spec = scale.GroupSpec(
-            plan_hash=plan_hash,
-            group_id=group.group_id,
-            source=stores.source.url,
-            shards=group.shards,
-            frames=frames.model_dump(mode="json"),
-            embedding=embedding_options.model_dump(mode="json"),
+    def run_child(key: str, group: scale.Group) -> str | None:
+        return base.copy().run(_run_child, options, group, {"group": key, **parameters})
+
+    def start(todo: int) -> None:
+        progress.advance(len(shards) - todo)
+        logger.info(
+            "fanning %d of %d shards out to at most %d runs of %s",
+            todo,
+            len(shards),
+            options.runs,
+            options.deployment,
         )
-        key = scale.write_group(pool, spec)
-        parameters = {"group": key, "output": stores.output.url, "storage": storage.model_dump()}
-        return base.copy().run(_run_child, options, group, parameters)
 
-    logger.info(
-        "fanning %d of %d shards out to at most %d runs of %s",
-        len(todo),
-        len(shards),
-        options.runs,
-        options.deployment,
-    )
-    done = scale.fan_out(
-        todo,
+    done = scale.embed_on_children(
+        stores.pool,
+        shards,
+        job,
         runs=options.runs,
         retries=options.retries,
-        submit=submit,
-        staged_ids=lambda: pool.staged_shard_ids(plan_hash),
-        on_poll=on_poll,
+        run_child=run_child,
+        on_start=start,
+        on_progress=progress.advance_to,
     )
-    for child in scale.read_results(pool, plan_hash):
-        logger.info(
-            "child %s on %s (pid %d): %d shards staged, %d frames in %.1f s",
-            child.group_id,
-            child.host,
-            child.pid,
-            len(child.staged),
-            child.frames,
-            child.seconds,
-        )
-    scale.clear_groups(pool, plan_hash)
-    for group_id, why in done.failed.items():
-        logger.warning("child run of group %s did not finish: %s", group_id, why)
-    if done.missing:
-        logger.warning(
-            "%d shards still missing after %d rounds: this run decodes them itself",
-            len(done.missing),
-            done.rounds,
-        )
-    return {
-        "children": len(done.groups),
-        "failed": len(done.failed),
-        "rounds": done.rounds,
-        "missing": len(done.missing),
-    }
+    for level, message in done.report():
+        logger.log(level, message)
+    return done.summary()
 
 
 def _run_child(options: scale.ScaleOptions, group: scale.Group, parameters: dict) -> str | None:
@@ -179,26 +136,20 @@ def _check_capacity(deployment: str, logger) -> None:  # noqa: ANN001 - a Prefec
 @task(name="embed-group", cache_policy=NO_CACHE, **STORAGE_RETRIES)
 def embed_group(group: str, *, output: str, storage: StorageParams) -> dict:
     """Decode, embed and stage the shards of one group (a child run's whole job)."""
-    logger = get_run_logger()
-    spec = scale.read_group(Datapool(open_store(output, s3_options(storage)).child("pool")), group)
-    stores = connect(spec.source, output, storage)
-    options = embedding.EmbeddingOptions.model_validate(spec.embedding)
-    embedder = embedding.cached_embedder(options, s3=stores.options)
+    spec = scale.read_group(_pool(output, storage), group)
+    stores, embedder = _connect_group(spec, output, storage)
     progress = Progress(len(spec.shards), unit="shards", description=f"group {spec.group_id}")
-    result = scale.embed_and_stage(
+    result = scale.stage_group(
         stores.pool,
-        spec.plan_hash,
+        spec,
         spec.shards,
         source=stores.source,
-        frames=FrameOptions.model_validate(spec.frames),
         embedder=embedder,
-        decode_workers=options.decode_workers,
-        prefetch_batches=options.prefetch_batches,
-        result=scale.GroupResult(group_id=spec.group_id),
+        on_resume=progress.advance,
         on_shard=lambda r: progress.advance(1, items=len(r.candidates)),
     )
     scale.write_result(stores.pool, group, result)
-    logger.info(
+    get_run_logger().info(
         "group %s: %d shards staged, %d already staged, %d frames in %.1f s",
         spec.group_id,
         len(result.staged),
@@ -212,45 +163,36 @@ def embed_group(group: str, *, output: str, storage: StorageParams) -> dict:
 @task(name="embed-shard", cache_policy=NO_CACHE, **STORAGE_RETRIES)
 def embed_shard(shard: Shard, *, group: str, output: str, storage: StorageParams) -> str:
     """Decode, embed and stage one shard on a Dask worker (model kept loaded); return its id."""
-    pool = Datapool(open_store(output, s3_options(storage)).child("pool"))
-    spec = scale.read_group_cached(pool, group)
-    stores = connect(spec.source, output, storage)
-    options = embedding.EmbeddingOptions.model_validate(spec.embedding)
-    scale.embed_and_stage(
-        stores.pool,
-        spec.plan_hash,
-        [shard],
-        source=stores.source,
-        frames=FrameOptions.model_validate(spec.frames),
-        embedder=embedding.cached_embedder(options, s3=stores.options),
-        decode_workers=options.decode_workers,
-        prefetch_batches=options.prefetch_batches,
-        result=scale.GroupResult(group_id=spec.group_id),
-    )
+    spec = scale.read_group_cached(_pool(output, storage), group)
+    stores, embedder = _connect_group(spec, output, storage)
+    scale.stage_group(stores.pool, spec, [shard], source=stores.source, embedder=embedder)
     return shard.shard_id
 
 
+def group_shards(group: str, *, output: str, storage: StorageParams) -> tuple[Shard, ...]:
+    """The shards of a group description (what a Dask flow maps over)."""
+    return scale.read_group(_pool(output, storage), group).shards
+
+
+def _pool(output: str, storage: StorageParams) -> Datapool:
+    return Datapool(open_store(output, s3_options(storage)).child("pool"))
+
+
+def _connect_group(
+    spec: scale.GroupSpec, output: str, storage: StorageParams
+) -> tuple[Stores, embedding.Embedder]:
+    """The group's stores and its model (kept loaded in this process between tasks)."""
+    stores = connect(spec.source, output, storage)
+    return stores, embedding.cached_embedder(spec.embedding_options, s3=stores.options)
+
+
 @task(name="write-group", cache_policy=NO_CACHE, **STORAGE_RETRIES)
-def write_group(
-    stores: Stores,
-    shards: tuple[Shard, ...],
-    *,
-    plan_hash: str,
-    frames: FrameOptions,
-    embedding_options: embedding.EmbeddingOptions,
-) -> str:
+def write_group(stores: Stores, shards: tuple[Shard, ...], *, job: scale.EmbedJob) -> str:
     """Describe the shards not staged yet as one group (for Dask); return its key ('' if none)."""
-    staged = stores.pool.staged_shard_ids(plan_hash)
-    todo = tuple(s for s in shards if s.shard_id not in staged)
-    if not todo:
-        return ""
-    group = scale.plan_groups(todo, runs=1)[0]
-    spec = scale.GroupSpec(
-        plan_hash=plan_hash,
-        group_id=f"dask-{group.group_id}",
-        source=stores.source.url,
-        shards=group.shards,
-        frames=frames.model_dump(mode="json"),
-        embedding=embedding_options.model_dump(mode="json"),
-    )
-    return scale.write_group(stores.pool, spec)
+    return scale.write_dask_group(stores.pool, shards, job)
+
+
+@task(name="clear-groups", cache_policy=NO_CACHE, **STORAGE_RETRIES)
+def clear_groups(stores: Stores, plan_hash: str) -> None:
+    """Delete the group descriptions (and results) of a plan once its shards are staged."""
+    scale.clear_groups(stores.pool, plan_hash)

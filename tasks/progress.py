@@ -78,6 +78,22 @@ class Progress:
             self.items = max(self.items, items_so_far)
         self._publish(note, log=True)
 
+    def resumed(self, units: int) -> None:
+        """Mark `units` done that an earlier attempt finished (logged when there are any)."""
+        if units:
+            self._logger.info(
+                "resuming: %d of %d %s were staged by an earlier attempt",
+                units,
+                self.total,
+                self.unit,
+            )
+        self.advance(units)
+
+    def advance_to(self, done: int, items: int) -> None:
+        """Move to `done` units and `items` frames in all (polled counts), if either grew."""
+        if done > self.done or items > self.items:
+            self.advance(max(done - self.done, 0), items_so_far=items)
+
     def report_items(self, items_so_far: int) -> None:
         """Frames done so far (never less than before), while the current unit goes on."""
         if items_so_far > self.items:

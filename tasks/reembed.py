@@ -1,14 +1,17 @@
-"""Tasks: plan a pool's re-embedding, embed and stage its shards, commit the model switch."""
+"""Tasks: plan a pool's re-embedding, embed and stage its shards, commit the switch, report."""
 
 from __future__ import annotations
 
+import functools
+
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from tasks.connect import STORAGE_RETRIES, s3_options
 from tasks.progress import Progress
-from winnow import embedding, training
+from winnow import embedding, staging, training
 from winnow.datapool import PoolSnapshot
 from winnow.params import StorageParams
 from winnow.records import Candidates, FileResult, ModelRecord
@@ -58,29 +61,29 @@ def reembed_shards(
     decode_workers: int | None,
 ) -> tuple[Candidates, list[FileResult], int]:
     """Embed the shards not staged yet, staging each; return samples, file results, reused."""
-    pool = stores.pool
-    resumed = pool.resume(plan.plan_hash, plan.shards)
-    reused = len(plan.shards) - len(resumed.todo)
-    if reused:
-        get_run_logger().info(
-            "resuming: %d of %d shards were staged by an earlier attempt", reused, len(plan.shards)
-        )
     progress = Progress(len(plan.shards), unit="shards", description="re-embed")
-    progress.advance(reused)
-    parts, files = resumed.candidates, resumed.files
-    workers = decode_workers or embedding.default_decode_workers(embedder.device)
-    for shard, candidates, results in training.embed_reembed_shards(
-        plan, resumed.todo, source=stores.source, embedder=embedder, workers=workers
-    ):
-        pool.stage_shard(plan.plan_hash, shard.shard_id, candidates, results)
-        parts.append(candidates)
-        files.extend(results)
-        dropped = sum(f.status != "ok" for f in results)
-        progress.advance(
-            1, items=len(candidates), note=f"({dropped} files dropped)" if dropped else ""
-        )
-    dim = embedder.record.dim
-    return (Candidates.concat(parts) if parts else Candidates.empty(dim)), files, reused
+    embed = functools.partial(
+        training.embed_reembed_shards,
+        plan,
+        source=stores.source,
+        embedder=embedder,
+        workers=decode_workers,
+    )
+    done = staging.embed_and_stage(
+        stores.pool,
+        plan.plan_hash,
+        plan.shards,
+        embed=embed,
+        dim=embedder.record.dim,
+        on_resume=progress.resumed,
+        on_shard=lambda r: progress.advance(1, items=len(r.candidates), note=_dropped(r.files)),
+    )
+    return done.candidates, done.files, len(done.reused)
+
+
+def _dropped(files: list[FileResult]) -> str:
+    dropped = sum(f.status != "ok" for f in files)
+    return f"({dropped} files dropped)" if dropped else ""
 
 
 @task(name="commit-reembed", cache_policy=NO_CACHE, **STORAGE_RETRIES)
@@ -97,3 +100,66 @@ def commit_reembed(
         len(samples),
     )
     return version
+
+
+@task(name="nothing-to-reembed", cache_policy=NO_CACHE)
+def nothing_to_reembed(
+    stores: Stores, snapshot: PoolSnapshot, model: ModelRecord, *, run_id: str
+) -> dict:
+    """Say that the pool already uses the model; return the run's (empty) record."""
+    get_run_logger().info("the datapool %s already uses %s: nothing to do", stores.pool.url, model)
+    return {
+        **_before(run_id, snapshot, model),
+        "version_after": snapshot.version,
+        "samples": 0,
+        "nothing_to_do": True,
+    }
+
+
+@task(name="report-reembed", cache_policy=NO_CACHE)
+def report_reembed(
+    stores: Stores,
+    plan: training.ReembedPlan,
+    *,
+    run_id: str,
+    version: int,
+    samples: Candidates,
+    files: list[FileResult],
+    resumed: int,
+) -> dict:
+    """Publish the re-embed's summary artifact; return the run's record."""
+    dropped = [(f.key, f.error or "") for f in files if f.status != "ok"]
+    out = {
+        **_before(run_id, plan.base, plan.model),
+        "version_after": version,
+        "samples": len(samples),
+        "shards": len(plan.shards),
+        "shards_resumed": resumed,
+        "files_dropped": len(dropped),
+        "samples_superseded": plan.superseded,
+        "nothing_to_do": False,
+    }
+    lines = [
+        f"## Re-embedded `{stores.pool.url}`",
+        "",
+        f"Version {plan.base.version} → {version}: {out['model_before']} → {out['model']}",
+        "",
+        "| | |",
+        "|---|---:|",
+        f"| samples re-embedded | {len(samples)} |",
+        f"| shards (resumed) | {len(plan.shards)} ({resumed}) |",
+        f"| files dropped (vanished, changed or undecodable) | {len(dropped)} |",
+        f"| superseded samples dropped | {plan.superseded} |",
+    ]
+    lines += [f"- `{key}`: {reason}" for key, reason in dropped[:20]]
+    create_markdown_artifact("\n".join(lines), description="Winnow re-embed summary")
+    return out
+
+
+def _before(run_id: str, snapshot: PoolSnapshot, model: ModelRecord) -> dict:
+    return {
+        "run_id": run_id,
+        "version_before": snapshot.version,
+        "model_before": snapshot.model.describe() if snapshot.model else None,
+        "model": model.describe(),
+    }

@@ -1,19 +1,20 @@
-"""Task: select this run's picks with the existing dataset as already-chosen centers."""
+"""Task: select a run's picks with the pool's dataset as already chosen."""
 
 from __future__ import annotations
 
-import numpy as np
+from functools import partial
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from tasks.connect import STORAGE_RETRIES
-from winnow import selection
+from winnow import runs, selection
 from winnow.datapool import PoolSnapshot
 from winnow.embedding import Embedder
 from winnow.engine import embed_keys
 from winnow.media import FrameOptions
-from winnow.records import Candidates, Selection
+from winnow.records import Candidates
 from winnow.stores import Stores
 from winnow.summary import fmt_number
 
@@ -25,38 +26,37 @@ def select_samples(
     candidates: Candidates,
     *,
     config: selection.SelectionConfig,
-    frames: FrameOptions,
-    embedder: Embedder,
-    device: str,
-) -> tuple[Selection, np.ndarray]:
-    """Pick samples; return the selection and the dataset's embeddings before the run."""
-    existing = snapshot.dataset()
-    dataset = existing.embedding.astype(np.float32)
-    columns = None
-    if name := config.predictions:
-        columns = selection.join_predictions(candidates, stores.read_named(name), filename=name)
-    queries = None
-    if query_keys := [k for s in config.strategies for k in getattr(s, "query_keys", None) or []]:
-        queries = embed_keys(query_keys, source=stores.source, frames=frames, embedder=embedder)
-    result = selection.select(
+    against_dataset: bool = True,
+    frames: FrameOptions | None = None,
+    embedder: Embedder | None = None,
+    device: str = "auto",
+) -> runs.Picked:
+    """Pick samples against the dataset (query files embedded with `embedder`, when given)."""
+    embed_queries = None
+    if embedder is not None:
+        embed_queries = partial(
+            embed_keys, source=stores.source, frames=frames or FrameOptions(), embedder=embedder
+        )
+    picked = runs.select_against_pool(
+        snapshot,
         candidates,
-        dataset=dataset,
         config=config,
-        columns=columns,
-        queries=queries,
+        against_dataset=against_dataset,
+        read_named=stores.read_named,
+        embed_queries=embed_queries,
         device=device,
-        dataset_ids=existing.sample_id,
     )
+    result = picked.selection
     get_run_logger().info(
         "selected %d of %d candidates (dataset: %d samples; stop: %s); mean distance to the "
         "dataset %s vs %s for random picks; coverage radius %s -> %s",
         len(result.picks),
         len(candidates),
-        len(dataset),
+        len(picked.dataset),
         result.stop_reason,
         fmt_number(result.mean_pick_distance),
         fmt_number(result.mean_random_distance),
         fmt_number(result.coverage_before),
         fmt_number(result.coverage_after),
     )
-    return result, dataset
+    return picked

@@ -7,6 +7,7 @@ epoch checkpoint in the pool's storage.
 from __future__ import annotations
 
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
@@ -14,7 +15,6 @@ from tasks.connect import STORAGE_RETRIES, s3_options
 from tasks.progress import Progress
 from winnow import training
 from winnow.params import StorageParams
-from winnow.storage import ObjectStore
 from winnow.stores import Stores
 
 
@@ -49,7 +49,47 @@ def train_embedding(
     )
 
 
-@task(name="list-models", cache_policy=NO_CACHE, **STORAGE_RETRIES)
-def list_models(pool_store: ObjectStore) -> list[training.ModelCard]:
-    """The trained models of a pool."""
-    return training.list_models(pool_store)
+@task(name="report-model", cache_policy=NO_CACHE)
+def report_model(result: training.TrainResult, *, output: str) -> dict:
+    """Log how to use the trained model, show its loss curve in the UI; return its card."""
+    card = result.card
+    get_run_logger().info(
+        "model %s: %d epochs, final loss %.4f; use it with embedding.weights='%s' "
+        "(input_size %d), e.g. `winnow reembed --output %s --weights %s --input-size %d`",
+        card.model_id,
+        card.epochs,
+        card.final_loss,
+        card.weights,
+        card.input_size,
+        output,
+        card.weights,
+        card.input_size,
+    )
+    lines = [
+        f"## Model `{card.model_id}`",
+        "",
+        f"{card.method} on {card.backbone}, {card.input_size} px, {card.dim}-d; "
+        f"{card.samples} samples of pool version {card.data_version}",
+        "",
+        f'Use it: `embedding.weights = "{card.weights}"` (checkpoint: {card.url})',
+        "",
+        "| epoch | loss |",
+        "|---:|---:|",
+        *(f"| {i} | {loss:.4f} |" for i, loss in enumerate(card.losses, start=1)),
+    ]
+    if result.resumed_from and not result.already_trained:
+        lines += ["", f"Resumed after epoch {result.resumed_from} from the pool's checkpoint."]
+    create_markdown_artifact("\n".join(lines), description="Winnow training summary")
+    return {
+        "model_id": card.model_id,
+        "weights": card.weights,
+        "url": card.url,
+        "epochs": card.epochs,
+        "final_loss": card.final_loss,
+        "losses": card.losses,
+        "resumed_from": result.resumed_from,
+        "already_trained": result.already_trained,
+        "samples": card.samples,
+        "data_version": card.data_version,
+        "input_size": card.input_size,
+    }

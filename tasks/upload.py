@@ -1,16 +1,15 @@
-"""Task: write the selected frames and the exports to the output prefix."""
+"""Tasks: write the selected frames and the tag's files, and publish them once committed."""
 
 from __future__ import annotations
 
-import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from tasks.connect import STORAGE_RETRIES
-from winnow import outputs
+from winnow import outputs, runs
 from winnow.datapool import PoolSnapshot
-from winnow.records import Candidates, FileResult, Selection
+from winnow.records import Candidates, FileResult
 from winnow.stores import Stores
 from winnow.summary import RunSummary
 
@@ -20,9 +19,8 @@ def upload_outputs(
     stores: Stores,
     tag: str,
     candidates: Candidates,
-    selection: Selection,
+    picked: runs.Picked,
     files: list[FileResult],
-    dataset: np.ndarray,
     summary: RunSummary,
     *,
     run_id: str,
@@ -32,17 +30,7 @@ def upload_outputs(
     The frames go to the output; the tag's files to the run's staging folder in the pool,
     published under `tags/<tag>/` by `publish_tag_exports` once the tag is committed.
     """
-    exported = outputs.upload_selection(
-        source=stores.source,
-        output=stores.output,
-        tag=tag,
-        candidates=candidates,
-        selection=selection,
-        files={f.key: f for f in files},
-        dataset=dataset,
-        summary=summary,
-        exports=outputs.staged_exports(stores.pool.store, run_id),
-    )
+    exported = runs.upload_picks(stores, tag, candidates, picked, files, summary, run_id=run_id)
     get_run_logger().info(
         "uploaded %d samples to %s (report, once the tag is committed: %s)",
         len(exported.filenames),
@@ -63,8 +51,7 @@ def publish_tag_exports(stores: Stores, run_id: str, tag: str) -> None:
         )
 
 
-@task(name="publish-pending-exports", cache_policy=NO_CACHE, **STORAGE_RETRIES)
-def publish_pending_exports(stores: Stores, snapshot: PoolSnapshot) -> list[str]:
+def publish_pending(stores: Stores, snapshot: PoolSnapshot) -> list[str]:
     """Finish publishing the exports of committed tags whose run died before it could.
 
     Returns:

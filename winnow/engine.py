@@ -6,8 +6,8 @@
 Decoder threads take files in plan order and stream them through `media.decode_file`; the model
 thread forms batches across files and shards, embeds them (on CUDA it queues batch i+1 before it
 collects batch i), and hands each shard's result to the caller as soon as its last frame is
-embedded, in shard order, so the caller can stage it (a crash loses only unstaged shards). While
-the caller stages a shard, the model and the decoders keep going.
+embedded, in shard order, so the caller can stage it (`staging.embed_and_stage`: a crash loses
+only unstaged shards). While the caller stages a shard, the model and the decoders keep going.
 
 Memory is bounded by a *frame budget* of `batch_size * prefetch_batches` frames: a decoder
 reserves room for a chunk before handing it over and the room is given back when the chunk's

@@ -8,19 +8,23 @@ group's description to the same area, so a child run's parameters are a key, not
     <pool>/staging/<plan-hash>/groups/<group-id>.json          what a child decodes (no secrets)
     <pool>/staging/<plan-hash>/groups/<group-id>.result.json   what it did: host, pids, shards
 
-`fan_out` runs the rounds: submit every group, wait, re-plan the shards still not staged (a
-child that crashed, failed or timed out) into new groups, up to `retries` more rounds. What is
-still missing after that is left to the caller, which decodes it itself (`Datapool.resume`).
+`embed_on_children` is the parent's side: it writes the groups and runs `fan_out`, which does
+the rounds: submit every group, wait, re-plan the shards still not staged (a child that
+crashed, failed or timed out) into new groups, up to `retries` more rounds. What is still
+missing after that is left to the caller, which decodes it itself (`staging.embed_and_stage`).
+`stage_group` is a child's side (a GPU-pool child's group, a Dask task's one shard): the same
+resume-and-stage loop as the parent's own decode step, keeping nothing in memory.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -28,9 +32,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from winnow import engine
+from winnow import engine, staging
 from winnow.datapool import Datapool
-from winnow.embedding import Embedder
+from winnow.embedding import Embedder, EmbeddingOptions
 from winnow.errors import ConfigError, NotFound
 from winnow.media import FrameOptions
 from winnow.records import FileRef, Shard
@@ -61,7 +65,8 @@ class ScaleOptions(BaseModel):
         ge=1,
         le=1000,
         description="Mode 'pool': at most this many child runs; the shards are split among "
-        "them. Each child costs ~6 s of start-up: give each one minutes of work.",
+        "them. Each child pays a run's start-up (a process, imports, the worker's poll): "
+        "give each one minutes of work.",
     )
     timeout_s: int | None = Field(
         3600,
@@ -161,6 +166,34 @@ def result_key(key: str) -> str:
 
 
 @dataclass(frozen=True)
+class EmbedJob:
+    """What every group of one run's decode+embed shares: the plan, the source, the settings.
+
+    Attributes:
+        plan_hash: Plan the shards are staged under.
+        source: URL of the raw data (children connect to it with their own credentials).
+        frames: How video frames are sampled.
+        embedding: The model and its decode settings.
+    """
+
+    plan_hash: str
+    source: str
+    frames: FrameOptions
+    embedding: EmbeddingOptions
+
+    def describe(self, group: Group, *, group_id: str | None = None) -> GroupSpec:
+        """The description of `group` a child reads (named `group_id`, default the group's)."""
+        return GroupSpec(
+            plan_hash=self.plan_hash,
+            group_id=group_id or group.group_id,
+            source=self.source,
+            shards=group.shards,
+            frames=self.frames.model_dump(mode="json"),
+            embedding=self.embedding.model_dump(mode="json"),
+        )
+
+
+@dataclass(frozen=True)
 class GroupSpec:
     """A group's description as a child reads it: everything but credentials.
 
@@ -179,6 +212,16 @@ class GroupSpec:
     shards: tuple[Shard, ...]
     frames: dict
     embedding: dict
+
+    @property
+    def frame_options(self) -> FrameOptions:
+        """How the group's video frames are sampled."""
+        return FrameOptions.model_validate(self.frames)
+
+    @property
+    def embedding_options(self) -> EmbeddingOptions:
+        """The group's model and its decode settings."""
+        return EmbeddingOptions.model_validate(self.embedding)
 
     def to_json(self) -> bytes:
         """The stored form."""
@@ -321,6 +364,40 @@ class FanOut:
     failed: dict[str, str] = field(default_factory=dict)
     rounds: int = 0
     missing: list[Shard] = field(default_factory=list)
+    results: list[GroupResult] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """Counts for the run's logs and return value."""
+        return {
+            "children": len(self.groups),
+            "failed": len(self.failed),
+            "rounds": self.rounds,
+            "missing": len(self.missing),
+        }
+
+    def report(self) -> list[tuple[int, str]]:
+        """Log lines (level, text): each child's result, each failed group, what is missing."""
+        lines = [
+            (
+                logging.INFO,
+                f"child {r.group_id} on {r.host} (pid {r.pid}): {len(r.staged)} shards staged, "
+                f"{r.frames} frames in {r.seconds:.1f} s",
+            )
+            for r in self.results
+        ]
+        lines += [
+            (logging.WARNING, f"child run of group {group_id} did not finish: {why}")
+            for group_id, why in self.failed.items()
+        ]
+        if self.missing:
+            lines.append(
+                (
+                    logging.WARNING,
+                    f"{len(self.missing)} shards still missing after {self.rounds} rounds: "
+                    "this run decodes them itself",
+                )
+            )
+        return lines
 
 
 def fan_out(
@@ -379,57 +456,132 @@ def _submit_safely(submit: Callable[[Group], str | None], group: Group) -> str |
         return f"{type(exc).__name__}: {exc}"
 
 
-def embed_and_stage(
+def embed_on_children(
     pool: Datapool,
-    plan_hash: str,
+    shards: Sequence[Shard],
+    job: EmbedJob,
+    *,
+    runs: int,
+    retries: int,
+    run_child: Callable[[str, Group], str | None],
+    on_start: Callable[[int], None] = lambda todo: None,
+    on_progress: Callable[[int, int], None] = lambda shards, frames: None,
+    poll_s: float = 2.0,
+) -> FanOut:
+    """Stage the shards not staged yet through child runs, one group description each.
+
+    Writes each group's description to the staging area and hands its key to `run_child`,
+    resubmits the shards of children that did not stage them all (`fan_out`), reads back what
+    the children did, then deletes the descriptions.
+
+    Args:
+        pool: The datapool whose staging area receives the shards and the groups.
+        shards: The planned shards, in order.
+        job: What every group shares (the plan they are staged under, source, settings).
+        runs: Most children per round.
+        retries: Extra rounds for the shards of children that did not stage them all.
+        run_child: Runs one child on a group's key to the end; None when it completed, else
+            why not (as `fan_out`'s `submit`).
+        on_start: Called once with the number of shards to fan out (the others are staged).
+        on_progress: Called while children run with the planned shards staged so far and the
+            frames the finished children reported.
+        poll_s: Seconds between progress polls.
+
+    Returns:
+        What the fan-out did, with the children's results.
+    """
+    plan_hash = job.plan_hash
+    todo = staging.unstaged(pool, plan_hash, shards)
+    on_start(len(todo))
+    planned = {s.shard_id for s in shards}
+    read: dict[str, GroupResult] = {}  # each result read once, across polls
+
+    def poll(staged: set[str]) -> None:
+        # Frames as the children report them: a child writes its result when its group ends.
+        on_progress(
+            len(staged & planned), sum(r.frames for r in read_results(pool, plan_hash, read))
+        )
+
+    def submit(group: Group) -> str | None:
+        return run_child(write_group(pool, job.describe(group)), group)
+
+    out = fan_out(
+        todo,
+        runs=runs,
+        retries=retries,
+        submit=submit,
+        staged_ids=lambda: pool.staged_shard_ids(plan_hash),
+        on_poll=poll,
+        poll_s=poll_s,
+    )
+    out.results = read_results(pool, plan_hash, read)
+    clear_groups(pool, plan_hash)
+    return out
+
+
+def write_dask_group(pool: Datapool, shards: Sequence[Shard], job: EmbedJob) -> str:
+    """Describe the shards not staged yet as one group (for Dask); its key, '' if none."""
+    todo = staging.unstaged(pool, job.plan_hash, shards)
+    if not todo:
+        return ""
+    (group,) = plan_groups(todo, runs=1)
+    return write_group(pool, job.describe(group, group_id=f"dask-{group.group_id}"))
+
+
+def stage_group(
+    pool: Datapool,
+    spec: GroupSpec,
     shards: Sequence[Shard],
     *,
     source: ObjectStore,
-    frames: FrameOptions,
     embedder: Embedder,
-    decode_workers: int | None = None,
-    prefetch_batches: int = 4,
-    result: GroupResult,
-    on_shard: Callable[[engine.ShardResult], None] = lambda r: None,
+    on_resume: Callable[[int], None] = lambda reused: None,
+    on_shard: Callable[[engine.ShardResult], None] = lambda result: None,
 ) -> GroupResult:
-    """Decode, embed and stage the shards not staged yet (what a child run or a Dask task does).
+    """Decode, embed and stage those of a group's shards not staged yet (a child's whole work).
 
-    Idempotent: a shard staged by anyone before is skipped (recorded in `result.reused`), and
-    staging the same shard twice writes the same object.
+    What a GPU-pool child does with its group and a Dask task with its one shard:
+    `staging.embed_and_stage` with `engine.embed_shards`, keeping nothing in memory (the
+    parent reads the staging area).
 
     Args:
         pool: The datapool whose staging area receives the shards.
-        plan_hash: The plan they are staged under.
-        shards: The shards.
+        spec: The group's description (plan, frame sampling, decode settings).
+        shards: The shards to do: the group's, or one of them.
         source: Where their files live.
-        frames: How video frames are sampled.
         embedder: The loaded model.
-        decode_workers: As for `engine.embed_shards`.
-        prefetch_batches: As for `engine.embed_shards`.
-        result: Filled in (staged and reused ids, frames, seconds) and returned.
-        on_shard: Called after each shard is staged.
+        on_resume: As for `staging.embed_and_stage`.
+        on_shard: As for `staging.embed_and_stage`.
 
     Returns:
-        `result`.
+        What was staged and reused, frames and seconds, for `write_result`.
 
     Raises:
-        As `engine.embed_shards` and `Datapool.stage_shard`.
+        As `engine.embed_shards` and `staging.embed_and_stage`.
     """
-    started = time.perf_counter()
-    staged = pool.staged_shard_ids(plan_hash)
-    todo = [s for s in shards if s.shard_id not in staged]
-    result.reused.extend(s.shard_id for s in shards if s.shard_id in staged)
-    for done in engine.embed_shards(
-        todo,
+    options = spec.embedding_options
+    embed = functools.partial(
+        engine.embed_shards,
         source=source,
-        frames=frames,
+        frames=spec.frame_options,
         embedder=embedder,
-        decode_workers=decode_workers,
-        prefetch_batches=prefetch_batches,
-    ):
-        pool.stage_shard(plan_hash, done.shard.shard_id, done.candidates, done.files)
-        result.staged.append(done.shard.shard_id)
-        result.frames += len(done.candidates)
-        on_shard(done)
-    result.seconds = round(time.perf_counter() - started, 3)
-    return result
+        decode_workers=options.decode_workers,
+        prefetch_batches=options.prefetch_batches,
+    )
+    done = staging.embed_and_stage(
+        pool,
+        spec.plan_hash,
+        shards,
+        embed=embed,
+        dim=embedder.record.dim,
+        collect=False,
+        on_resume=on_resume,
+        on_shard=on_shard,
+    )
+    return GroupResult(
+        group_id=spec.group_id,
+        staged=done.staged,
+        reused=done.reused,
+        seconds=done.seconds,
+        frames=done.frames,
+    )

@@ -10,9 +10,14 @@ import dataclasses
 import html
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from winnow.records import FileResult, Selection, TagRecord
+from winnow.records import FileResult, ModelRecord, Selection, TagRecord
+
+if TYPE_CHECKING:
+    from winnow.discover import Discovery
+    from winnow.outputs import Exported
+    from winnow.rebase import Rebased
 
 CORRUPT_LISTED = 100  # (key, reason) pairs kept in the summary; the pool has every file
 
@@ -109,6 +114,20 @@ class RunSummary:
     seconds: dict[str, float] = field(default_factory=dict)
     coverage_history: list[tuple[str, float, float]] = field(default_factory=list)
 
+    def record_start(self, *, version: int, model: ModelRecord | None, seconds: float) -> None:
+        """The pool version the run started from, its model, and how long starting took."""
+        self.pool_version_before = version
+        self.model = model.describe() if model else ""
+        self.seconds["load"] = round(seconds, 3)
+
+    def record_discovery(self, found: Discovery, *, seconds: float) -> None:
+        """What discovery found (a run with no new file has nothing more to record)."""
+        self.files_listed, self.files_known = found.listed, found.known
+        self.files_ignored, self.ignored_examples = found.ignored, list(found.ignored_examples)
+        self.files_new = len(found.new)
+        self.nothing_new = not found.new
+        self.seconds["discover"] = round(seconds, 3)
+
     def record_files(self, files: list[FileResult], *, shards: int, resumed: int) -> None:
         """Count the run's decoded, corrupt and skipped files and its shards."""
         self.shards, self.shards_resumed = shards, resumed
@@ -130,6 +149,37 @@ class RunSummary:
         self.mean_random_distance = selection.mean_random_distance
         self.stop_reason = selection.stop_reason
         self.delta = selection.delta
+
+    def record_picks(
+        self, selection: Selection, *, dataset_samples: int, base: Any, tag: str, seconds: float
+    ) -> None:
+        """A selection against the pool version `base` (a `PoolSnapshot`), for tag `tag`.
+
+        After a lost race the run selects again: this replaces the earlier selection's record.
+        """
+        self.record_selection(selection, dataset_samples=dataset_samples)
+        self.tag = tag if selection.picks else None
+        self.parent_tag = base.latest_tag.name if base.latest_tag else None
+        self.record_history(base.tags, tag=self.tag)
+        self.outputs = {}
+        self.seconds["select"] = round(seconds, 3)
+
+    def record_exports(self, exported: Exported, *, seconds: float) -> None:
+        """Where the upload wrote the tag's files."""
+        self.outputs = dict(exported.links)
+        self.seconds["upload"] = round(seconds, 3)
+
+    def record_rebase(self, rebased: Rebased) -> None:
+        """A lost race: the files the winner committed are known now, and no longer the run's."""
+        self.files_new -= len(rebased.dropped_keys)
+        self.files_known += len(rebased.dropped_keys)
+        self.record_files(rebased.files, shards=self.shards, resumed=self.shards_resumed)
+        self.candidates = len(rebased.candidates)
+
+    def record_commit(self, version: int, *, attempts: int, seconds: float) -> None:
+        """The version the run committed, after how many attempts (each lost race adds one)."""
+        self.pool_version_after, self.commit_attempts = version, attempts
+        self.seconds["register_tag"] = round(seconds, 3)
 
     def record_history(self, tags: list[TagRecord], *, tag: str | None) -> None:
         """The pool's coverage history: its tags before the run, then this run's `tag` if any."""

@@ -28,7 +28,7 @@ def _artifacts(key: str):
 def test_runs_on_one_pool_version_the_same_keys_and_another_pool_gets_its_own(
     prefect_api, tmp_path
 ):
-    from flows.artifacts import artifact_keys
+    from tasks.artifacts import artifact_keys
     from winnow import demo
     from winnow.storage import LocalStore
 

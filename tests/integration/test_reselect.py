@@ -39,11 +39,11 @@ def counted_source(monkeypatch) -> dict:
     """Wrap every run's source store in a `CountingStore`; note the reads made before upload."""
     import dataclasses
 
-    import flows.reselect
     import tasks.connect
+    import tasks.finish
 
     seen: dict = {"store": None, "before_upload": None}
-    real_open, real_upload = tasks.connect.open_stores, flows.reselect.upload_outputs
+    real_open, real_upload = tasks.connect.open_stores, tasks.finish.upload_outputs
 
     def open_stores(*args, **kwargs):
         stores = real_open(*args, **kwargs)
@@ -55,7 +55,7 @@ def counted_source(monkeypatch) -> dict:
         return real_upload(stores, *args, **kwargs)
 
     monkeypatch.setattr(tasks.connect, "open_stores", open_stores)
-    monkeypatch.setattr(flows.reselect, "upload_outputs", upload_outputs)
+    monkeypatch.setattr(tasks.finish, "upload_outputs", upload_outputs)
     return seen
 
 

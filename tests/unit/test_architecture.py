@@ -75,3 +75,49 @@ def test_every_core_module_imports_without_prefect():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+MAX_LINES = 60  # a flow reads as a table of contents; a task is an adapter around one core call
+
+
+@pytest.mark.parametrize("layer", ["flows", "tasks"])
+def test_flows_and_tasks_hold_no_function_of_60_lines_or_more(layer):
+    long = []
+    for path in _modules(layer):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines >= MAX_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.name} ({lines} lines)")
+    assert long == [], "move the logic into winnow/ (or a helper): " + ", ".join(long)
+
+
+def test_flows_call_no_core_function_between_their_tasks():
+    # A flow module calls tasks (and the `tasks` layer's helpers), never a `winnow` function:
+    # what it takes from `winnow` are types (records, parameter models), which it may build.
+    for path in _modules("flows"):
+        if path.name in ("cli.py", "__init__.py"):
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        core = {
+            alias.asname or alias.name
+            for node in tree.body
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("winnow")
+            for alias in node.names
+        }
+        bodies = [
+            ast.Module(body=fn.body, type_ignores=[])
+            for fn in tree.body
+            if isinstance(fn, ast.FunctionDef)  # decorators (e.g. documented_by) run at import
+        ]
+        calls = []
+        for node in (n for body in bodies for n in ast.walk(body)):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            if isinstance(func, ast.Name) and func.id in core:
+                calls.append(func.id)
+            elif isinstance(func, ast.Attribute) and getattr(func.value, "id", None) in core:
+                calls.append(f"{func.value.id}.{func.attr}")
+        functions = [c for c in calls if c.rsplit(".", 1)[-1][:1].islower()]
+        assert functions == [], f"{path.relative_to(ROOT)} calls the core: {functions}"

@@ -3,6 +3,7 @@ re-selection from stored embeddings."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -10,12 +11,13 @@ import numpy as np
 import pytest
 
 from tests.conftest import CountingStore
-from winnow import demo, discover, engine
+from winnow import demo, discover, engine, staging
 from winnow.datapool import Datapool
 from winnow.embedding import EmbeddingOptions, load_embedder, model_record
 from winnow.errors import ConfigError, ModelMismatch, PoolConflict
 from winnow.media import FrameOptions
 from winnow.records import Candidates
+from winnow.runs import select_against_pool
 from winnow.selection import SelectionConfig
 from winnow.storage import LocalStore, ObjectStore
 from winnow.training import (
@@ -26,7 +28,6 @@ from winnow.training import (
     list_models,
     plan_reembed,
     read_card,
-    reselect,
     reselect_candidates,
     train_model,
 )
@@ -209,14 +210,14 @@ def _reembed(pool, source, options=NEW):
     snapshot = pool.load()
     plan = plan_reembed(snapshot, model_record(options), shard_files=2)
     embedder = load_embedder(options)
-    parts, files = [], []
-    for shard, cands, results in embed_reembed_shards(
-        plan, plan.shards, source=source, embedder=embedder
-    ):
-        pool.stage_shard(plan.plan_hash, shard.shard_id, cands, results)
-        parts.append(cands)
-        files.extend(results)
-    return plan, Candidates.concat(parts), files
+    done = staging.embed_and_stage(
+        pool,
+        plan.plan_hash,
+        plan.shards,
+        embed=functools.partial(embed_reembed_shards, plan, source=source, embedder=embedder),
+        dim=embedder.record.dim,
+    )
+    return plan, done.candidates, done.files
 
 
 @pytest.mark.slow
@@ -290,7 +291,8 @@ def test_reselect_reads_embeddings_from_the_pool_only(pool_dir):
     snapshot = Datapool(counting).load()
     counting.reads.clear()
     candidates = reselect_candidates(snapshot)
-    selection, dataset = reselect(snapshot, candidates, config=SelectionConfig(n_samples=4))
+    picked = select_against_pool(snapshot, candidates, config=SelectionConfig(n_samples=4))
+    selection, dataset = picked.selection, picked.dataset
     assert len(selection.picks) == 4
     assert not set(selection.sample_ids) & snapshot.dataset_ids  # the dataset counts as chosen
     assert len(dataset) == len(snapshot.dataset_ids) == 3
@@ -298,12 +300,12 @@ def test_reselect_reads_embeddings_from_the_pool_only(pool_dir):
     assert read and all(k.startswith("parts/") for k in read)  # pool parts, nothing else
     # Within one tag, afresh: only that tag's members are candidates.
     first = reselect_candidates(snapshot, from_tags=["first"])
-    picked, _ = reselect(
+    picked = select_against_pool(
         snapshot,
         first,
         config=SelectionConfig(strategies=["diversity"], n_samples=2),
         against_dataset=False,
-    )
+    ).selection
     assert set(picked.sample_ids) <= set(snapshot.tag("first").sample_ids)
 
 
@@ -315,4 +317,4 @@ def test_reselect_refuses_strategies_that_need_decoding(pool_dir):
         {"strategies": [{"type": "similarity", "query_keys": ["stills/any.jpg"]}]}
     )
     with pytest.raises(ConfigError, match="use a curate run"):
-        reselect(snapshot, reselect_candidates(snapshot), config=config)
+        select_against_pool(snapshot, reselect_candidates(snapshot), config=config)

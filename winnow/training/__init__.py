@@ -37,7 +37,7 @@ from winnow.training._reembed import (
     embed_reembed_shards,
     plan_reembed,
 )
-from winnow.training._reselect import pool_file_results, reselect, reselect_candidates
+from winnow.training._reselect import pool_file_results, reselect_candidates
 from winnow.training._simclr import EpochReport, TrainResult, model_id, train_model
 
 __all__ = [
@@ -64,7 +64,6 @@ __all__ = [
     "read_card",
     "read_frames",
     "recorded_source",
-    "reselect",
     "reselect_candidates",
     "train_model",
 ]

@@ -3,13 +3,13 @@
 Re-embedding is a run like any other. The plan groups the pool's samples by file into shards
 (following the runs that processed the files, so later runs never reshuffle earlier shards)
 whose id is a hash of each file's key, fingerprint and frame indices; the plan hash names the
-new model. Every finished shard is staged (`Datapool.stage_shard`), so a killed re-embed
-resumes with the shards it finished (`Datapool.resume`), and a re-embed that lost a race to a
-curate run re-plans from the newer version and reuses every shard whose files did not change.
-The commit starts a fresh samples table (`replace_samples`) holding every re-embedded sample
-and records the new model, keeping files and tags; older versions stay readable. A curate run
-still on the old model then stops with `ModelMismatch`, or, if it loaded the pool before the
-switch, loses the commit race with `PoolConflict`.
+new model. Every finished shard is staged (`staging.embed_and_stage`, the loop curate's decode
+step runs too), so a killed re-embed resumes with the shards it finished, and a re-embed that
+lost a race to a curate run re-plans from the newer version and reuses every shard whose files
+did not change. The commit starts a fresh samples table (`replace_samples`) holding every
+re-embedded sample and records the new model, keeping files and tags; older versions stay
+readable. A curate run still on the old model then stops with `ModelMismatch`, or, if it loaded
+the pool before the switch, loses the commit race with `PoolConflict`.
 
 Samples whose file vanished or changed since it was embedded, or whose frame cannot be found
 again, get no new embedding and leave the samples table (they are counted as dropped); a changed
@@ -19,13 +19,14 @@ file is reprocessed as such by the next curate run.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from winnow.datapool import Datapool, PoolSnapshot, plan_hash
-from winnow.embedding import Embedder
+from winnow.embedding import Embedder, default_decode_workers
+from winnow.engine import ShardResult
 from winnow.records import Candidates, FileRef, FileResult, ModelRecord, Shard, kind_of
 from winnow.storage import ObjectStore
 from winnow.training._frames import file_refs, read_frames
@@ -137,8 +138,8 @@ def embed_reembed_shards(
     *,
     source: ObjectStore,
     embedder: Embedder,
-    workers: int = 1,
-):  # noqa: ANN201 - a generator of (Shard, Candidates, list[FileResult])
+    workers: int | None = 1,
+) -> Iterator[ShardResult]:
     """Read every sample's frame of each shard again and embed it with the new model.
 
     Args:
@@ -146,14 +147,15 @@ def embed_reembed_shards(
         shards: The shards to do (those not staged yet), in order.
         source: Where the files live (only read).
         embedder: The new model.
-        workers: Files read in parallel.
+        workers: Files read in parallel; None picks `embedding.default_decode_workers`.
 
     Yields:
-        `(shard, candidates, files)` per shard: the shard's samples with new embeddings (their
-        metadata and run ids kept), and one `FileResult` per file (`ok`, or `skipped` with the
-        reason its samples were dropped).
+        One `engine.ShardResult` per shard: its samples with new embeddings (their metadata
+        and run ids kept), and one `FileResult` per file (`ok`, or `skipped` with the reason
+        its samples were dropped).
     """
     dim = embedder.record.dim
+    workers = workers or default_decode_workers(embedder.device)
     for shard in shards:
         sub = plan.samples.take(plan.rows[shard.shard_id])
         refs = {f.key: f for f in shard.files}
@@ -182,7 +184,8 @@ def embed_reembed_shards(
                 parts.extend(_embed_waiting(embedder, waiting))
                 waiting, waiting_frames = [], 0
         parts.extend(_embed_waiting(embedder, waiting))
-        yield shard, Candidates.concat(parts) if parts else Candidates.empty(dim), results
+        candidates = Candidates.concat(parts) if parts else Candidates.empty(dim)
+        yield ShardResult(shard=shard, candidates=candidates, files=results)
 
 
 def _embed_waiting(embedder: Embedder, waiting: list[tuple[Candidates, np.ndarray]]) -> list:

@@ -1,0 +1,494 @@
+"""A tag-making run from end to end: the records its steps return, and its ending.
+
+Curate and reselect end the same way: select against the pool's dataset, upload the picks'
+frames and the tag's files (staged in the pool), commit files, samples and tag together, then
+publish the staged files under `tags/<tag>/`. What differs is what they bring (`Ending`): curate
+selects among the candidates it decoded and commits them with its files; reselect selects among
+samples the pool already holds and commits only the tag. A run that loses the commit race to
+another one rebases (curate: the winner's files dropped, `winnow.rebase`) and selects again
+against the newer dataset, without decoding; one that may not rebase fails with `PoolConflict`.
+
+`finish_run` drives the ending through `Steps`, one callable per step: the core's own
+(`local_steps`), or the orchestrator's (the Prefect tasks in `tasks/`, which add retries, logs
+and the UI's task runs). The run's `RunSummary` fills itself from the records the steps return
+(`Started`, `Discovered`, `Embedded`, `Picked`, a commit's version), so no caller writes it
+field by field.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from winnow import outputs, rebase
+from winnow.datapool import PoolSnapshot
+from winnow.discover import Discovery
+from winnow.errors import ConfigError, PoolConflict
+from winnow.records import Candidates, FileResult, ModelRecord, Selection, Shard
+from winnow.selection import SelectionConfig, join_predictions, select
+from winnow.stores import Stores
+from winnow.summary import RunSummary
+
+_log = logging.getLogger(__name__)
+
+COMMIT_ATTEMPTS = 3
+"""Commit attempts of a run that may rebase: the first, then one after each lost race."""
+
+
+# -- what the steps before the ending return --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Started:
+    """A run that is connected and has loaded its pool.
+
+    Attributes:
+        run_id: The run's id.
+        stores: Its stores (source, output, pool).
+        snapshot: The pool as loaded at the start.
+        model: The run's embedding model (curate: checked against the pool's; reselect: the
+            pool's, None for an empty pool).
+        plan_hash: What the run's shards are staged under (model + frame options); empty when
+            it decodes nothing.
+        source: The source as the tag records it.
+        parameters: The run's parameters as the tag records them (JSON-ready, no secrets).
+        began_at: `time.perf_counter()` when the run began.
+        done_at: `time.perf_counter()` when it was ready (the summary's `load` seconds).
+    """
+
+    run_id: str
+    stores: Stores
+    snapshot: PoolSnapshot
+    model: ModelRecord | None
+    parameters: dict
+    source: str
+    plan_hash: str = ""
+    began_at: float = 0.0
+    done_at: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True)
+class Discovered:
+    """What discovery found and the shards planned from it.
+
+    Attributes:
+        discovery: New, known and ignored files.
+        shards: The decode+embed work, in plan order.
+        done_at: `time.perf_counter()` when discovery ended.
+    """
+
+    discovery: Discovery
+    shards: tuple[Shard, ...]
+    done_at: float = field(default_factory=time.perf_counter)
+
+    @property
+    def new(self) -> bool:
+        """Whether anything is new (a run with nothing new decodes nothing and tags nothing)."""
+        return bool(self.discovery.new)
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """The candidates a run selects among, and the files they come from.
+
+    Attributes:
+        candidates: Embedded frames.
+        files: One result per file (ok, corrupt or skipped).
+        shards: Shards planned (0 when the candidates come from the pool).
+        resumed: Shards reused from an earlier attempt (staged).
+        done_at: `time.perf_counter()` when the candidates were ready.
+    """
+
+    candidates: Candidates
+    files: list[FileResult]
+    shards: int = 0
+    resumed: int = 0
+    done_at: float = field(default_factory=time.perf_counter)
+
+
+def start_summary(
+    started: Started, discovered: Discovered | None = None, embedded: Embedded | None = None
+) -> RunSummary:
+    """The summary of a run so far, from what its first steps returned."""
+    stores = started.stores
+    summary = RunSummary(run_id=started.run_id, source=started.source, output=stores.output.url)
+    summary.record_start(
+        version=started.snapshot.version,
+        model=started.model,
+        seconds=started.done_at - started.began_at,
+    )
+    last = started.done_at
+    if discovered is not None:
+        summary.record_discovery(discovered.discovery, seconds=discovered.done_at - last)
+        last = discovered.done_at
+    if embedded is not None and discovered is not None:  # the run decoded these files
+        summary.record_files(embedded.files, shards=embedded.shards, resumed=embedded.resumed)
+        summary.seconds["decode_embed"] = round(embedded.done_at - last, 3)
+    if embedded is not None:
+        summary.candidates = len(embedded.candidates)
+    return summary
+
+
+# -- select -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Picked:
+    """A selection against a pool's dataset.
+
+    Attributes:
+        selection: The picks, their reasons and the run's measures.
+        dataset: float32 (M, D) embeddings of the dataset the selection was made against.
+    """
+
+    selection: Selection
+    dataset: np.ndarray
+
+
+def select_against_pool(
+    snapshot: PoolSnapshot,
+    candidates: Candidates,
+    *,
+    config: SelectionConfig,
+    against_dataset: bool = True,
+    read_named: Callable[[str], bytes] | None = None,
+    embed_queries: Callable[[Sequence[str]], np.ndarray] | None = None,
+    device: str = "auto",
+) -> Picked:
+    """Select among candidates with the pool's dataset as already chosen (the one entry point).
+
+    What the config needs besides embeddings (`SelectionConfig.needs`) is fetched here: the
+    predictions file's columns through `read_named`, the query files' embeddings through
+    `embed_queries`.
+
+    Args:
+        snapshot: The pool whose dataset (every tag's members) counts as already chosen.
+        candidates: What to pick among.
+        config: Strategies, stopping rules, deduplication.
+        against_dataset: Off: pick afresh (an empty dataset).
+        read_named: Reads a file a parameter names (`Stores.read_named`).
+        embed_queries: Decodes and embeds query files with the run's model; None where the run
+            never decodes (re-selection).
+        device: Where distances are computed.
+
+    Returns:
+        The selection and the dataset's embeddings.
+
+    Raises:
+        ConfigError: If the config needs query files and there is no `embed_queries`, needs a
+            predictions file and there is no `read_named`, or as `selection.select`.
+    """
+    needs = config.needs()
+    if needs.query_keys and embed_queries is None:
+        raise ConfigError(
+            "a similarity strategy's query_keys must be decoded and embedded, which re-selection "
+            "never does: use a curate run (`winnow run`) for query-based selection"
+        )
+    if needs.predictions and read_named is None:
+        raise ConfigError(f"predictions {needs.predictions!r}: no store to read it from")
+    dim = candidates.embedding.shape[1]
+    existing = snapshot.dataset() if against_dataset else Candidates.empty(dim)
+    dataset = existing.embedding.astype(np.float32)
+    columns = queries = None
+    if needs.predictions:
+        data = read_named(needs.predictions)
+        columns = join_predictions(candidates, data, filename=needs.predictions)
+    if needs.query_keys:
+        queries = embed_queries(needs.query_keys)
+    result = select(
+        candidates,
+        dataset=dataset,
+        config=config,
+        columns=columns,
+        queries=queries,
+        device=device,
+        dataset_ids=existing.sample_id,
+    )
+    return Picked(selection=result, dataset=dataset)
+
+
+# -- the ending -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ending:
+    """What a run brings to its ending.
+
+    Attributes:
+        tag_name: The tag's name as asked (None: the pool's next `run-NNNN` when committing).
+        candidates: What the selection picks among.
+        files: The files of the candidates (exports and report read them).
+        new_rows: True when `files` and `candidates` are the run's new rows, committed with
+            the tag (curate); False when the pool holds them already and only the tag is
+            committed (reselect).
+        may_rebase: After a lost commit race: rebase and select again (up to
+            `COMMIT_ATTEMPTS` commits), or fail.
+    """
+
+    tag_name: str | None
+    candidates: Candidates
+    files: list[FileResult]
+    new_rows: bool = True
+    may_rebase: bool = True
+
+
+@dataclass(frozen=True)
+class Steps:
+    """The steps of an ending, as the orchestrator runs them.
+
+    Attributes:
+        select: (base snapshot, candidates) -> the picks against its dataset.
+        upload: (tag, candidates, picked, files, summary) -> what was written (frames to the
+            output, the tag's files staged in the pool).
+        commit: (pending commit, attempt) -> the new version, or None when another run
+            committed first (a commit that lands also deletes the run's staged shards).
+        reload: () -> the pool's latest snapshot (after a lost race).
+        publish: (tag) -> copy the committed tag's staged files to `tags/<tag>/`.
+    """
+
+    select: Callable[[PoolSnapshot, Candidates], Picked]
+    upload: Callable[[str, Candidates, Picked, list[FileResult], RunSummary], outputs.Exported]
+    commit: Callable[[rebase.PendingCommit, int], int | None]
+    reload: Callable[[], PoolSnapshot]
+    publish: Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How a run ended.
+
+    Attributes:
+        summary: Everything the run did.
+        candidates: What the last selection picked among (after any rebase).
+        picked: The committed selection.
+        exported: What its upload wrote (None when nothing was picked).
+        version: The committed pool version.
+    """
+
+    summary: RunSummary
+    candidates: Candidates
+    picked: Picked
+    exported: outputs.Exported | None
+    version: int
+
+
+def finish_run(
+    started: Started,
+    ending: Ending,
+    summary: RunSummary,
+    *,
+    steps: Steps,
+    log: logging.Logger | logging.LoggerAdapter = _log,
+) -> Finished:
+    """Select, upload, commit (rebasing after a lost race), publish.
+
+    Args:
+        started: The run (its pool snapshot is the base of the first attempt).
+        ending: What it selects among and commits.
+        summary: The run's summary so far (`start_summary`); filled in here.
+        steps: How each step runs.
+        log: Where the rebase is told.
+
+    Returns:
+        The committed outcome.
+
+    Raises:
+        PoolConflict: If every commit lost a race (or the only one, where rebasing is off).
+        ConfigError: If the tag's name exists in the pool it commits to.
+    """
+    base, attempts = started.snapshot, COMMIT_ATTEMPTS if ending.may_rebase else 1
+    for attempt in range(1, attempts + 1):
+        tag = ending.tag_name or base.next_tag_name()
+        base.check_new_tag(tag)
+        clock = time.perf_counter()
+        picked = steps.select(base, ending.candidates)
+        summary.record_picks(
+            picked.selection,
+            dataset_samples=len(picked.dataset),
+            base=base,
+            tag=tag,
+            seconds=_since(clock),
+        )
+        exported = None
+        if picked.selection.picks:
+            clock = time.perf_counter()
+            exported = steps.upload(tag, ending.candidates, picked, ending.files, summary)
+            summary.record_exports(exported, seconds=_since(clock))
+        pending = _pending(started, ending, base, tag, picked.selection, summary)
+        clock = time.perf_counter()
+        version = steps.commit(pending, attempt)
+        if version is not None:
+            if pending.tag is not None:  # only now: a losing run never overwrites the winner's
+                steps.publish(pending.tag.name)
+            summary.record_commit(version, attempts=attempt, seconds=_since(clock))
+            return Finished(summary, ending.candidates, picked, exported, version)
+        if attempt < attempts:
+            ending, base = _rebase(started, ending, base, steps.reload(), summary, attempt, log)
+    url = started.stores.pool.url
+    if attempts == 1:
+        raise PoolConflict(
+            f"datapool {url}: another run committed first; nothing of this run was committed. "
+            "Run it again, or give runs on one pool a concurrency limit of 1."
+        )
+    raise PoolConflict(
+        f"datapool {url}: other runs committed first {attempts} times in a row; nothing of this "
+        "run was committed. Re-run the job (its finished shards are staged and are reused), or "
+        "give runs on one pool a concurrency limit of 1."
+    )
+
+
+def _since(clock: float) -> float:
+    return time.perf_counter() - clock
+
+
+def _pending(
+    started: Started,
+    ending: Ending,
+    base: PoolSnapshot,
+    tag: str,
+    selection: Selection,
+    summary: RunSummary,
+) -> rebase.PendingCommit:
+    """What one commit attempt writes on top of `base`."""
+    new_tag = base.new_tag(
+        name=tag,
+        run_id=started.run_id,
+        parameters={**started.parameters, "source": started.source},
+        counts=summary.counts(),
+        selection=selection,
+    )
+    if ending.new_rows:
+        return rebase.PendingCommit(base, new_tag, ending.files, ending.candidates)
+    dim = ending.candidates.embedding.shape[1]
+    return rebase.PendingCommit(base, new_tag, [], Candidates.empty(dim))
+
+
+def _rebase(
+    started: Started,
+    ending: Ending,
+    base: PoolSnapshot,
+    newer: PoolSnapshot,
+    summary: RunSummary,
+    attempt: int,
+    log: logging.Logger | logging.LoggerAdapter,
+) -> tuple[Ending, PoolSnapshot]:
+    """The ending on top of `newer`: the winner's files and their candidates dropped."""
+    rebased = rebase.rebase_run(
+        base, newer, files=ending.files, candidates=ending.candidates, model=started.model
+    )
+    log.warning(
+        "rebasing onto version %d for commit attempt %d: %d files (%d candidates) the other run "
+        "committed are dropped; selecting again from %d staged candidates",
+        newer.version,
+        attempt + 1,
+        len(rebased.dropped_keys),
+        rebased.dropped_candidates,
+        len(rebased.candidates),
+    )
+    summary.record_rebase(rebased)
+    return replace(ending, files=rebased.files, candidates=rebased.candidates), newer
+
+
+def local_steps(
+    started: Started,
+    *,
+    config: SelectionConfig,
+    against_dataset: bool = True,
+    embed_queries: Callable[[Sequence[str]], np.ndarray] | None = None,
+    device: str = "auto",
+    staged: Sequence[str] = (),
+) -> Steps:
+    """The ending's steps as plain calls into the core (no orchestrator).
+
+    Args:
+        started: The run.
+        config: Its selection parameters.
+        against_dataset: As `select_against_pool`.
+        embed_queries: As `select_against_pool`.
+        device: As `select_against_pool`.
+        staged: Ids of the shards staged under the run's plan (deleted once committed).
+    """
+    stores = started.stores
+
+    def try_commit(pending: rebase.PendingCommit, attempt: int) -> int | None:
+        try:
+            return commit_attempt(stores, pending, started=started, staged=staged)
+        except PoolConflict:
+            return None
+
+    return Steps(
+        select=lambda base, candidates: select_against_pool(
+            base,
+            candidates,
+            config=config,
+            against_dataset=against_dataset,
+            read_named=stores.read_named,
+            embed_queries=embed_queries,
+            device=device,
+        ),
+        upload=lambda tag, candidates, picked, files, summary: upload_picks(
+            stores, tag, candidates, picked, files, summary, run_id=started.run_id
+        ),
+        commit=try_commit,
+        reload=stores.pool.load,
+        publish=lambda tag: outputs.publish_exports(
+            stores.pool.store, stores.output, started.run_id, tag
+        ),
+    )
+
+
+def upload_picks(
+    stores: Stores,
+    tag: str,
+    candidates: Candidates,
+    picked: Picked,
+    files: list[FileResult],
+    summary: RunSummary,
+    *,
+    run_id: str,
+) -> outputs.Exported:
+    """Frames to the output; the tag's files to the run's staging folder in the pool.
+
+    They are published under `tags/<tag>/` once the tag is committed (`outputs.publish_exports`).
+    """
+    return outputs.upload_selection(
+        source=stores.source,
+        output=stores.output,
+        tag=tag,
+        candidates=candidates,
+        selection=picked.selection,
+        files={f.key: f for f in files},
+        dataset=picked.dataset,
+        summary=summary,
+        exports=outputs.staged_exports(stores.pool.store, run_id),
+    )
+
+
+def commit_attempt(
+    stores: Stores, pending: rebase.PendingCommit, *, started: Started, staged: Sequence[str]
+) -> int | None:
+    """One commit of files, samples and tag on top of `pending.snapshot`.
+
+    Once it lands, the run's staged shards (`staged`, under `started.plan_hash`) are deleted.
+
+    Returns:
+        The new version.
+
+    Raises:
+        PoolConflict: If another run committed first (nothing of this run was committed).
+    """
+    version = stores.pool.commit(
+        pending.snapshot,
+        run_id=started.run_id,
+        files=pending.files,
+        samples=pending.candidates,
+        tag=pending.tag,
+        model=started.model,
+    )
+    if staged:
+        stores.pool.clear_staged(started.plan_hash, staged)
+    return version
