@@ -44,9 +44,11 @@ class Rebased:
     Attributes:
         snapshot: The newer snapshot the run now builds on.
         files: The run's files that no newer commit holds (same key and fingerprint).
-        candidates: The candidates of those files.
+        candidates: The run's candidates that no newer commit holds (same key and
+            fingerprint): those of the kept files.
         dropped_keys: Keys of the run's files that a newer commit already holds.
-        dropped_candidates: How many candidates went with them.
+        dropped_candidates: How many candidates were dropped: the run's candidates minus
+            `candidates`.
     """
 
     snapshot: PoolSnapshot
@@ -113,6 +115,8 @@ def _rebase_run(
             strict=True,
         )
     )
+    # A candidate goes by the same rule as a file, on its own (key, fingerprint): the winner
+    # holds exactly that frame (same sample id), whatever the run's file rows say.
     kept = [f for f in files if (f.key, f.fingerprint) not in committed]
     dropped = tuple(f.key for f in files if (f.key, f.fingerprint) in committed)
     keep_rows = np.fromiter(
@@ -123,10 +127,11 @@ def _rebase_run(
         dtype=bool,
         count=len(candidates),
     )
+    kept_candidates = candidates if keep_rows.all() else candidates.take(np.flatnonzero(keep_rows))
     return Rebased(
         snapshot=newer,
         files=kept,
-        candidates=candidates.take(np.flatnonzero(keep_rows)) if dropped else candidates,
+        candidates=kept_candidates,
         dropped_keys=dropped,
-        dropped_candidates=int(len(candidates) - keep_rows.sum()),
+        dropped_candidates=len(candidates) - len(kept_candidates),
     )

@@ -1,6 +1,6 @@
-"""Cancelling a run mid decode (`prefect flow-run cancel`) ends it promptly as Cancelled, leaves
-the pool unchanged, frees the deployment's concurrency slot, and the next run resumes the shards
-the cancelled one staged.
+"""Cancelling a run mid decode (`prefect flow-run cancel`) ends it as Cancelled within 45 s of the
+request (`CANCELLED_WITHIN_S`), leaves the pool unchanged, frees the deployment's concurrency
+slot, and the next run resumes the shards the cancelled one staged.
 
 A real `prefect server`, the `curate/on-demand` deployment of prefect.yaml and a process worker
 (`prefect worker start --pool winnow-cpu`). The first run gets one extra job variable, an `env`
@@ -32,9 +32,11 @@ PARAMS = {
     "shard_files": 1,
 }
 N_VIDEOS = 6  # one shard each
-# Cancel request -> state Cancelled, in seconds. Measured 34 s here with the machine's 2 cores
-# at load ~12 (the CLI alone took 12 s); the worker polls every 2 s.
-CANCELLED_WITHIN_S = 60
+# Cancel request (the CLI starting) -> state Cancelled, in seconds: README's "Cancel is clean"
+# promise. Measured on this 2-core machine: 5.9, 6.5, 6.8 and 11.8 s (the CLI 1.5-2.6 s of
+# it; 6.5 s with two busy loops beside the test, 11.8 s beside another test's runs); an earlier
+# run took 34 s at load ~12, when the CLI alone took 12 s. The worker polls every 2 s.
+CANCELLED_WITHIN_S = 45
 
 # Imported at start-up by a flow-run process whose PYTHONPATH holds it (that run only).
 _PROBE = r'''
@@ -118,7 +120,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_cancel_mid_decode_frees_the_slot_and_the_next_run_resumes(server, tmp_path):
+def test_cancel_mid_decode_ends_within_45_s_frees_the_slot_and_the_next_run_resumes(
+    server, tmp_path
+):
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
@@ -165,6 +169,7 @@ def test_cancel_mid_decode_frees_the_slot_and_the_next_run_resumes(server, tmp_p
             CANCELLED_WITHIN_S - (cli_done - asked),
             diagnose(first),
         )
+        assert cancelled - asked <= CANCELLED_WITHIN_S
         states = {s.type.value: s.timestamp for s in client.read_flow_run_states(first)}
         server_side = (states["CANCELLED"] - states["CANCELLING"]).total_seconds()
         gone = _wait(lambda: not _alive(pid), "run 1's process exiting", 30, diagnose(first))

@@ -16,12 +16,17 @@ Kill points (the boundaries of a run, in order):
     publish    committed, the tag's staged exports not yet copied to `tags/<tag>/` of the output
 
 After each, the re-run leaves `tags/run-0001/` in the output holding exactly the tag's members.
+
+Every kill point runs with a local output; the commit's two boundaries (`parts`, `manifest`) run
+on S3 too (moto's server over HTTP), where the probes wrap `S3Store` instead of `LocalStore` and
+the test reads the output through the same `ObjectStore` listing on both backends.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,7 +37,8 @@ import pytest
 
 from winnow import demo
 from winnow.datapool import Datapool
-from winnow.storage import LocalStore
+from winnow.errors import NotFound
+from winnow.storage import LocalStore, ObjectStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
@@ -43,7 +49,8 @@ PARAMS = {
     "shard_files": 1,
 }
 
-# Runs `winnow run ARGS...` with probes: argv is STAGE MARKERS_DIR ARGS...
+# Runs `winnow run ARGS...` with probes: argv is STAGE MARKERS_DIR STORE_CLASS ARGS..., where
+# STORE_CLASS (LocalStore, S3Store) is the output's store, whose writes the probes wrap.
 _PROBED_RUN = r"""
 import sys, time
 from pathlib import Path
@@ -52,6 +59,12 @@ stage, markers = sys.argv[1], Path(sys.argv[2])
 markers.mkdir(parents=True, exist_ok=True)
 
 from winnow import datapool, outputs, storage
+
+Store = getattr(storage, sys.argv[3])
+
+def in_staging(store):  # the pool's staging area (staged exports), not the output's tags/
+    parts = store.root.parts if isinstance(store, storage.LocalStore) else store.prefix.split("/")
+    return "staging" in parts
 
 def mark(name):
     (markers / name).write_text(str(time.time()))
@@ -94,7 +107,7 @@ def commit(self, *args, **kwargs):
     return real_commit(self, *args, **kwargs)
 datapool.Datapool.commit = commit
 
-real_put = storage.LocalStore.put
+real_put = Store.put
 def put(self, key, data):
     if key == "latest":
         if stage == "manifest":
@@ -102,16 +115,16 @@ def put(self, key, data):
         real_put(self, key, data)
         mark("latest")
         return
-    if key.startswith("tags/") and "staging" not in self.root.parts:  # published, not staged
+    if key.startswith("tags/") and not in_staging(self):  # published, not staged
         if stage == "publish":
             hold("kill-point")
         mark("publish")
     real_put(self, key, data)
     if key.startswith("parts/"):  # a datapool part: parts/<commit-id>/<table>.parquet
         mark("part-" + key.rsplit("/", 1)[-1].split(".")[0])
-storage.LocalStore.put = put
+Store.put = put
 
-real_put_if_absent = storage.LocalStore.put_if_absent
+real_put_if_absent = Store.put_if_absent
 def put_if_absent(self, key, data):
     if key.startswith("versions/"):
         if stage == "parts":
@@ -120,24 +133,27 @@ def put_if_absent(self, key, data):
         mark("manifest")
         return created
     return real_put_if_absent(self, key, data)
-storage.LocalStore.put_if_absent = put_if_absent
+Store.put_if_absent = put_if_absent
 
-sys.argv = ["winnow", *sys.argv[3:]]
+sys.argv = ["winnow", *sys.argv[4:]]
 from flows.cli import main
 main()
 """
 
 
 def _probed_run(
-    stage: str, markers: Path, source: Path, output: Path, params_file: Path
+    stage: str, markers: Path, source: Path, output: ObjectStore, params_file: Path, endpoint: str
 ) -> subprocess.Popen:
     from prefect.settings import PREFECT_API_URL
 
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONUNBUFFERED": "1"}
-    args = ["run", "--source", str(source), "--output", str(output)]
+    args = ["run", "--source", str(source), "--output", output.url]
     args += ["--params-file", str(params_file), "--json"]
+    if endpoint:
+        args += ["--endpoint-url", endpoint]
+    store_class = type(output).__name__
     return subprocess.Popen(
-        [sys.executable, "-c", _PROBED_RUN, stage, str(markers), *args],
+        [sys.executable, "-c", _PROBED_RUN, stage, str(markers), store_class, *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -163,8 +179,20 @@ def _kill_at_marker(proc: subprocess.Popen, marker: Path, timeout: float = 300) 
         proc.wait(timeout=30)
 
 
-def _pool_state(output: Path) -> dict:
-    snap = Datapool(LocalStore(output / "pool")).load()
+def _keys(output: ObjectStore, prefix: str = "") -> list[str]:
+    """Every key under `prefix` of the output (none when the folder or prefix is missing)."""
+    try:
+        return sorted(i.key for i in output.list(prefix))
+    except NotFound:
+        return []
+
+
+def _matching(keys: list[str], pattern: str) -> list[str]:
+    return [k for k in keys if re.fullmatch(pattern, k)]
+
+
+def _pool_state(output: ObjectStore) -> dict:
+    snap = Datapool(output.child("pool")).load()
     keys = snap.files.column("key").to_pylist()
     return {
         "version": snap.version,
@@ -175,11 +203,13 @@ def _pool_state(output: Path) -> dict:
     }
 
 
-def _run_in_process(source: Path, output: Path) -> dict:
+def _run_in_process(source: Path, output: ObjectStore, endpoint: str = "") -> dict:
     from flows.curate import curate
     from winnow.params import CurateParams
 
-    p = CurateParams.model_validate({**PARAMS, "source": str(source), "output": str(output)})
+    storage = {"endpoint_url": endpoint} if endpoint else {}
+    data = {**PARAMS, "source": str(source), "output": output.url, "storage": storage}
+    p = CurateParams.model_validate(data)
     return curate(**{n: getattr(p, n) for n in CurateParams.model_fields})
 
 
@@ -195,7 +225,7 @@ def source(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(source, tmp_path_factory) -> tuple[dict, dict]:
     """One uninterrupted run of the same job (summary, final pool), shared by every kill point."""
-    clean = tmp_path_factory.mktemp("clean")
+    clean = LocalStore(tmp_path_factory.mktemp("clean"))
     summary = _run_in_process(source, clean)
     return summary, _pool_state(clean)
 
@@ -204,18 +234,19 @@ def _markers(markers: Path) -> set[str]:
     return {p.name for p in markers.iterdir()}
 
 
-def _assert_killed_at(stage: str, markers: Path, crashed: Path, n_shards: int) -> int:
+def _assert_killed_at(stage: str, markers: Path, crashed: ObjectStore, n_shards: int) -> int:
     """Check the kill landed at `stage` (nothing after it happened); return the shards staged."""
-    pool = crashed / "pool"
     seen = _markers(markers)
-    staged_reports = list((pool / "staging" / "exports").glob("*/tags/run-0001/report.html"))
-    published = list(crashed.glob("tags/*/*"))
-    staged = len(list((pool / "staging").glob("*/shard-*.parquet")))
-    parts = sorted(p.name for p in (pool / "parts").glob("*/*.parquet"))
-    versions = sorted(p.name for p in (pool / "versions").glob("*.json"))
+    keys = _keys(crashed)
+    staged_reports = _matching(keys, r"pool/staging/exports/[^/]+/tags/run-0001/report\.html")
+    published = _matching(keys, r"tags/[^/]+/.+")
+    staged = len(_matching(keys, r"pool/staging/[^/]+/shard-[^/]+\.parquet"))
+    parts = sorted(k.rsplit("/", 1)[1] for k in _matching(keys, r"pool/parts/[^/]+/[^/]+\.parquet"))
+    versions = sorted(k.rsplit("/", 1)[1] for k in _matching(keys, r"pool/versions/[^/]+\.json"))
+    hint = "pool/latest" in keys
     before_commit = {"version": 0, "versions": []}
     state = {
-        "version": Datapool(LocalStore(pool)).load().version,
+        "version": Datapool(crashed.child("pool")).load().version,
         "versions": versions,
     }
     if stage == "discover":
@@ -240,14 +271,14 @@ def _assert_killed_at(stage: str, markers: Path, crashed: Path, n_shards: int) -
     elif stage == "manifest":
         # Version 1 exists (the run's files count as committed); the hint was never written.
         assert "manifest" in seen and "latest" not in seen, seen
-        assert not (pool / "latest").exists()
+        assert not hint
         assert versions == ["00000000000000000001.json"] and state["version"] == 1
         assert staged == n_shards  # the commit's clean-up of staged shards never ran
         assert len(staged_reports) == 1 and published == []
     elif stage == "publish":
         # Committed (version 1 and its hint), the exports still only staged.
         assert {"manifest", "latest"} <= seen and "publish" not in seen, seen
-        assert (pool / "latest").exists() and state["version"] == 1
+        assert hint and state["version"] == 1
         assert len(staged_reports) == 1 and published == []
     else:
         raise AssertionError(f"unknown kill point {stage}")
@@ -255,38 +286,43 @@ def _assert_killed_at(stage: str, markers: Path, crashed: Path, n_shards: int) -
 
 
 BOUNDARIES = ["discover", "decode", "upload", "parts", "manifest", "publish"]
+# Every boundary on a local output; the commit's own two on S3 as well.
+CASES = [*((stage, "local") for stage in BOUNDARIES), ("parts", "s3"), ("manifest", "s3")]
 
 
-def _assert_exports_are_the_tag(output: Path, stage: str) -> None:
+def _assert_exports_are_the_tag(output: ObjectStore, stage: str) -> None:
     """`tags/run-0001/` holds exactly the committed tag's members; staging is left only by a
     killed run that never committed (garbage for `winnow gc`)."""
-    (tag,) = Datapool(LocalStore(output / "pool")).load().tags
-    members = (output / "tags" / tag.name / "members.csv").read_text().splitlines()[1:]
+    (tag,) = Datapool(output.child("pool")).load().tags
+    members = output.get(f"tags/{tag.name}/members.csv").decode().splitlines()[1:]
     assert sorted(line.split(",")[0] for line in members) == sorted(tag.sample_ids)
-    assert (output / "tags" / tag.name / "report.html").is_file()
-    assert [p.name for p in (output / "tags").iterdir()] == [tag.name]
-    staged = (output / "pool" / "staging" / "exports").rglob("*")
-    left = {
-        p.relative_to(output / "pool" / "staging" / "exports").parts[0]
-        for p in staged
-        if p.is_file()
-    }
+    assert output.exists(f"tags/{tag.name}/report.html")
+    assert {k.split("/")[1] for k in _keys(output, "tags")} == {tag.name}
+    left = {k.split("/")[3] for k in _keys(output, "pool/staging/exports")}
     assert len(left) == (1 if stage in ("upload", "parts") else 0), left
 
 
-@pytest.mark.parametrize("stage", BOUNDARIES)
-def test_a_run_killed_at_any_boundary_resumes_to_the_same_pool(source, reference, tmp_path, stage):
+@pytest.mark.parametrize(("stage", "backend"), CASES)
+def test_a_run_killed_at_any_boundary_resumes_to_the_same_pool(
+    source, reference, tmp_path, request, stage, backend
+):
     first, expected = reference
     n_shards = first["shards"]
     params_file = tmp_path / "params.json"
     params_file.write_text(json.dumps(PARAMS))
 
-    crashed, markers = tmp_path / "crashed", tmp_path / "markers"
-    proc = _probed_run(stage, markers, source, crashed, params_file)
+    markers = tmp_path / "markers"
+    if backend == "s3":
+        bucket = request.getfixturevalue("s3_bucket")
+        endpoint = request.getfixturevalue("s3_endpoint")
+        crashed = request.getfixturevalue("open_test_store")(f"s3://{bucket}/crashed")
+    else:
+        crashed, endpoint = LocalStore(tmp_path / "crashed"), ""
+    proc = _probed_run(stage, markers, source, crashed, params_file, endpoint)
     _kill_at_marker(proc, markers / "kill-point")
     staged_before = _assert_killed_at(stage, markers, crashed, n_shards)
 
-    summary = _run_in_process(source, crashed)
+    summary = _run_in_process(source, crashed, endpoint)
     state = _pool_state(crashed)
     assert state == expected
     assert state["file_rows"] == len(set(state["files"]))  # each file committed exactly once
@@ -298,7 +334,7 @@ def test_a_run_killed_at_any_boundary_resumes_to_the_same_pool(source, reference
         assert summary["shards_resumed"] == staged_before
         assert summary["files_new"] == len(expected["files"])
         assert summary["pool_version_after"] == 1
-        staging = crashed / "pool" / "staging"
-        assert not list(staging.glob("*/shard-*.parquet"))  # consumed shards are cleaned up
-    again = _run_in_process(source, crashed)
+        # consumed shards are cleaned up
+        assert not _matching(_keys(crashed), r"pool/staging/[^/]+/shard-[^/]+\.parquet")
+    again = _run_in_process(source, crashed, endpoint)
     assert again["nothing_new"] and _pool_state(crashed) == expected

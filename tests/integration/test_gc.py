@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import MODEL, make_run, tag_for
-from winnow import gc
+from winnow import datapool, gc
 from winnow.datapool import Datapool
 from winnow.errors import ConfigError, PoolCorrupt
 
@@ -101,6 +101,30 @@ def test_a_named_part_is_never_removed_however_old(pool):
     report = gc.collect_garbage(pool, older_than_s=0, now=time.time() + 365 * 86400)
     assert report.parts == [] and report.staged == []
     assert named <= {i.key for i in pool.store.list()}
+
+
+@pytest.mark.slow
+def test_a_part_only_an_older_version_names_survives_gc(store_url, open_test_store):
+    # Compaction: the commit after COMPACT_AFTER_PARTS parts names one merged part per table,
+    # so the folders of every earlier commit are named only by the older manifests. Each of
+    # them still needs its parts to load, however old they are.
+    pool = Datapool(open_test_store(store_url).child("pool"))
+    commits = datapool.COMPACT_AFTER_PARTS + 1
+    for seed in range(commits):
+        _commit(pool, [f"v{seed}.mp4"], seed=seed)
+    latest = pool.load()
+    newest = {k for keys in latest.manifest.parts.values() for k in keys}
+    assert latest.version == commits and len(latest.manifest.parts["samples"]) == 1
+    older_only = pool.named_parts() - newest
+    folders = {k.rsplit("/", 1)[0] for k in older_only}
+    assert len(folders) == commits - 1  # every earlier commit's folder, none the newest names
+
+    report = gc.collect_garbage(pool, older_than_s=0, now=time.time() + 365 * 86400)
+    assert report.parts == [] and report.staged == []
+    assert older_only <= {i.key for i in pool.store.list("parts")}
+    for version in range(1, commits + 1):  # every version still loads whole
+        snapshot = pool.load(version)
+        assert len(snapshot.samples()) == 3 * version and len(snapshot.tags) == version
 
 
 def test_staged_exports_go_only_when_their_run_never_committed(pool):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
 
+from tests.conftest import CountingStore, make_run
 from winnow import scale
 from winnow.datapool import Datapool
+from winnow.embedding import EmbeddingOptions
 from winnow.errors import ConfigError
+from winnow.media import FrameOptions
 from winnow.records import FileRef, Shard
 from winnow.storage import LocalStore
 
@@ -111,3 +115,59 @@ def test_fan_out_leaves_what_is_still_missing_to_the_caller():
     )
     assert done.rounds == 3 and done.missing == shards
     assert all("RuntimeError: no workers" in why for why in done.failed.values())
+
+
+def _result(group_id: str, frames: int) -> scale.GroupResult:
+    return scale.GroupResult(group_id=group_id, host="gpu-1", pid=7, ppid=1, frames=frames)
+
+
+def test_read_results_returns_every_childs_result_and_reads_each_once(tmp_path):
+    store = CountingStore(LocalStore(tmp_path / "pool"))
+    pool = Datapool(store)
+    assert scale.read_results(pool, "p1") == []  # no group yet
+    groups = scale.plan_groups(_shards(6), runs=3)
+    job = scale.EmbedJob("p1", "raw", FrameOptions(), EmbeddingOptions())
+    keys = [scale.write_group(pool, job.describe(g)) for g in groups]
+    other = dataclasses.replace(job, plan_hash="p2").describe(groups[0])
+    scale.write_result(pool, scale.write_group(pool, other), _result("of-p2", 99))
+    assert scale.read_results(pool, "p1") == []  # descriptions are no results; p2 is not p1
+    written = [_result(g.group_id, 10 * (i + 1)) for i, g in enumerate(groups)]
+    for key, result in zip(keys[:2], written[:2], strict=True):
+        scale.write_result(pool, key, result)
+
+    cache: dict[str, scale.GroupResult] = {}
+    store.reads.clear()
+    assert scale.read_results(pool, "p1", cache) == written[:2]
+    assert sorted(cache) == sorted(scale.result_key(k) for k in keys[:2])
+    scale.write_result(pool, keys[2], written[2])  # the last child ends
+    store.reads.clear()
+    assert scale.read_results(pool, "p1", cache) == written  # every result, in key order
+    assert [r for r in store.reads if r[0] == "get"] == [("get", scale.result_key(keys[2]))]
+
+
+def test_embed_on_children_reports_the_result_of_every_child(tmp_path):
+    pool = Datapool(LocalStore(tmp_path / "pool"))
+    shards = _shards(6)
+    job = scale.EmbedJob("p1", "raw", FrameOptions(), EmbeddingOptions())
+    progress: list[tuple[int, int]] = []
+
+    def run_child(key: str, group: scale.Group) -> None:  # a child: stage, then report
+        for shard in group.shards:
+            files, cands = make_run([f.key for f in shard.files])
+            pool.stage_shard("p1", shard.shard_id, cands, files)
+        scale.write_result(pool, key, _result(group.group_id, 3 * group.files))
+
+    done = scale.embed_on_children(
+        pool,
+        shards,
+        job,
+        runs=3,
+        retries=0,
+        run_child=run_child,
+        on_progress=lambda n, frames: progress.append((n, frames)),
+        poll_s=0.01,
+    )
+    assert sorted(r.group_id for r in done.results) == sorted(g.group_id for g in done.groups)
+    assert len(done.results) == 3 and sum(r.frames for r in done.results) == 3 * 12
+    assert progress[-1] == (6, 36)  # the last poll saw every shard and every child's frames
+    assert not list(pool.store.list("staging/p1/groups"))  # descriptions and results cleared

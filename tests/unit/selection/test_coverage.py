@@ -346,3 +346,21 @@ def test_the_size_rule_runs_coverage_as_k_center_above_max_candidates():
         assert (got.delta is not None) == coverage, limit
         assert got.picks[0].reason.startswith("coverage: " if coverage else "k-center (coverage")
         assert all(int(i) >= 60 for i in got.indices)  # the picks fill the uncovered blobs
+
+
+def test_a_unit_exactly_at_delta_from_the_dataset_is_covered():
+    # Coordinates and δ exact in float16 and float32: every distance below is exact in float.
+    e = np.eye(8, dtype=np.float32)
+    data = e[:1]  # one dataset sample at e1
+    at_delta = e[0] + 0.5 * e[1]  # exactly δ = 0.5 from it
+    beyond = e[0] - 0.625 * e[1]  # 0.625 from it: not covered
+    x = np.stack([at_delta, beyond])
+    g = graph(x, data, delta=0.5)  # float32 nearest distances decide alone
+    assert g.covered.tolist() == [True, False]
+    assert g.count.tolist() == [0, 1]  # neither ball holds the other (1.125 apart)
+    d0 = torch.from_numpy(np.array([0.25, 0.625**2], np.float32))
+    checked = _BallGraph(torch.from_numpy(x), d0, delta=0.5, max_degree=10, dataset=data)
+    assert checked.covered.tolist() == [True, False]  # border units checked in float64
+    config = SelectionConfig(n_samples=5, strategies=[{"type": "coverage", "delta": 0.5}])
+    result = selection.select(make_candidates(x), dataset=data, config=config, device=CPU)
+    assert result.indices.tolist() == [1] and result.stop_reason == "covered"
