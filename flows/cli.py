@@ -59,6 +59,23 @@ ProcessAll = Annotated[bool | None, typer.Option("--process-all", help="Reproces
 RelevantFilenames = Annotated[
     str | None, typer.Option(help="File listing keys, folders/ or globs to consider.")
 ]
+ParamsFile = Annotated[
+    Path | None,
+    typer.Option(
+        help="JSON file of the command's parameters (as the flow takes them); options override it."
+    ),
+]
+ScaleMode = Annotated[
+    str | None,
+    typer.Option(
+        help="Where decode+embed runs: local (this process), pool (child runs of "
+        "embed-shards/gpu on its work pool) or dask (the cluster at --scale-address)."
+    ),
+]
+ScaleRuns = Annotated[int | None, typer.Option(help="--scale-mode pool: most child runs.")]
+ScaleAddress = Annotated[
+    str | None, typer.Option(help="--scale-mode dask: the scheduler, tcp://host:port.")
+]
 
 # The parameter model and the flow of each command that runs one ("module:name", imported when
 # the command runs, so `winnow --help` stays fast). `demo` runs `run`'s.
@@ -197,9 +214,21 @@ def print_summary(summary: dict) -> None:
     typer.echo(render_text(RunSummary.from_dict(summary)))
 
 
+# Settings for the temporary Prefect server a local run starts (each unless the user set it):
+# its start-up time on a slow first start, and no telemetry. With a fresh PREFECT_HOME the
+# server's telemetry heartbeat fails on its own database ("database is locked", a traceback in
+# the terminal) and, offline, the client's telemetry logs "Failed to send telemetry".
+_LOCAL_RUN_SETTINGS = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+}
+
+
 def _flow(command: str) -> Any:
     """The command's flow (see `_FLOWS`), imported now: Prefect reads its settings on import."""
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    for name, value in _LOCAL_RUN_SETTINGS.items():
+        os.environ.setdefault(name, value)
     return _load(_FLOWS[command][1])
 
 
@@ -285,6 +314,9 @@ def run(
     sample_fps: SampleFps = None,
     keyframes_only: KeyframesOnly = None,
     max_frames_per_video: Annotated[int | None, typer.Option(help="Cap frames per video.")] = None,
+    scale_mode: ScaleMode = None,
+    scale_runs: ScaleRuns = None,
+    scale_address: ScaleAddress = None,
     seed: SelectionSeed = None,
     tag: NewTag = None,
     process_all: ProcessAll = None,
@@ -293,9 +325,7 @@ def run(
     region: Region = None,
     profile: Profile = None,
     credentials_block: CredentialsBlock = None,
-    params_file: Annotated[
-        Path | None, typer.Option(help="JSON file of curate parameters; options override it.")
-    ] = None,
+    params_file: ParamsFile = None,
     as_json: AsJsonSummary = False,
 ) -> None:
     """Curate the new files of SOURCE into a new tag (runs the Prefect flow locally)."""
@@ -318,6 +348,9 @@ def run(
         "frames.sample_fps": sample_fps,
         "frames.keyframes_only": keyframes_only,
         "frames.max_frames_per_video": max_frames_per_video,
+        "scale.mode": scale_mode,
+        "scale.runs": scale_runs,
+        "scale.address": scale_address,
     }
     storage = (endpoint_url, region, profile, credentials_block)
     _run_command("run", options, storage=storage, params_file=params_file, as_json=as_json)
@@ -417,8 +450,9 @@ def status(
     typer.echo(f"datapool {pool.url}: version {snapshot.version}")
     typer.echo(f"model: {snapshot.model.describe() if snapshot.model else 'none yet'}")
     typer.echo(
-        f"files: {len(snapshot.fingerprints)} "
+        f"files: {len(snapshot.fingerprints)} ("
         + ", ".join(f"{s} {statuses.count(s)}" for s in ("ok", "corrupt", "skipped"))
+        + ")"
     )
     counts = snapshot.manifest.counts if snapshot.manifest else {}
     typer.echo(f"samples: {counts.get('samples', 0)}, dataset: {len(snapshot.dataset_ids)}")
@@ -666,9 +700,7 @@ def select_cmd(
         bool,
         typer.Option("--afresh", help="Ignore the dataset (pick afresh, e.g. within one tag)."),
     ] = False,
-    params_file: Annotated[
-        Path | None, typer.Option(help="JSON file of reselect parameters; options override it.")
-    ] = None,
+    params_file: ParamsFile = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,

@@ -7,7 +7,7 @@ from prefect import flow
 from flows.embed_shards import scale_out
 from tasks.decode import decode_embed_shards
 from tasks.discover import discover_files
-from tasks.embed import load_model
+from tasks.embed import lazy_model
 from tasks.finish import end_run, select_and_commit
 from tasks.start import start_curate
 from winnow.embedding import EmbeddingOptions
@@ -66,21 +66,20 @@ def curate(
         process_all=params.process_all,
         shard_files=params.shard_files,
         shard_seconds=params.shard_seconds,
+        min_shards=params.scale.min_shards,
     )
     if not found.new:
         return end_run(run, found)
-    embedder = load_model(params.embedding, s3=run.stores.options)
-    # On the GPU pool or Dask the shards are staged elsewhere; the step after reads them like
-    # a resume and decodes in-process only what is still missing.
-    scale_out(run.stores, found.shards, params=params, plan_hash=run.plan_hash)
-    embedded = decode_embed_shards(
-        run.stores,
+    model = lazy_model(params.embedding, s3=run.stores.options)
+    scaled = scale_out(run.stores, found.shards, params=params, plan_hash=run.plan_hash)
+    embedded = decode_embed_shards(  # what the pool's children or Dask staged is loaded
+        run,
         found.shards,
         frames=params.frames,
-        embedder=embedder,
-        plan_hash=run.plan_hash,
+        model=model,
         decode_workers=params.embedding.decode_workers,
         prefetch_batches=params.embedding.prefetch_batches,
+        scaled=scaled,
     )
     finished = select_and_commit(
         run,
@@ -89,7 +88,7 @@ def curate(
         config=params.selection,
         tag_name=params.tag_name,
         frames=params.frames,
-        embedder=embedder,
+        model=model,
         device=params.embedding.device,
     )
     return end_run(run, found, finished, collect_garbage=True)

@@ -59,26 +59,27 @@ def embed_shards(
 @flow(name="embed-shards-dask", description="Decode and embed shards on a Dask cluster.")
 def embed_shards_dask(
     group: GroupKey, output: Output, storage: StorageParams, retries: int
-) -> dict:
+) -> scale.ScaledOut:
     """Decode and embed shards on a Dask cluster, one task per shard."""
     shards = group_shards(group, output=output, storage=storage)
     task = embed_shard.with_options(retries=retries)
     futures = [task.submit(s, group=group, output=output, storage=storage) for s in shards]
     progress = Progress(len(futures), unit="shards", description="decode + embed on Dask")
-    failed = 0
+    staged = []
     for future in futures:
         future.wait()
         if future.state.is_completed():
+            staged.append(future.result())
             progress.advance(1)
         else:
-            failed += 1
             get_run_logger().warning("shard task failed: %s", future.state.message)
-    return {"shards": len(futures), "failed": failed}
+    text = f"{len(staged)} of {len(futures)} shard tasks completed on the Dask cluster"
+    return scale.ScaledOut(frozenset(staged), text)
 
 
 def scale_out(
     stores: Stores, shards: tuple[Shard, ...], *, params: CurateParams, plan_hash: str
-) -> dict | None:
+) -> scale.ScaledOut | None:
     """Stage the shards on the GPU pool or Dask, as `params.scale` says (None when local)."""
     options = params.scale
     job = scale.EmbedJob(
@@ -94,7 +95,7 @@ def scale_out(
 
         key = write_group(stores, shards, job=job)
         if not key:
-            return {"shards": 0, "failed": 0}
+            return scale.ScaledOut(frozenset(), "every shard was staged already")
         runner = DaskTaskRunner(address=options.address)
         try:
             return embed_shards_dask.with_options(task_runner=runner)(

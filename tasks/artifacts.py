@@ -13,7 +13,7 @@ from prefect.logging import get_run_logger
 
 from winnow.outputs import Exported
 from winnow.records import Candidates, Selection
-from winnow.summary import RunSummary, render_markdown, render_text
+from winnow.summary import RunSummary, render_headline, render_markdown, visible
 
 
 def artifact_keys(output_url: str) -> dict[str, str]:
@@ -39,7 +39,8 @@ def publish_summary(
     A run that found nothing new publishes its summary without a key (on its run page only), so
     the pool's latest keyed summary stays the one of its latest tag.
     """
-    get_run_logger().info("run summary: %s", render_text(summary))
+    # One line: the full summary is the markdown artifact below (and what `winnow run` prints).
+    get_run_logger().info("run summary: %s", render_headline(summary))
     keys = artifact_keys(pool_url)
     create_markdown_artifact(
         render_markdown(summary),
@@ -49,7 +50,7 @@ def publish_summary(
     if selection is not None and candidates is not None and selection.picks:
         rows = [
             {
-                "key": str(candidates.key[pick.index]),
+                "key": visible(str(candidates.key[pick.index])),
                 "frame": int(candidates.frame_index[pick.index]),
                 "distance_to_dataset": round(pick.distance, 4),
                 "reason": pick.reason,

@@ -9,7 +9,7 @@ The resume-and-stage loop around it is the one every decode+embed step shares
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable, Iterable, Sequence
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -20,44 +20,60 @@ from winnow import engine, runs, staging
 from winnow.embedding import Embedder
 from winnow.media import FrameOptions
 from winnow.records import EMPTY_RANGE, FileResult, Shard
-from winnow.stores import Stores
+from winnow.scale import ScaledOut
 
 
 @task(name="decode-embed", cache_policy=NO_CACHE, **STORAGE_RETRIES)
 def decode_embed_shards(
-    stores: Stores,
+    run: runs.Started,
     shards: tuple[Shard, ...],
     *,
     frames: FrameOptions,
-    embedder: Embedder,
-    plan_hash: str,
+    model: Callable[[], Embedder],
     decode_workers: int | None,
     prefetch_batches: int,
+    scaled: ScaledOut | None = None,
 ) -> runs.Embedded:
-    """Decode and embed the shards not staged yet (the staged ones are loaded)."""
+    """Decode and embed the shards not staged yet; load the staged ones (e.g. `scaled`'s)."""
     progress = Progress(len(shards), unit="shards", description="decode + embed")
+    by_others = scaled.staged if scaled is not None else frozenset()
+
+    def resumed(ids: list[str], frames: int) -> None:
+        mine = sum(i not in by_others for i in ids)
+        progress.resumed(len(ids) - mine, frames=frames, by="this run's child runs or workers")
+        progress.resumed(mine)
+
     stats = engine.EngineStats()
-    embed = functools.partial(
-        engine.embed_shards,
-        source=stores.source,
-        frames=frames,
-        embedder=embedder,
-        decode_workers=decode_workers,
-        prefetch_batches=prefetch_batches,
-        stats=stats,
-        on_progress=lambda s: progress.report_items(s.frames),  # frames within long videos
-    )
+
+    def embed(todo: Sequence[Shard]) -> Iterable[engine.ShardResult]:
+        if not todo:  # all staged (by an earlier attempt, child runs or Dask): no model needed
+            return ()
+        return engine.embed_shards(
+            todo,
+            source=run.stores.source,
+            frames=frames,
+            embedder=model(),
+            decode_workers=decode_workers,
+            prefetch_batches=prefetch_batches,
+            stats=stats,
+            on_progress=lambda s: progress.report_items(s.frames),  # frames within long videos
+        )
+
     done = staging.embed_and_stage(
-        stores.pool,
-        plan_hash,
+        run.stores.pool,
+        run.plan_hash,
         shards,
         embed=embed,
-        dim=embedder.record.dim,
-        on_resume=progress.resumed,
+        dim=run.model.dim,
+        on_resume=resumed,
         on_shard=lambda r: progress.advance(1, items_so_far=stats.frames, note=_bad(r.files)),
     )
     return runs.Embedded(
-        candidates=done.candidates, files=done.files, shards=len(shards), resumed=len(done.reused)
+        candidates=done.candidates,
+        files=done.files,
+        shards=len(shards),
+        resumed=sum(i not in by_others for i in done.reused),
+        scaled=scaled.text if scaled is not None else "",
     )
 
 

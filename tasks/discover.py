@@ -45,6 +45,7 @@ def discover_files(
     process_all: bool,
     shard_files: int,
     shard_seconds: float | None = None,
+    min_shards: int = 1,
 ) -> Discovered:
     """List the source, keep new and changed media files, plan shards."""
     relevant = None
@@ -62,8 +63,21 @@ def discover_files(
     if shard_seconds is not None:
         durations = _video_durations(stores, [f.key for f in found.new if f.kind == "video"])
     shards = discover.plan_shards(
-        found.new, max_files=shard_files, shard_seconds=shard_seconds, durations=durations
+        found.new,
+        max_files=shard_files,
+        shard_seconds=shard_seconds,
+        durations=durations,
+        min_shards=min_shards,
     )
+    biggest = max((len(s.files) for s in shards), default=0)
+    if min_shards > 1 and 1 < len(found.new) and biggest < shard_files:
+        get_run_logger().info(
+            "shards of at most %d files (not shard_files=%d), so that the %d child runs of "
+            "scale.runs each get work",
+            biggest,
+            shard_files,
+            min_shards,
+        )
     get_run_logger().info(
         "discover %s: %d media files listed, %d new (%d changed), %d already in the pool, "
         "%d shards",

@@ -37,7 +37,7 @@ def embed_on_pool(
     job: scale.EmbedJob,
     storage: StorageParams,
     options: scale.ScaleOptions,
-) -> dict:
+) -> scale.ScaledOut:
     """Stage the shards through child runs of the GPU deployment; return what they did."""
     logger = get_run_logger()
     _check_capacity(options.deployment, logger)
@@ -70,7 +70,7 @@ def embed_on_pool(
     )
     for level, message in done.report():
         logger.log(level, message)
-    return done.summary()
+    return done.scaled_out()
 
 
 def _run_child(options: scale.ScaleOptions, group: scale.Group, parameters: dict) -> str | None:
@@ -92,7 +92,17 @@ def _run_child(options: scale.ScaleOptions, group: scale.Group, parameters: dict
         while True:
             state = client.read_flow_run(run.id).state
             if state is not None and state.is_final():
-                return None if state.is_completed() else f"{state.type.value}: {state.message}"
+                if state.is_completed():
+                    return None
+                why = f"{state.type.value}: {state.message}"
+                # Now, not when the round ends: the other children may run for a long time.
+                get_run_logger().warning(
+                    "child run %s (group %s) ended %s; its unstaged shards go to the next round",
+                    run.name,
+                    group.group_id,
+                    why,
+                )
+                return why
             if deadline is not None and time.monotonic() > deadline:
                 # Stop it, so it does not keep a GPU busy; its shards go to another child.
                 client.set_flow_run_state(run.id, Cancelling(message="timed out"), force=True)
@@ -145,7 +155,7 @@ def embed_group(group: str, *, output: str, storage: StorageParams) -> dict:
         spec.shards,
         source=stores.source,
         embedder=embedder,
-        on_resume=progress.advance,
+        on_resume=lambda ids, frames: progress.advance(len(ids)),
         on_shard=lambda r: progress.advance(1, items=len(r.candidates)),
     )
     scale.write_result(stores.pool, group, result)

@@ -7,6 +7,7 @@ publishes the summary and the artifacts, and returns the summary as the flow's r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from prefect import task
@@ -35,7 +36,7 @@ def select_and_commit(
     tag_name: str | None,
     against_dataset: bool = True,
     frames: FrameOptions | None = None,
-    embedder: Embedder | None = None,
+    model: Callable[[], Embedder] | None = None,
     device: str = "auto",
 ) -> runs.Finished:
     """Select among the embedded candidates, upload, commit (rebasing), publish.
@@ -59,7 +60,7 @@ def select_and_commit(
         config=config,
         against_dataset=against_dataset,
         frames=frames,
-        embedder=embedder,
+        model=model,
         device=device,
     )
     steps = runs.Steps(

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.context import TaskRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging import get_run_logger
 
 
@@ -58,12 +58,14 @@ class Progress:
         self.items = 0
         self.started = time.perf_counter()
         self._logged = self.started
-        in_task = TaskRunContext.get() is not None
+        # In a task or a flow (the Dask flow tracks its shard tasks): the run's logger and a
+        # progress artifact; elsewhere (a plain call) the `winnow` logger only.
+        in_run = TaskRunContext.get() is not None or FlowRunContext.get() is not None
         self._logger: logging.Logger | logging.LoggerAdapter = (
-            get_run_logger() if in_task else logging.getLogger("winnow")
+            get_run_logger() if in_run else logging.getLogger("winnow")
         )
         self._artifact = None
-        if in_task:
+        if in_run:
             self._artifact = create_progress_artifact(
                 progress=0.0, description=f"{description}: 0/{total} {unit}"
             )
@@ -78,16 +80,13 @@ class Progress:
             self.items = max(self.items, items_so_far)
         self._publish(note, log=True)
 
-    def resumed(self, units: int) -> None:
-        """Mark `units` done that an earlier attempt finished (logged when there are any)."""
+    def resumed(self, units: int, *, frames: int = 0, by: str = "an earlier attempt") -> None:
+        """Mark `units` done (with their `frames`) that `by` finished (logged when any)."""
         if units:
             self._logger.info(
-                "resuming: %d of %d %s were staged by an earlier attempt",
-                units,
-                self.total,
-                self.unit,
+                "resuming: %d of %d %s were staged by %s", units, self.total, self.unit, by
             )
-        self.advance(units)
+        self.advance(units, items=frames)
 
     def advance_to(self, done: int, items: int) -> None:
         """Move to `done` units and `items` frames in all (polled counts), if either grew."""

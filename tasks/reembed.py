@@ -75,7 +75,7 @@ def reembed_shards(
         plan.shards,
         embed=embed,
         dim=embedder.record.dim,
-        on_resume=progress.resumed,
+        on_resume=lambda ids, frames: progress.resumed(len(ids), frames=frames),
         on_shard=lambda r: progress.advance(1, items=len(r.candidates), note=_dropped(r.files)),
     )
     return done.candidates, done.files, len(done.reused)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Callable, Sequence
 
+import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
@@ -16,7 +17,7 @@ from winnow.engine import embed_keys
 from winnow.media import FrameOptions
 from winnow.records import Candidates
 from winnow.stores import Stores
-from winnow.summary import fmt_number
+from winnow.summary import fmt_coverage, fmt_number
 
 
 @task(name="select", cache_policy=NO_CACHE, **STORAGE_RETRIES)
@@ -28,15 +29,16 @@ def select_samples(
     config: selection.SelectionConfig,
     against_dataset: bool = True,
     frames: FrameOptions | None = None,
-    embedder: Embedder | None = None,
+    model: Callable[[], Embedder] | None = None,
     device: str = "auto",
 ) -> runs.Picked:
-    """Pick samples against the dataset (query files embedded with `embedder`, when given)."""
+    """Pick samples against the dataset (query files embedded with `model`, when given)."""
     embed_queries = None
-    if embedder is not None:
-        embed_queries = partial(
-            embed_keys, source=stores.source, frames=frames or FrameOptions(), embedder=embedder
-        )
+    if model is not None:
+
+        def embed_queries(keys: Sequence[str]) -> np.ndarray:
+            return embed_keys(keys, source=stores.source, frames=frames, embedder=model())
+
     picked = runs.select_against_pool(
         snapshot,
         candidates,
@@ -56,7 +58,7 @@ def select_samples(
         result.stop_reason,
         fmt_number(result.mean_pick_distance),
         fmt_number(result.mean_random_distance),
-        fmt_number(result.coverage_before),
-        fmt_number(result.coverage_after),
+        fmt_coverage(result.coverage_before),
+        fmt_coverage(result.coverage_after),
     )
     return picked

@@ -11,6 +11,7 @@ import uuid
 
 from prefect import runtime, task
 from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
 
 from tasks.connect import STORAGE_RETRIES, connect
 from tasks.discover import load_snapshot
@@ -49,6 +50,11 @@ def start_curate(
     # own endpoint and credentials, not boto3's defaults.
     model = embedding.model_record(embedding_options, s3=stores.options)
     snapshot.check_model(model)
+    if embedding_options.weights == "none":
+        get_run_logger().warning(
+            "weights='none': the model has random weights, so selections are only as good as "
+            "a random embedding; use weights='default' (pretrained) or a checkpoint for real data"
+        )
     return runs.Started(
         run_id=current_run_id(),
         stores=stores,

@@ -173,6 +173,7 @@ def plan_shards(
     max_bytes: int = 256 << 20,
     shard_seconds: float | None = None,
     durations: Mapping[str, float] | None = None,
+    min_shards: int = 1,
 ) -> tuple[Shard, ...]:
     """Group files into shards of at most `max_files` files and about `max_bytes` bytes.
 
@@ -190,12 +191,19 @@ def plan_shards(
         max_bytes: About the most bytes per shard (a bigger file is a shard of its own).
         shard_seconds: Length of a video's time ranges; None: videos are never split.
         durations: Key → seconds of the videos that may be split; others stay whole.
+        min_shards: Make at least this many shards when there are that many files: shards
+            then hold at most ceil(files / min_shards) files (so `scale.runs` child runs each
+            get work when `max_files` would make fewer shards than runs).
 
     Raises:
-        ConfigError: If `shard_seconds` is not positive.
+        ConfigError: If `shard_seconds` is not positive, or `min_shards` is below 1.
     """
     if shard_seconds is not None and not shard_seconds > 0:
         raise ConfigError(f"shard_seconds must be positive or None, got {shard_seconds}")
+    if min_shards < 1:
+        raise ConfigError(f"min_shards must be at least 1, got {min_shards}")
+    files = list(files)
+    max_files = max(1, min(max_files, -(-len(files) // min_shards)))
     shards: list[Shard] = []
     group: list[FileRef] = []
     size = 0

@@ -100,6 +100,7 @@ class Embedded:
         files: One result per file (ok, corrupt or skipped).
         shards: Shards planned (0 when the candidates come from the pool).
         resumed: Shards reused from an earlier attempt (staged).
+        scaled: What the GPU pool's child runs or Dask did, in one line ("" when nothing).
         done_at: `time.perf_counter()` when the candidates were ready.
     """
 
@@ -107,6 +108,7 @@ class Embedded:
     files: list[FileResult]
     shards: int = 0
     resumed: int = 0
+    scaled: str = ""
     done_at: float = field(default_factory=time.perf_counter)
 
 
@@ -115,7 +117,12 @@ def start_summary(
 ) -> RunSummary:
     """The summary of a run so far, from what its first steps returned."""
     stores = started.stores
-    summary = RunSummary(run_id=started.run_id, source=started.source, output=stores.output.url)
+    summary = RunSummary(
+        run_id=started.run_id,
+        source=started.source,
+        output=stores.output.url,
+        decoded=discovered is not None,  # reselect's candidates come from the pool
+    )
     summary.record_start(
         version=started.snapshot.version,
         model=started.model,
@@ -127,6 +134,7 @@ def start_summary(
         last = discovered.done_at
     if embedded is not None and discovered is not None:  # the run decoded these files
         summary.record_files(embedded.files, shards=embedded.shards, resumed=embedded.resumed)
+        summary.scaled_out = embedded.scaled
         summary.seconds["decode_embed"] = round(embedded.done_at - last, 3)
     if embedded is not None:
         summary.candidates = len(embedded.candidates)

@@ -88,6 +88,11 @@ class ScaleOptions(BaseModel):
         examples=["tcp://127.0.0.1:8786"],
     )
 
+    @property
+    def min_shards(self) -> int:
+        """Shards to plan at least: one per child run on the pool (each then gets work)."""
+        return self.runs if self.mode == "pool" else 1
+
     @model_validator(mode="after")
     def _check_mode(self) -> ScaleOptions:
         if self.mode == "dask" and not self.address:
@@ -349,6 +354,20 @@ def clear_groups(pool: Datapool, plan_hash: str) -> None:
     pool.store.delete(keys)
 
 
+@dataclass(frozen=True)
+class ScaledOut:
+    """What scaling out did for a run: for its summary, and for its own decode step.
+
+    Attributes:
+        staged: Ids of the shards the child runs (or Dask workers) staged.
+        text: One line for people: how many children ran, on how many workers, in how many
+            rounds, what failed and what was left to the run itself.
+    """
+
+    staged: frozenset[str]
+    text: str
+
+
 @dataclass
 class FanOut:
     """What `fan_out` did.
@@ -366,14 +385,20 @@ class FanOut:
     missing: list[Shard] = field(default_factory=list)
     results: list[GroupResult] = field(default_factory=list)
 
-    def summary(self) -> dict:
-        """Counts for the run's logs and return value."""
-        return {
-            "children": len(self.groups),
-            "failed": len(self.failed),
-            "rounds": self.rounds,
-            "missing": len(self.missing),
-        }
+    def scaled_out(self) -> ScaledOut:
+        """What the children did, for the run's summary."""
+        workers = {(r.host, r.ppid) for r in self.results}
+        hosts = sorted({r.host for r in self.results})
+        text = (
+            f"{len(self.groups)} child runs in {self.rounds} round"
+            f"{'s' if self.rounds != 1 else ''} on {len(workers)} worker"
+            f"{'s' if len(workers) != 1 else ''} ({', '.join(hosts) or 'none reported'}); "
+            f"{len(self.failed)} did not finish; {len(self.missing)} shards left to this run"
+        )
+        # Every shard a group held and that is staged now: a child killed after staging some
+        # of its shards writes no result, but its shards count.
+        planned = {s.shard_id for g in self.groups for s in g.shards}
+        return ScaledOut(frozenset(planned - {s.shard_id for s in self.missing}), text)
 
     def report(self) -> list[tuple[int, str]]:
         """Log lines (level, text): each child's result, each failed group, what is missing."""
@@ -535,7 +560,7 @@ def stage_group(
     *,
     source: ObjectStore,
     embedder: Embedder,
-    on_resume: Callable[[int], None] = lambda reused: None,
+    on_resume: Callable[[list[str], int], None] = lambda reused, frames: None,
     on_shard: Callable[[engine.ShardResult], None] = lambda result: None,
 ) -> GroupResult:
     """Decode, embed and stage those of a group's shards not staged yet (a child's whole work).

@@ -66,7 +66,7 @@ def embed_and_stage(
     embed: ShardEmbedder,
     dim: int,
     collect: bool = True,
-    on_resume: Callable[[int], None] = _ignore,
+    on_resume: Callable[[list[str], int], None] = _ignore,
     on_shard: Callable[[ShardResult], None] = _ignore,
 ) -> Staged:
     """Embed the planned shards not staged yet, staging each one as soon as it is finished.
@@ -84,7 +84,8 @@ def embed_and_stage(
             keep every shard's samples and file results for the caller. False (a child run or
             a Dask task, whose parent reads the staging area) only skips the staged shards by
             id and keeps nothing in memory.
-        on_resume: Called once, before any embedding, with the number of shards reused.
+        on_resume: Called once, before any embedding, with the ids of the shards reused and
+            their frames (0 when they are not collected).
         on_shard: Called after each shard is staged, with its result.
 
     Returns:
@@ -106,7 +107,7 @@ def embed_and_stage(
         todo = unstaged(pool, plan_hash, shards)
     todo_ids = {s.shard_id for s in todo}
     out = Staged(reused=[s.shard_id for s in shards if s.shard_id not in todo_ids])
-    on_resume(len(out.reused))
+    on_resume(out.reused, sum(len(c) for c in parts))
     for result in embed(todo):
         pool.stage_shard(plan_hash, result.shard.shard_id, result.candidates, result.files)
         out.staged.append(result.shard.shard_id)

@@ -110,7 +110,10 @@ def key_problem(key: str) -> str | None:
     if any(p in (".", "..") for p in parts):
         return "its key holds a '.' or '..' component, which could name another object"
     if size > MAX_KEY_BYTES:
-        return f"its key is {size} bytes long (at most {MAX_KEY_BYTES})"
+        return (
+            f"its key is {size} bytes long after the source prefix (at most {MAX_KEY_BYTES}, "
+            "leaving room for the output names made from it)"
+        )
     if any(len(p.encode("utf-8")) > MAX_NAME_BYTES for p in parts):
         return f"a component of its key is longer than {MAX_NAME_BYTES} bytes"
     return None

@@ -1,7 +1,8 @@
 """The run summary: one record of what a run did, rendered as CLI text, markdown and HTML.
 
-Every rendering takes its rows from `summary_rows` and its numbers from `fmt_number`, so the
-terminal, the Prefect UI's markdown artifact and the HTML report always say the same thing.
+Every rendering takes its rows from `summary_rows`, its numbers from `fmt_number` (coverage
+radii from `fmt_coverage`) and shows keys through `visible`, so the terminal, the log, the
+Prefect UI's markdown artifact and the HTML report always say the same thing, the same way.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import math
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,26 @@ if TYPE_CHECKING:
     from winnow.rebase import Rebased
 
 CORRUPT_LISTED = 100  # (key, reason) pairs kept in the summary; the pool has every file
+
+# Control characters (C0, DEL, C1) and the invisible marks that reorder or hide text (bidi
+# controls, Trojan-Source style): a key holding them would split a line, ring a bell or show
+# other text than it is.
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def visible(text: str) -> str:
+    r"""Text from data (a key, a reason) for people: control and bidi characters escaped.
+
+    `\n`, `\r`, `\t`, else `\xNN` or `\uNNNN`, so the text stays on one line and shows what it
+    holds. Data files keep the exact text (quoted as their format requires).
+    """
+    return _INVISIBLE.sub(
+        lambda m: _NAMED.get(
+            c := m.group(), f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+        ),
+        text,
+    )
 
 
 def fmt_number(value: float | None, digits: int = 3) -> str:
@@ -57,6 +79,10 @@ class RunSummary:
         shards_resumed: Shards reused from an interrupted earlier attempt (staged).
         commit_attempts: Datapool commits tried (0 when nothing was committed, 1 normally; each
             lost race adds one: the run rebased onto the winner and selected again).
+        scaled_out: What the GPU pool's child runs or the Dask workers did, in one line (empty
+            when the run decoded everything itself).
+        decoded: False for a run whose candidates came from the pool (reselect): it listed and
+            decoded nothing, so the file counts are left out of every rendering.
         candidates: Frames embedded in this run.
         dataset_samples: Samples in the dataset (union of tags) before the run.
         selected: Frames picked.
@@ -98,6 +124,8 @@ class RunSummary:
     shards: int = 0
     shards_resumed: int = 0
     commit_attempts: int = 0
+    scaled_out: str = ""
+    decoded: bool = True
     candidates: int = 0
     dataset_samples: int = 0
     selected: int = 0
@@ -243,6 +271,7 @@ def summary_rows(summary: RunSummary) -> list[Row]:
         ("corrupt", s.files_corrupt),
         ("skipped", s.files_skipped),
         ("shards (reused from an interrupted attempt)", f"{s.shards} ({s.shards_resumed})"),
+        *([("decoded and embedded by", s.scaled_out)] if s.scaled_out else []),
         # Shown only after a lost race (the run rebased onto the winner and selected again).
         *(
             [("commit attempts (lost races)", f"{s.commit_attempts} ({s.commit_attempts - 1})")]
@@ -250,8 +279,10 @@ def summary_rows(summary: RunSummary) -> list[Row]:
             else []
         ),
     ]
+    if not s.decoded:
+        files = []
     selection = [
-        ("candidates (frames)", s.candidates),
+        ("candidates (frames)" if s.decoded else "candidates (pool samples)", s.candidates),
         ("dataset before the run (samples)", s.dataset_samples),
         ("duplicates removed", s.removed_duplicates),
         ("removed by thresholds", s.removed_thresholds),
@@ -260,7 +291,8 @@ def summary_rows(summary: RunSummary) -> list[Row]:
         *([("coverage ball radius δ", fmt_number(s.delta))] if s.delta is not None else []),
         (
             "coverage radius before → after",
-            f"{fmt_number(s.coverage_before)} → {fmt_number(s.coverage_after)}",
+            f"{fmt_coverage(s.coverage_before)} → {fmt_coverage(s.coverage_after)}"
+            + ("" if _finite(s.coverage_before) else " (no dataset before the run)"),
         ),
         (f"mean distance of picks to {against}", fmt_number(s.mean_pick_distance)),
         ("the same for random picks (baseline)", fmt_number(s.mean_random_distance)),
@@ -276,16 +308,18 @@ def _ignored(summary: RunSummary) -> str:
     if not summary.files_ignored or not shown:
         return str(summary.files_ignored)
     more = ", …" if summary.files_ignored > len(shown) else ""
-    return f"{summary.files_ignored} ({', '.join(shown)}{more})"
+    return f"{summary.files_ignored} ({', '.join(visible(k) for k in shown)}{more})"
 
 
-def _headline(summary: RunSummary) -> str:
+def render_headline(summary: RunSummary) -> str:
+    """The summary's first line: the tag, the pool versions and the model (or nothing new)."""
     if summary.nothing_new:
         ignored = (
             f"; {_ignored(summary)} objects ignored (not media)" if summary.files_ignored else ""
         )
         return (
-            f"nothing new in {summary.source}: {summary.files_known} files already in the pool"
+            f"nothing new in {visible(summary.source)}: {summary.files_known} files already in "
+            "the pool"
             f"{ignored}; no decoding, no embedding, no tag"
         )
     after = summary.pool_version_after
@@ -300,16 +334,16 @@ def _seconds(summary: RunSummary) -> str:
 
 def render_text(summary: RunSummary) -> str:
     """The summary for a terminal."""
-    lines = [_headline(summary)]
+    lines = [render_headline(summary)]
     if summary.nothing_new:
         return lines[0]
     width = max(len(r.label) for r in summary_rows(summary))
     lines += [f"  {r.label:<{width}}  {r.value}" for r in summary_rows(summary)]
     for key, reason in summary.corrupt[:10]:
-        lines.append(f"  ! {key}: {reason}")
+        lines.append(f"  ! {visible(key)}: {visible(reason)}")
     if len(summary.corrupt) > 10:
         lines.append(f"  ! … {summary.files_corrupt + summary.files_skipped - 10} more")
-    lines.append(f"outputs in {summary.output}")
+    lines.append(f"outputs in {visible(summary.output)}")
     lines += [f"  {name}: {url}" for name, url in summary.outputs.items()]
     if summary.seconds:
         lines.append(f"stage seconds: {_seconds(summary)}")
@@ -317,8 +351,12 @@ def render_text(summary: RunSummary) -> str:
 
 
 def _md(text: str) -> str:
-    """Escape text from data for a markdown table cell."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+    """Text from data for a markdown table cell, in or out of a code span.
+
+    Control characters are shown escaped (`visible`: a newline becomes a backslash and an `n`,
+    which markdown leaves as they are); `|` would end the cell and `<` could start HTML.
+    """
+    return visible(text).replace("|", "\\|").replace("<", "&lt;")
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -373,7 +411,7 @@ def render_markdown(summary: RunSummary) -> str:
     """The summary as markdown (the Prefect UI's summary artifact)."""
     if summary.nothing_new:
         return (
-            f"## Nothing new\n\nNo new or changed media file in `{summary.source}` "
+            f"## Nothing new\n\nNo new or changed media file in `{visible(summary.source)}` "
             f"({summary.files_known} files already in the pool"
             + (
                 f"; {_md(_ignored(summary))} objects ignored, not media"
@@ -385,7 +423,8 @@ def render_markdown(summary: RunSummary) -> str:
     lines = [
         f"## Tag `{summary.tag}`" if summary.tag else "## No tag (nothing selected)",
         "",
-        f"Source `{summary.source}` → output `{summary.output}`; {_md(_headline(summary))}.",
+        f"Source `{visible(summary.source)}` → output `{visible(summary.output)}`; "
+        f"{_md(render_headline(summary))}.",
         "",
         "| | |",
         "|---|---|",
@@ -404,13 +443,16 @@ def render_markdown(summary: RunSummary) -> str:
     return "\n".join(lines)
 
 
+def _h(text: str) -> str:
+    """Text from data for HTML: control characters shown escaped, then HTML-escaped."""
+    return html.escape(visible(text), quote=True)
+
+
 def _html_table(rows: list[tuple[str, str]], *, head: tuple[str, str] | None = None) -> str:
     out = ["<table>"]
     if head:
-        out.append(f"<tr><th>{html.escape(head[0])}</th><th>{html.escape(head[1])}</th></tr>")
-    out += [
-        f'<tr><th>{html.escape(k)}</th><td class="n">{html.escape(v)}</td></tr>' for k, v in rows
-    ]
+        out.append(f"<tr><th>{_h(head[0])}</th><th>{_h(head[1])}</th></tr>")
+    out += [f'<tr><th>{_h(k)}</th><td class="n">{_h(v)}</td></tr>' for k, v in rows]
     out.append("</table>")
     return "\n".join(out)
 
@@ -420,7 +462,8 @@ def render_html(summary: RunSummary) -> str:
     rows = summary_rows(summary)
     out = ['<h2>Counts</h2><div class="grid" style="gap:24px">']
     for group in ("files", "selection"):
-        out.append(_html_table([(r.label, r.value) for r in rows if r.group == group]))
+        if shown := [(r.label, r.value) for r in rows if r.group == group]:
+            out.append(_html_table(shown))
     if summary.seconds:
         timings = [(k, f"{v:.2f}") for k, v in summary.seconds.items()]
         timings.append(("total", f"{sum(summary.seconds.values()):.2f}"))

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 import flows.curate  # noqa: F401 - set up Prefect logging on the real streams, not CliRunner's
 from flows.cli import _TerminalBar, app
 from tasks.progress import ProgressUpdate
+from winnow import demo
 from winnow.storage import LocalStore
 
 
@@ -88,3 +89,38 @@ def test_the_progress_bar_counts_shards_and_frames():
     text = screen.getvalue()
     assert "decode + embed" in text and "3/3" in text and "120 frames" in text
     assert "nan" not in text.lower()
+
+
+@pytest.mark.slow
+def test_a_first_local_run_is_quiet_and_says_each_thing_once_and_visibly(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    raw.mkdir()
+    demo.make_video(raw / "clip.mp4", n_frames=12, width=64, height=48, seed=1, scene=0)
+    demo.make_image(raw / "still.jpg", width=64, height=48, seed=2, scene=1)
+    (raw / "bell\x07.jpg").write_bytes(b"x")  # keys with control characters: recorded, skipped
+    (raw / "new\nline.mp4").write_bytes(b"x")
+    # A new user: no Prefect settings at all, a fresh PREFECT_HOME, a temporary server.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.pop("DO_NOT_TRACK", None)
+    env["PREFECT_HOME"] = str(tmp_path / "fresh-prefect-home")
+    code = "import sys; from flows.cli import main; sys.argv[0] = 'winnow'; main()"
+    args = ["run", "--source", str(raw), "--output", str(out), "--weights", "none"]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args, "--input-size", "64"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-3000:]
+    assert "ERROR" not in text and "Traceback" not in text, text  # nothing failed
+    assert "telemetry" not in text.lower(), text
+    # The summary is printed once, and says the coverage before a first tag one way.
+    assert text.count("coverage radius before → after") == 1, text
+    assert "n/a → " in proc.stdout and "∞" not in text
+    # Keys are shown escaped: no raw control character, no key split over two lines.
+    assert "bell\\x07.jpg" in proc.stdout and "new\\nline.mp4" in proc.stdout
+    assert "\x07" not in text and not any(line.startswith("line.mp4") for line in text.splitlines())
+    report = (out / "tags" / "run-0001" / "report.html").read_text()
+    assert "bell\\x07.jpg" in report and "\x07" not in report

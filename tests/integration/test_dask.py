@@ -88,3 +88,16 @@ def test_dask_mode_matches_in_process_and_uses_both_workers(server, cluster, tmp
     assert sum(calls.values()) == 10, stats
     assert all(n >= 1 for n in calls.values()), stats
     assert all(s["loads"] == 1 for s in stats.values()), stats
+    # The run says the workers did the embedding (not "reused from an interrupted attempt"),
+    # and the Dask step showed progress: its flow's progress artifact reached 10/10 shards.
+    assert summary["scaled_out"] == "10 of 10 shard tasks completed on the Dask cluster"
+    assert summary["shards"] == 10 and summary["shards_resumed"] == 0
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
+
+    with SyncPrefectClient(server.api_url) as client:
+        progress = client.read_artifacts(
+            artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["progress"]))
+        )
+    described = [a.description or "" for a in progress]
+    assert any(d.startswith("decode + embed on Dask: 10/10 shards") for d in described), described

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 
 import pytest
@@ -93,6 +94,16 @@ def _children(client, parent_id: str) -> list:
     )
 
 
+def _messages(client, flow_run_id: str) -> list[str]:
+    """The log messages of one flow run (its own and its tasks', not its children's)."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    logs = client.read_logs(
+        log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200
+    )
+    return [log.message for log in logs]
+
+
 def _worker_of(server, run) -> list[int]:
     """Which workers (by index) ran this flow run: its process's own final line is in their log.
 
@@ -101,6 +112,18 @@ def _worker_of(server, run) -> list[int]:
     """
     line = f"Flow run '{run.name}' - Finished in state"
     return [i for i, log in enumerate(server.worker_logs) if line in log.read_text()]
+
+
+def _groups(output) -> list:
+    """The group descriptions the parent wrote for its children (round 0 while they run)."""
+    from winnow.scale import GroupSpec
+
+    paths = (output / "pool" / "staging").glob("*/groups/*.json")
+    return [
+        GroupSpec.from_json(p.read_bytes(), str(p))
+        for p in paths
+        if not p.name.endswith(".result.json")
+    ]
 
 
 def test_pool_fanout_uses_both_workers_and_matches_in_process(server, client, data):
@@ -146,6 +169,14 @@ def test_pool_fanout_uses_both_workers_and_matches_in_process(server, client, da
     # ...and the frames the children decoded (their results), not 0 while the children worked.
     frames = int(bar.description.split("shards, ")[1].split(" frames")[0].replace(",", ""))
     assert frames == summary["candidates"] > 0, (bar.description, summary)
+    # The summary says who embedded (not "reused from an interrupted attempt"), and the parent,
+    # which had nothing left to embed, never loaded the model.
+    assert summary["scaled_out"] == (
+        "4 child runs in 1 round on 2 workers (" + socket.gethostname() + "); "
+        "0 did not finish; 0 shards left to this run"
+    ), summary["scaled_out"]
+    assert summary["shards"] == 10 and summary["shards_resumed"] == 0
+    assert not [m for m in _messages(client, summary["run_id"]) if m.startswith("model ")]
 
 
 def test_a_child_killed_mid_group_has_its_shards_redone(server, client, data):
@@ -173,7 +204,11 @@ def test_a_child_killed_mid_group_has_its_shards_redone(server, client, data):
         staged = {p.name for p in (output / "pool" / "staging").rglob("shard-*.parquet")}
         assert f"shard-{shard_id}.parquet" in staged
         # The kill lands mid-group: the held child has staged one shard of its five.
-        assert len(staged) < 10
+        (held,) = [g for g in _groups(output) if shard_id in {s.shard_id for s in g.shards}]
+        assert len(held.shards) == 5
+        assert [s.shard_id for s in held.shards if f"shard-{s.shard_id}.parquet" in staged] == [
+            shard_id
+        ]
         os.kill(pid, signal.SIGKILL)
         assert wait_gone(pid), f"pid {pid} survived SIGKILL"
     finally:
@@ -193,3 +228,22 @@ def test_a_child_killed_mid_group_has_its_shards_redone(server, client, data):
     assert again and all(r.state.is_completed() for r in again), [r.state for r in again]
     assert_same_pool(output, data["local"])
     assert no_staging_left(output)
+    # The crash was logged as the child's run ended, naming it; the summary counts the rounds.
+    (crashed,) = [r for r in first if r.state.type.value == "CRASHED"]
+    messages = _messages(client, summary["run_id"])
+    assert any(
+        m.startswith(f"child run {crashed.name} ") and "ended CRASHED" in m for m in messages
+    )
+    assert summary["scaled_out"].startswith(f"{len(children)} child runs in 2 rounds on ")
+    assert "1 did not finish; 0 shards left to this run" in summary["scaled_out"]
+    # The run's last progress counts every frame, the killed child's staged shard's too.
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    artifacts = client.read_artifacts(
+        artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[summary["run_id"]])
+        )
+    )
+    decoded = [a.description or "" for a in artifacts if a.type == "progress"]
+    total = f"decode + embed: 10/10 shards, {summary['candidates']:,} frames"
+    assert any(d.startswith(total) for d in decoded), decoded

@@ -87,7 +87,7 @@ def test_status_shows_version_model_and_counts(output):
     assert code == 0, text
     assert text.splitlines()[1:5] == [
         "model: resnet18 (none:seed=0, 64px, 8-d)",
-        "files: 5 ok 3, corrupt 1, skipped 1",
+        "files: 5 (ok 3, corrupt 1, skipped 1)",
         "samples: 25, dataset: 3",
         "tags: t1, t2",
     ]
@@ -118,3 +118,19 @@ def test_commands_on_an_empty_pool(tmp_path):
     code, text = _invoke("status", "--output", empty)
     assert code == 0 and "version 0" in text and "model: none yet" in text
     assert "tags: none" in text
+
+
+def test_run_takes_the_scale_options(tmp_path):
+    from flows.cli import build_params
+
+    source = str(tmp_path / "raw")
+    options = {"source": source, "scale.mode": "dask", "scale.address": "tcp://127.0.0.1:8786"}
+    params = build_params({}, {**options, "scale.runs": 4})
+    assert (params.scale.mode, params.scale.address, params.scale.runs) == (
+        "dask",
+        "tcp://127.0.0.1:8786",
+        4,
+    )
+    # The options reach the parameters: a Dask run without a scheduler is refused before work.
+    code, text = _invoke("run", "--source", source, "--scale-mode", "dask")
+    assert code == 2 and "scale.mode 'dask' needs scale.address" in text

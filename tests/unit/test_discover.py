@@ -170,3 +170,25 @@ def test_a_shard_fills_up_to_exactly_its_byte_limit():
     assert all(isinstance(s.shard_id, str) and s.shard_id for s in shards)
     assert shards[0].shard_id != shards[1].shard_id
     assert [len(s.files) for s in plan_shards(files * 10)] == [32, 8]  # default: 32 files
+
+
+@pytest.mark.parametrize(
+    ("n_files", "min_shards", "sizes"),
+    [
+        (8, 4, [2, 2, 2, 2]),  # 8 files, shard_files 32, 4 child runs: 4 shards, one each
+        (9, 4, [3, 3, 3]),  # at most ceil(9 / 4) = 3 files a shard
+        (3, 4, [1, 1, 1]),  # fewer files than runs: a file a shard
+        (8, 1, [8]),  # in-process: shard_files alone decides
+        (70, 2, [32, 32, 6]),  # shard_files still caps a shard
+    ],
+)
+def test_a_fanned_out_run_plans_a_shard_for_every_child(n_files, min_shards, sizes):
+    files = [FileRef(f"v{i:02d}.mp4", f"fp{i}", 1000, "video") for i in range(n_files)]
+    shards = plan_shards(files, max_files=32, min_shards=min_shards)
+    assert [len(s.files) for s in shards] == sizes
+    assert [f for s in shards for f in s.files] == files  # every file once, in plan order
+
+
+def test_min_shards_below_one_is_refused():
+    with pytest.raises(ConfigError, match="min_shards must be at least 1"):
+        plan_shards([], min_shards=0)

@@ -69,7 +69,7 @@ def test_the_staging_loop_embeds_only_what_is_not_staged_and_stages_each_shard(t
         shards,
         embed=embed,
         dim=MODEL.dim,
-        on_resume=lambda n: events.append(("resume", n)),
+        on_resume=lambda ids, frames: events.append(("resume", len(ids))),
         on_shard=lambda r: events.append(("shard", r.shard.shard_id)),
     )
     assert asked == [["torn", "new"]]  # the torn one is embedded again

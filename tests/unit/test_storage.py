@@ -287,3 +287,14 @@ def test_leftover_temporary_files_are_not_listed(tmp_path):
     store.put("d/a.bin", b"1")
     (tmp_path / "store/d/.winnow-tmp-0123").write_bytes(b"torn")
     assert [i.key for i in store.list()] == ["d/a.bin"]
+
+
+def test_a_too_long_key_is_measured_where_the_limit_applies():
+    from winnow.storage import MAX_KEY_BYTES, key_problem
+
+    key = "/".join(["d" * 200] * 4) + "/" + "v" * 187 + ".jpg"  # 995 bytes below the source
+    assert len(key.encode()) == 995
+    assert key_problem(key) == (
+        f"its key is 995 bytes long after the source prefix (at most {MAX_KEY_BYTES}, leaving "
+        "room for the output names made from it)"
+    )

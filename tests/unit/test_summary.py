@@ -193,3 +193,53 @@ def test_the_coverage_radius_delta_is_shown_when_coverage_ran():
     for render in (render_text, render_markdown, render_html):
         assert "coverage ball radius δ" in render(summary) and "0.465" in render(summary)
     assert RunSummary.from_dict(summary.to_dict()).delta == 0.4651
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("new\nline.jpg", "new\\nline.jpg"),
+        ("bell\x07.jpg", "bell\\x07.jpg"),
+        ("tab\tcr\r", "tab\\tcr\\r"),
+        ("csi\x9b.jpg", "csi\\x9b.jpg"),
+        ("\u202egpj.exe", "\\u202egpj.exe"),  # a right-to-left override hides the real name
+        ("ünï/çödé space.png", "ünï/çödé space.png"),  # printable text stays as it is
+    ],
+)
+def test_visible_escapes_what_a_person_could_not_see(text, shown):
+    from winnow.summary import visible
+
+    assert visible(text) == shown
+
+
+def test_keys_with_control_characters_are_shown_escaped_in_every_rendering():
+    summary = _summary()
+    summary.corrupt = [("cam/new\nline.mp4", "bad\x07 reason"), ("\u202eevil.jpg", "x")]
+    summary.files_ignored, summary.ignored_examples = 1, ["notes\x1b[31m.txt"]
+    text = render_text(summary)
+    assert "\n  ! cam/new\\nline.mp4: bad\\x07 reason\n" in text  # one line, escaped
+    assert "  ! \\u202eevil.jpg: x" in text and "notes\\x1b[31m.txt" in text
+    for rendered in (text, render_markdown(summary), render_html(summary)):
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f\u202e]", rendered), rendered
+        assert "line.mp4" not in rendered.replace("new\\nline.mp4", "")
+    assert "notes\\x1b[31m.txt" in render_html(summary)
+
+
+def test_coverage_before_a_first_tag_reads_the_same_in_the_log_and_the_terminal():
+    # The log renders the run's own summary; `winnow run` renders it after a JSON round trip
+    # (JSON has no infinity): both must say the same thing.
+    summary = _summary(coverage_before=math.inf, coverage_after=0.237, dataset_samples=0)
+    again = RunSummary.from_dict(summary.to_dict())
+    assert render_text(again) == render_text(summary)
+    row = next(r for r in summary_rows(summary) if r.label.startswith("coverage radius"))
+    assert row.value == "n/a → 0.237 (no dataset before the run)"
+    assert "∞" not in render_text(summary) + render_markdown(summary) + render_html(summary)
+
+
+def test_a_run_that_decoded_nothing_shows_no_file_counts():
+    reselect = _summary(decoded=False, candidates=12)
+    labels = [r.label for r in summary_rows(reselect)]
+    assert "decoded" not in labels and "files listed" not in labels
+    assert "candidates (pool samples)" in labels
+    assert "<th>decoded</th>" not in render_html(reselect)
+    assert "decoded" in [r.label for r in summary_rows(_summary())]  # a curate run shows them

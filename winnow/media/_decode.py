@@ -13,6 +13,7 @@ from winnow.errors import ConfigError
 from winnow.media._animated import _decode_gif, _is_animated_gif
 from winnow.media._images import _decode_image
 from winnow.media._options import FrameOptions
+from winnow.media._sniff import _header_size
 from winnow.media._video import _decode_video
 from winnow.records import FileRef, FileResult, FrameBatch
 
@@ -87,7 +88,7 @@ def _frame_size(path: Path, kind: str) -> tuple[int, int] | None:
         except Image.DecompressionBombError:
             raise
         except Exception:  # per-file boundary: the decoder reports the real problem
-            return None
+            return _header_size(path)  # what the header claims, if Pillow cannot open it
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             stream: Any = next(iter(container.streams.video), None)

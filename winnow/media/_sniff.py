@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import av
@@ -27,6 +28,29 @@ def _not_an_image(path: Path) -> str:
     return "not an image: Pillow cannot identify the format" + (
         f" (content looks like {what})" if what else ""
     )
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """The width and height a PNG, GIF or BMP header claims, read from its first bytes.
+
+    For a file Pillow cannot open (e.g. a header with no image data after it): its claimed size
+    is still what the pixel budget must judge, not "cannot identify the format".
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(26)
+    except OSError:
+        return None
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR" and len(head) >= 24:
+        width, height = struct.unpack(">II", head[16:24])
+    elif head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        width, height = struct.unpack("<HH", head[6:10])
+    elif head.startswith(b"BM") and len(head) >= 26:
+        width, height = struct.unpack("<ii", head[18:26])
+        height = abs(height)  # negative: rows stored top-down
+    else:
+        return None
+    return (width, height) if width > 0 and height > 0 else None
 
 
 def _sniff(path: Path) -> str | None:

@@ -56,7 +56,7 @@ from winnow.outputs._publish import (
     staged_runs,
     unpublished_exports,
 )
-from winnow.outputs._report import render_report
+from winnow.outputs._report import links_note, render_report
 from winnow.outputs._upload import Exported, upload_selection
 
 __all__ = [
@@ -79,6 +79,7 @@ __all__ = [
     "labelstudio_image",
     "publish_exports",
     "render_embedding_plot",
+    "links_note",
     "render_report",
     "staged_exports",
     "staged_runs",

@@ -17,6 +17,7 @@ from PIL import Image
 from winnow import media
 from winnow.errors import DecodeError, NotFound, WinnowError
 from winnow.storage import ObjectStore
+from winnow.summary import visible
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +121,8 @@ def _write_frames(
             logger.warning(
                 "%d picked frames of %s are not exported (left out of the tag's exports): %s",
                 len(lost),
-                key,
-                reason,
+                visible(key),
+                visible(reason),
             )
 
     decode_threads = max(1, min(len(by_video), workers // 4))
@@ -155,7 +156,7 @@ def _image_thumbnails(
             with source.local_copy(row["key"]) as path:
                 row["thumbnail"] = _thumbnail_jpeg(media.load_image(path))
         except (DecodeError, NotFound) as exc:
-            logger.warning("no thumbnail for %s: %s", row["key"], exc)
+            logger.warning("no thumbnail for %s: %s", visible(row["key"]), visible(str(exc)))
 
     if wanted:
         with ThreadPoolExecutor(

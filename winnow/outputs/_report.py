@@ -5,11 +5,20 @@ from __future__ import annotations
 import base64
 import html
 import re
+import urllib.parse
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from winnow.outputs._frames import REPORT_THUMBNAILS
 from winnow.outputs._names import FRAMES_PREFIX
-from winnow.summary import RunSummary, fmt_coverage, fmt_number, render_coverage_svg, render_html
+from winnow.summary import (
+    RunSummary,
+    fmt_coverage,
+    fmt_number,
+    render_coverage_svg,
+    render_html,
+    visible,
+)
 
 _SAFE_URL_RE = re.compile(r"^(https?|file|s3)://", re.IGNORECASE)
 
@@ -35,8 +44,11 @@ background:#eee;margin-bottom:4px}
 
 
 def _e(value: Any) -> str:
-    """HTML-escape any value from data (keys, reasons, URLs) for text or attributes."""
-    return html.escape(str(value), quote=True)
+    """Any value from data (keys, reasons, URLs) for text or attributes, HTML-escaped.
+
+    Control characters are shown escaped first (`summary.visible`).
+    """
+    return html.escape(visible(str(value)), quote=True)
 
 
 def _link(url: str, text: str) -> str:
@@ -96,16 +108,18 @@ def _report_coverage(summary: RunSummary) -> list[str]:
     history = summary.coverage_history
     if not history:
         return []
-    chart = render_coverage_svg(history)
     first, last = history[0], history[-1]
+    after = [f"After <code>{_e(first[0])}</code>: {_e(fmt_coverage(first[2]))}"]
+    if len(history) > 1:
+        after.append(f"after <code>{_e(last[0])}</code>: {_e(fmt_coverage(last[2]))}")
+    # One tag is one point: a chart needs two (the numbers above say it all).
+    chart = render_coverage_svg(history) if len(history) > 1 else ""
     return [
         "<h2>Coverage over the pool's versions</h2>",
         '<p class="muted">Per tag, the coverage radius of its run: the largest distance from '
         "a frame of that run to the dataset, before (dashed) and after (solid) adding the "
-        f"tag's picks; lower is better. After <code>{_e(first[0])}</code>: "
-        f"{_e(fmt_coverage(first[2]))}; after <code>{_e(last[0])}</code>: "
-        f"{_e(fmt_coverage(last[2]))}.</p>",
-        f'<div class="chart">{chart}</div>' if chart else '<p class="muted">n/a</p>',
+        f"tag's picks; lower is better. {'; '.join(after)}.</p>",
+        *([f'<div class="chart">{chart}</div>'] if chart else []),
     ]
 
 
@@ -256,4 +270,47 @@ def _report_outputs(summary: RunSummary, picks: list[dict]) -> list[str]:
         f"{images} picked images referenced in place in the source</li>"
     )
     out.append("</ul>")
+    if note := links_note([*summary.outputs.values(), *(p.get("url", "") for p in picks)]):
+        out.append(f'<p class="muted">{note}</p>')
     return out
+
+
+def links_note(urls: list[str]) -> str:
+    """How to open the report's links (HTML), from what they are: `s3://` or presigned HTTPS."""
+    if any(u.startswith("s3://") for u in urls):
+        return (
+            "The links above are <code>s3://</code> URLs, which a browser cannot open: presigned "
+            "links are off (<code>storage.presign_links</code>), so no access key id is written "
+            "into this file. Open one with <code>aws s3 cp &lt;url&gt; .</code> (add "
+            "<code>--endpoint-url</code> for an S3-compatible store) or in the bucket's web "
+            "console, or run with <code>storage.presign_links: true</code> for HTTPS links that "
+            "open in a browser until they expire (<code>storage.presign_expiry_hours</code>, at "
+            "most 7 days)."
+        )
+    expiries = [e for e in (_presigned_until(u) for u in urls) if e is not None]
+    if expiries:
+        until = min(expiries).strftime("%Y-%m-%d %H:%M UTC")
+        return (
+            f"The links above are presigned HTTPS URLs: they open in a browser until {until}, "
+            "then answer 403 (run again, or <code>winnow export</code>, for fresh ones)."
+        )
+    return ""
+
+
+def _presigned_until(url: str) -> datetime | None:
+    """When a presigned S3 URL expires, or None for any other URL.
+
+    SigV4 links carry `X-Amz-Date` and `X-Amz-Expires`; SigV2 links carry `Expires`.
+    """
+    if not url.startswith("https://"):
+        return None
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    try:
+        if "X-Amz-Expires" in query:
+            signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
+            return signed.replace(tzinfo=UTC) + timedelta(seconds=int(query["X-Amz-Expires"][0]))
+        if "Expires" in query:
+            return datetime.fromtimestamp(int(query["Expires"][0]), tz=UTC)
+    except (KeyError, ValueError):
+        return None
+    return None

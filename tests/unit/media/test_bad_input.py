@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import struct
+import zlib
 from pathlib import Path
 
 import av
@@ -40,6 +42,17 @@ def sources(media_dir) -> dict[str, bytes]:
     return {"mp4": path.read_bytes(), "jpeg": (media_dir / "pic.jpg").read_bytes()}
 
 
+def _header_only(kind: str, width: int, height: int) -> bytes:
+    """An image file with a header claiming width x height and no pixels Pillow can read."""
+    if kind == "png":
+        ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+        crc = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+        return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + crc
+    if kind == "gif":
+        return b"GIF89a" + struct.pack("<HH", width, height)
+    return b"BM" + bytes(16) + struct.pack("<ii", width, -height)  # a BMP stored top-down
+
+
 BAD_INPUT = [
     ("empty.mp4", lambda s: b"", "corrupt", r"^zero-byte file$"),
     ("empty.jpg", lambda s: b"", "corrupt", r"^zero-byte file$"),
@@ -61,6 +74,17 @@ BAD_INPUT = [
         "corrupt",
         r"^damaged image: .*truncated",
     ),
+    # A header that claims a huge picture, and nothing after it: the size limit is the reason,
+    # not "Pillow cannot identify the format" (Pillow gives up before it checks the size).
+    *(
+        (
+            f"huge-header.{kind}",
+            lambda s, kind=kind: _header_only(kind, 65535, 65535),
+            "skipped",
+            r"^over the pixel budget: 65535x65535 = 4294\.8 MP per frame, frames\.max_pixels is 100",
+        )
+        for kind in ("png", "gif", "bmp")
+    ),
 ]
 
 
@@ -73,7 +97,7 @@ def test_bad_input_becomes_a_record_with_a_reason(
     path = media_dir / "bad" / name
     path.parent.mkdir(exist_ok=True)
     path.write_bytes(content(sources))
-    kind = "image" if name.endswith((".jpg", ".png")) else "video"
+    kind = "image" if name.endswith((".jpg", ".png", ".gif", ".bmp")) else "video"
     batches, result = _decode(path, kind=kind)
     assert batches == []
     assert result.status == status and result.frames_sampled == 0
