@@ -52,7 +52,7 @@ def select_and_commit(
         new_rows=new_rows,
         may_rebase=new_rows,
     )
-    attempts = runs.COMMIT_ATTEMPTS if ending.may_rebase else 1
+    attempts = ending.attempts
     staged = [s.shard_id for s in discovered.shards] if discovered else []
     select = partial(
         select_samples,

@@ -243,6 +243,11 @@ class Ending:
     new_rows: bool = True
     may_rebase: bool = True
 
+    @property
+    def attempts(self) -> int:
+        """Commits the run may try: `COMMIT_ATTEMPTS` when it may rebase, else one."""
+        return COMMIT_ATTEMPTS if self.may_rebase else 1
+
 
 @dataclass(frozen=True)
 class Steps:
@@ -308,7 +313,7 @@ def finish_run(
         PoolConflict: If every commit lost a race (or the only one, where rebasing is off).
         ConfigError: If the tag's name exists in the pool it commits to.
     """
-    base, attempts = started.snapshot, COMMIT_ATTEMPTS if ending.may_rebase else 1
+    base, attempts = started.snapshot, ending.attempts
     for attempt in range(1, attempts + 1):
         tag = ending.tag_name or base.next_tag_name()
         base.check_new_tag(tag)
