@@ -36,7 +36,7 @@ def test_two_runs_then_a_noop(bucket):
     )
     broken = demo.write_corrupt_files(store)
 
-    # k-center (diversity), whose first pick this test checks; the default is coverage.
+    # k-center (diversity), whose first pick this test checks; the default is herding.
     kcenter = {"selection": {"n_samples": 12, "strategies": ["diversity"]}}
     first = run(source, output, storage, **kcenter)
     assert first["files_new"] == 6 + len(broken)

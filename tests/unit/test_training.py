@@ -111,6 +111,143 @@ def test_missing_pool_model_names_the_train_command(tmp_path):
         model_record(EmbeddingOptions(weights="pool:nope"), pool=pool)
 
 
+# -- training options: CLI, validation, views -------------------------------------------------
+
+VIEW_OPTIONS = {
+    "--batch-size": ("batch_size", "128", 128),
+    "--learning-rate": ("learning_rate", "0.001", 1e-3),
+    "--weight-decay": ("weight_decay", "0.05", 0.05),
+    "--temperature": ("temperature", "0.3", 0.3),
+    "--crop-min-scale": ("crop_min_scale", "0.8", 0.8),
+    "--rotation": ("rotation_degrees", "15", 15.0),
+    "--translate": ("translate", "0.1", 0.1),
+    "--shear": ("shear_degrees", "10", 10.0),
+    "--color-jitter": ("color_jitter", "0.5", 0.5),
+    "--color-jitter-prob": ("color_jitter_prob", "0.4", 0.4),
+    "--grayscale": ("grayscale_prob", "0", 0.0),
+    "--noise": ("noise_std", "0.1", 0.1),
+}
+
+
+@pytest.fixture
+def cli_train(monkeypatch):
+    """`winnow train` with the flow replaced: returns (exit code, output, TrainParams or None)."""
+    from typer.testing import CliRunner
+
+    from flows import cli
+
+    ran = []
+
+    def fake_run(flow_fn, params):
+        ran.append(params)
+        return {}
+
+    monkeypatch.setattr(cli, "_flow", lambda command: None)  # no Prefect import, no work
+    monkeypatch.setattr(cli, "run_flow", fake_run)
+
+    def invoke(*args: str):
+        result = CliRunner().invoke(cli.app, ["train", "--output", "unused", "--json", *args])
+        return result.exit_code, result.output, (ran[-1] if ran else None)
+
+    return invoke
+
+
+def test_every_training_option_of_the_cli_reaches_train_options(cli_train):
+    args = [a for option, (_, text, _) in VIEW_OPTIONS.items() for a in (option, text)]
+    code, text, params = cli_train(*args, "--no-flip")
+    assert code == 0, text
+    training = params.training
+    for option, (field, _, value) in VIEW_OPTIONS.items():
+        assert getattr(training, field) == pytest.approx(value), option
+    assert training.horizontal_flip is False
+    # Not given: the measured defaults.
+    code, text, params = cli_train()
+    assert code == 0, text
+    assert params.training == TrainOptions()
+    assert (params.training.batch_size, params.training.temperature) == (256, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "match"),
+    [
+        ("--noise", "-0.1", "training.noise_std"),
+        ("--noise", "1.5", "training.noise_std"),
+        ("--color-jitter", "3", "training.color_jitter"),
+        ("--color-jitter-prob", "1.2", "training.color_jitter_prob"),
+        ("--grayscale", "-1", "training.grayscale_prob"),
+        ("--crop-min-scale", "0", "training.crop_min_scale"),
+        ("--rotation", "200", "training.rotation_degrees"),
+        ("--translate", "0.6", "training.translate"),
+        ("--shear", "50", "training.shear_degrees"),
+        ("--weight-decay", "-1", "training.weight_decay"),
+        ("--temperature", "0", "training.temperature"),
+        ("--batch-size", "1", "training.batch_size"),
+    ],
+)
+def test_bad_training_options_are_refused_before_any_work(cli_train, option, value, match):
+    code, text, params = cli_train(option, value)
+    assert code == 2 and match in text and "invalid parameters" in text
+    assert params is None  # the flow never ran
+
+
+def _views(image: np.ndarray, n: int, **options) -> np.ndarray:
+    """`n` pairs of training views of one image, de-normalised to 0..1: (n, 2, 3, H, W)."""
+    from PIL import Image
+
+    from winnow.embedding import IMAGENET_MEAN, IMAGENET_STD
+    from winnow.training._simclr import _seed_epoch, _transform
+
+    transform = _transform(TrainOptions(input_size=SIZE, **options))
+    _seed_epoch(0, 0)
+    pairs = [np.stack([v.numpy() for v in transform(Image.fromarray(image))]) for _ in range(n)]
+    mean = np.array(IMAGENET_MEAN, np.float32).reshape(1, 1, 3, 1, 1)
+    std = np.array(IMAGENET_STD, np.float32).reshape(1, 1, 3, 1, 1)
+    return np.stack(pairs) * std + mean
+
+
+PLAIN = {
+    "crop_min_scale": 1.0,
+    "horizontal_flip": False,
+    "color_jitter": 0.0,
+    "grayscale_prob": 0.0,
+    "noise_std": 0.0,
+}
+GREY = np.full((SIZE, SIZE, 3), 128, np.uint8)
+
+
+def test_views_with_every_augmentation_off_are_the_image_itself():
+    views = _views(GREY, 4, **PLAIN)
+    np.testing.assert_allclose(views, 128 / 255, atol=1e-5)
+
+
+def test_noise_makes_two_views_differ_by_the_noise_std():
+    views = _views(GREY, 8, **{**PLAIN, "noise_std": 0.1})
+    noise = views - 128 / 255
+    assert abs(float(noise.mean())) < 0.005  # zero-mean
+    assert float(noise.std()) == pytest.approx(0.1, rel=0.05)
+    differ = views[:, 0] - views[:, 1]  # two views of one image: independent noise
+    assert float(differ.std()) == pytest.approx(0.1 * 2**0.5, rel=0.05)
+
+
+def test_color_jitter_changes_brightness_between_views_and_only_when_on():
+    on = _views(GREY, 16, **{**PLAIN, "color_jitter": 1.0, "color_jitter_prob": 1.0})
+    means = on.mean(axis=(2, 3, 4))  # one brightness per view
+    assert float(means.std()) > 0.05  # ±80 % brightness: views far apart
+    assert float(np.abs(means[:, 0] - means[:, 1]).max()) > 0.1
+    off = _views(GREY, 16, **{**PLAIN, "color_jitter": 1.0, "color_jitter_prob": 0.0})
+    assert float(off.mean(axis=(2, 3, 4)).std()) < 1e-6
+
+
+def test_affine_shift_moves_content_and_crop_keeps_the_size():
+    image = np.zeros((SIZE, SIZE, 3), np.uint8)
+    image[12:20, 12:20] = 255  # a centred square
+    shifted = _views(image, 16, **{**PLAIN, "translate": 0.25})
+    assert shifted.shape[-2:] == (SIZE, SIZE)
+    rows = (shifted[:, :, 0] > 0.5).any(axis=-1)  # rows holding the square, per view
+    centres = [float(np.flatnonzero(r).mean()) for r in rows.reshape(-1, SIZE) if r.any()]
+    assert np.ptp(centres) > 4  # shifted by up to 8 px
+
+
 # -- training -------------------------------------------------------------------------------
 
 

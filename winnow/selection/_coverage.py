@@ -44,6 +44,15 @@ _PURITY_BINS = 1024  # δ grid over [0, largest distance]
 _DELTA_ROWS = 5_000  # rows δ is estimated on (a seeded sample above this): k-means + purity
 _DATASET_SAMPLE = 50_000  # dataset rows the δ sample draws from
 _REMOVED = 1 << 40  # subtracted from a unit's greedy key once it can never be picked
+SPARSE_BALL = 5.0
+"""Below this mean count of uncovered units per δ-ball, the counts do not drive the picks.
+
+Measured in bench/selection_quality.py: where the automatic δ left 2.0 (two short videos),
+4.2 (digits through a random-weight resnet18) or 4.9 (the demo's second batch) candidates per
+ball, coverage picked no better than k-center or random (frames next to each other, one
+video); on digits' pixels (51.7 per ball) it beat both by 10-20 points. A sparse graph ranks
+every unit whose ball still holds an uncovered unit alike, farthest first (k-center).
+"""
 
 
 def _margin(dim: int, sq_max: float) -> float:
@@ -239,6 +248,10 @@ class _BallGraph:
         np.cumsum(np.bincount(dst, minlength=n), out=self.in_ptr[1:])
         self.count = np.bincount(src[~self.covered[dst]], minlength=n).astype(np.int64)
         self.total = int(self.count.sum())  # count.any() is total > 0
+        # mean uncovered units per ball, over the balls that hold any: below SPARSE_BALL the
+        # counts are too small to rank by (see coverage_values)
+        self.mean_ball = self.total / max(int((self.count > 0).sum()), 1)
+        self.sparse = self.mean_ball < SPARSE_BALL
         self.key: np.ndarray | None = None  # the greedy's copy of count (see _greedy_coverage)
 
     @property
@@ -497,20 +510,40 @@ class _BallGraph:
         return len(new)
 
 
-def coverage_values(graph: _BallGraph, distance2: torch.Tensor, farthest: bool) -> np.ndarray:
-    """The coverage objective now: uncovered units per ball.
+def coverage_values(
+    graph: _BallGraph, distance2: torch.Tensor | None, farthest: bool
+) -> np.ndarray:
+    """The coverage objective now: uncovered units per ball, ties broken by distance.
 
-    Once all is covered with 'farthest': each unit's distance to the dataset and the picks.
+    A unit's value is its count plus `_tie(distance)` (< 1, growing with its distance to the
+    dataset and the picks), so among equal counts the unit farthest from what is held wins:
+    where δ-balls hold (nearly) only themselves, coverage picks as k-center does instead of
+    in input order. Without `distance2`, the counts alone. Once all is covered with
+    'farthest': each unit's distance to the dataset and the picks.
     """
     if farthest and graph.total == 0:
         return distance2.clamp(0.0, 16.0).sqrt().double().cpu().numpy()
-    return graph.count.astype(np.float64)
+    count = np.minimum(graph.count, 1) if graph.sparse else graph.count
+    if distance2 is None:
+        return count.astype(np.float64)
+    return count + _tie(distance2.double().cpu().numpy())
+
+
+def _tie(d2: np.ndarray) -> np.ndarray:
+    """0.25 × distance (inf: no center yet, as 2, the largest between unit vectors): < 1."""
+    d = np.sqrt(np.clip(d2, 0.0, 4.0))
+    return 0.25 * np.where(np.isinf(d2), 2.0, d)
 
 
 def coverage_reason(graph: _BallGraph, i: int, d: float, delta: float, farthest: bool) -> str:
     """A pick's reason, told before the pick covers its ball."""
     if farthest and graph.total == 0:
         return f"coverage: all covered at δ={delta:.3f}; farthest ({d:.3f})"
+    if graph.sparse:
+        return (
+            f"coverage: δ={delta:.3f} balls too sparse to rank ({graph.mean_ball:.1f} per "
+            f"ball); farthest with uncovered in its ball ({d:.3f})"
+        )
     return f"coverage: {int(graph.count[i])} uncovered within δ={delta:.3f}"
 
 
@@ -530,7 +563,8 @@ def _greedy_coverage(
     """The greedy for coverage alone (strength > 0): the same picks as `_greedy_combined`.
 
     # Algorithm: while some ball holds an uncovered unit, the pick is the unit of most
-    # uncovered units in its ball (lowest index on ties) that may be picked. A copy of the
+    # uncovered units in its ball (ties: the farthest from what is held, then the lowest
+    # index) that may be picked. A copy of the
     # counts (`graph.key`) is lowered with them as picks cover units; a unit picked, or found
     # too close to a center (its distance only falls), is pushed below zero for good, so each
     # pick is one argmax over the copy, not a rescoring of every unit. A capped pick's ball
@@ -572,9 +606,8 @@ def _greedy_coverage(
                     return picked, dists, scores, reasons, stop
             else:
                 while True:
-                    i = int(np.argmax(graph.key))
-                    if graph.key[i] < 0:
-                        i = None
+                    i = _best(graph.key, cover)
+                    if i is None:
                         break
                     d2i = float(cover.d2[i])
                     if limit is None:
@@ -595,7 +628,7 @@ def _greedy_coverage(
                         min_distance=min_distance,
                     )
                     return picked, dists, scores, reasons, stop
-                c = np.array([float(graph.count[i])])
+                c = graph.count[i] + _tie(np.array([d2i]))
                 log_score = (np.zeros(1) + strength * np.log(np.maximum(c, _TINY)))[0]
             dist = math.sqrt(d2i) if math.isfinite(d2i) else math.inf
             picked.append(i)
@@ -611,8 +644,33 @@ def _greedy_coverage(
             graph.key[i] -= _REMOVED
 
 
+def _best(key: np.ndarray, cover: _Cover) -> int | None:
+    """The unit of the highest key (None when all are below zero); ties: farthest, then lowest.
+
+    Matches `coverage_values` + the combined greedy's argmax: among equal counts the unit
+    farthest from the dataset and the picks, and among those the lowest.
+    """
+    top = key.max()
+    if top < 0:
+        return None
+    ties = np.flatnonzero(key == top)
+    if len(ties) == 1:
+        return int(ties[0])
+    d2 = cover.d2[ties].double().cpu().numpy()
+    return int(ties[np.argmax(_tie(d2))])
+
+
 def _log_graph(graph: _BallGraph, delta: float, max_degree: int, seconds: float) -> None:
     n = len(graph.count)
+    if graph.sparse:
+        logger.info(
+            "coverage: δ=%.4f leaves %.1f uncovered candidates per ball (< %.0f): too sparse "
+            "to rank by; picking farthest first (k-center) among units with uncovered in their "
+            "ball",
+            delta,
+            graph.mean_ball,
+            SPARSE_BALL,
+        )
     logger.debug(
         "coverage: %d units, delta %.4f, %d edges (%.1f per unit), %d units capped at degree "
         "%d, %d covered by the dataset; graph built in %.2f s",

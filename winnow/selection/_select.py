@@ -49,6 +49,7 @@ from winnow.selection._strategies import (
     CoverageScorer,
     CoverageStrategy,
     DiversityStrategy,
+    HerdingStrategy,
     coverage_delta,
     farthest_reason,
 )
@@ -355,9 +356,10 @@ def _pick(run: _Run, pool: _Pool) -> _Greedy:
         else:
             reasons = [farthest_reason(d) for d in dists]
         if too_large:
-            limit = ranking[0].max_candidates
+            big = next(s for s in ranking if getattr(s, "max_candidates", None) is not None)
+            what = "uncovered candidates" if isinstance(big, CoverageStrategy) else "candidates"
             reasons = [
-                f"k-center (coverage is for <= {limit:,} uncovered candidates): {r}"
+                f"k-center ({big.type} is for <= {big.max_candidates:,} {what}): {r}"
                 for r in reasons
             ]
         scores = list(dists)
@@ -378,14 +380,11 @@ def _pick(run: _Run, pool: _Pool) -> _Greedy:
         )
         only = ranking[0] if len(ranking) == 1 else None
         scorer = scorer_for(only) if only is not None else None
-        if (
-            _COVERAGE_FAST
-            and isinstance(only, CoverageStrategy)
-            and only.strength > 0
-            and type(scorer) is CoverageScorer
-        ):
-            # coverage alone: its own greedy (counts kept incrementally), same picks
+        graph = None
+        if isinstance(only, CoverageStrategy) and type(scorer) is CoverageScorer:
             graph, delta = scorer.graph(only, units)
+        if _COVERAGE_FAST and graph is not None and only.strength > 0 and not graph.sparse:
+            # coverage alone: its own greedy (counts kept incrementally), same picks
             picked, dists, scores, reasons, stop = _greedy_coverage(
                 cover,
                 pool.x,
@@ -400,7 +399,13 @@ def _pick(run: _Run, pool: _Pool) -> _Greedy:
             )
         else:
             objectives = _Objectives(
-                [scorer_for(s).objective(s, units) for s in ranking], len(pool.units)
+                [
+                    scorer.objective(s, units, graph=(graph, delta))
+                    if graph is not None
+                    else scorer_for(s).objective(s, units)
+                    for s in ranking
+                ],
+                len(pool.units),
             )
             picked, dists, scores, reasons, stop = _greedy_combined(
                 cover,
@@ -418,13 +423,17 @@ def _pick(run: _Run, pool: _Pool) -> _Greedy:
 
 
 def _size_rule(run: _Run, pool: _Pool) -> tuple[list[BaseStrategy], bool]:
-    """The ranking to run, and whether coverage alone is over its size limit (run k-center).
+    """The ranking to run, and whether it is over its size limit (then k-center runs instead).
 
-    The limit (`max_candidates`) is on the units the dataset leaves uncovered at δ: the graph
-    costs them × all units. δ is resolved here only when the rule needs it (more units than
-    the limit), and then passed on in the ranking, so it is chosen once.
+    Herding (any ranking that holds it): its `max_candidates` is on the eligible units.
+    Coverage alone: on the units the dataset leaves uncovered at δ, as the graph costs them ×
+    all units; δ is resolved here only when the rule needs it (more units than the limit), and
+    then passed on in the ranking, so it is chosen once.
     """
     ranking = run.ranking
+    for s in ranking:
+        if isinstance(s, HerdingStrategy) and (s.max_candidates or math.inf) < len(pool.units):
+            return ranking, True
     only = ranking[0]
     if len(ranking) != 1 or not isinstance(only, CoverageStrategy) or only.strength <= 0:
         return ranking, False

@@ -62,33 +62,72 @@ class TrainOptions(BaseModel):
     )
     epochs: int = Field(20, ge=1, le=10_000, description="Passes over the training samples.")
     batch_size: int = Field(
-        64,
+        256,
         ge=2,
         le=4096,
-        description="Samples per step (two views each); SimCLR wants 64 or more.",
+        description="Samples per step (two views each); SimCLR wants 64 or more (the measured "
+        "setup: 256).",
     )
     input_size: int = Field(
         64,
         ge=32,
         le=1024,
-        description="Square training size in pixels; embed with the same `input_size` later.",
+        description="Square training size in pixels; embed with the same `input_size` later "
+        "(32 suits tiny images such as 8×8 digits).",
     )
     learning_rate: float = Field(
-        1e-3, gt=0, le=10, description="Peak learning rate (AdamW; cosine decay over the epochs)."
+        2e-3, gt=0, le=10, description="Peak learning rate (AdamW; cosine decay over the epochs)."
     )
     weight_decay: float = Field(1e-4, ge=0, le=1, description="AdamW weight decay.")
-    temperature: float = Field(0.5, gt=0, le=10, description="NT-Xent temperature.")
+    temperature: float = Field(
+        0.5,
+        gt=0,
+        le=10,
+        description="NT-Xent temperature (measured best on digits: 0.5; 0.2 did better on "
+        "frames dominated by shifts and contrast changes).",
+    )
+    # Views: what two views of one frame may differ by is what the embedding learns to ignore.
     crop_min_scale: float = Field(
-        0.2,
+        0.5,
         gt=0,
         le=1,
-        description="Smallest area fraction of a random resized crop (SimCLR: 0.08).",
+        description="Smallest area fraction of a random resized crop; 1: no crop (SimCLR on "
+        "ImageNet: 0.08; small or centred objects lose too much below 0.5).",
     )
     horizontal_flip: bool = Field(
         True, description="Flip views horizontally at random (off for text, digits, signs)."
     )
     rotation_degrees: float = Field(
         0.0, ge=0, le=180, description="Rotate views at random by up to this many degrees."
+    )
+    translate: float = Field(
+        0.0,
+        ge=0,
+        le=0.5,
+        description="Shift views at random by up to this fraction of their width and height.",
+    )
+    shear_degrees: float = Field(
+        0.0, ge=0, le=45, description="Shear views at random by up to this many degrees."
+    )
+    color_jitter: float = Field(
+        1.0,
+        ge=0,
+        le=2,
+        description="Strength of the colour jitter (brightness and contrast 0.8×, saturation "
+        "0.8×, hue 0.2× this); 0: none. Grey images get brightness and contrast only.",
+    )
+    color_jitter_prob: float = Field(
+        0.8, ge=0, le=1, description="Probability that a view is colour-jittered."
+    )
+    grayscale_prob: float = Field(
+        0.2, ge=0, le=1, description="Probability that a view is turned grey."
+    )
+    noise_std: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Standard deviation of Gaussian pixel noise added to views (pixels in "
+        "0..1, clipped); 0: none. For noisy sources; on clean digits 0.1 cost accuracy.",
     )
     seed: int = Field(0, ge=0, description="Seed of the sample draw, the init and the views.")
     device: Literal["auto", "cpu", "cuda"] = Field(

@@ -1,9 +1,10 @@
 """SimCLR on a pool's own frames: two augmented views of each frame, NT-Xent loss, checkpoints.
 
 The frames of the chosen samples are read again from the source (by key and frame index) into
-memory once, at the training size; each epoch draws new views of them. The loss, the views and
-the projection head come from lightly (`NTXentLoss`, `SimCLRTransform`, `SimCLRProjectionHead`);
-the backbone is a torchvision trunk built and initialised by `winnow.embedding`, so the weights
+memory once, at the training size; each epoch draws new views of them. The loss and the
+projection head come from lightly (`NTXentLoss`, `SimCLRProjectionHead`); the views are SimCLR's
+(crop, flip, colour jitter, grey, blur) composed here with the knobs lightly's `SimCLRTransform`
+lacks (affine shift and shear, pixel noise: what small or odd images need); the backbone is a torchvision trunk built and initialised by `winnow.embedding`, so the weights
 saved at the end load straight back as `embedding.weights`.
 
 Resume: after every epoch the whole training state (trunk, head, optimizer, AMP scaler, losses,
@@ -189,17 +190,68 @@ class _Views:
         return self.transform(Image.fromarray(self.frames[i]))
 
 
-def _transform(params: TrainOptions) -> Any:
-    from lightly.transforms import SimCLRTransform
+class _AddNoise:
+    """Gaussian pixel noise on a 0..1 tensor, clipped back to 0..1 (picklable for workers)."""
 
-    return SimCLRTransform(
-        input_size=params.input_size,
-        min_scale=params.crop_min_scale,
-        hf_prob=0.5 if params.horizontal_flip else 0.0,
-        rr_prob=1.0 if params.rotation_degrees else 0.0,
-        rr_degrees=params.rotation_degrees or None,
-        gaussian_blur=0.5 if params.input_size >= _BLUR_FROM_PX else 0.0,
-    )
+    def __init__(self, std: float) -> None:
+        self.std = std
+
+    def __call__(self, x: Any) -> Any:
+        import torch
+
+        return (x + torch.randn_like(x) * self.std).clamp_(0.0, 1.0)
+
+
+class _TwoViews:
+    """Two independent views of one image through the same random transform."""
+
+    def __init__(self, view: Any) -> None:
+        self.view = view
+
+    def __call__(self, image: Any) -> tuple[Any, Any]:
+        return self.view(image), self.view(image)
+
+
+def _transform(params: TrainOptions) -> Any:
+    """The SimCLR views (Chen et al. 2020) with the knobs of `params`: PIL image -> 2 tensors.
+
+    Crop, flip, affine (rotation, shift, shear), colour jitter, grey, blur (inputs of 96 px or
+    more), `ToTensor`, pixel noise, then the ImageNet normalisation the embedder applies.
+    """
+    import torchvision.transforms as T
+    from lightly.transforms import GaussianBlur
+
+    from winnow.embedding import IMAGENET_MEAN, IMAGENET_STD
+
+    steps: list[Any] = [
+        T.RandomResizedCrop(size=params.input_size, scale=(params.crop_min_scale, 1.0))
+    ]
+    if params.horizontal_flip:
+        steps.append(T.RandomHorizontalFlip(p=0.5))
+    if params.rotation_degrees or params.translate or params.shear_degrees:
+        steps.append(
+            T.RandomAffine(
+                degrees=params.rotation_degrees,
+                translate=(params.translate, params.translate) if params.translate else None,
+                shear=params.shear_degrees or None,
+                interpolation=T.InterpolationMode.BILINEAR,
+            )
+        )
+    if params.color_jitter and params.color_jitter_prob:
+        s = params.color_jitter
+        jitter = T.ColorJitter(
+            brightness=0.8 * s, contrast=0.8 * s, saturation=0.8 * s, hue=0.2 * s
+        )
+        steps.append(T.RandomApply([jitter], p=params.color_jitter_prob))
+    if params.grayscale_prob:
+        steps.append(T.RandomGrayscale(p=params.grayscale_prob))
+    if params.input_size >= _BLUR_FROM_PX:
+        steps.append(GaussianBlur(prob=0.5))
+    steps.append(T.ToTensor())
+    if params.noise_std:
+        steps.append(_AddNoise(params.noise_std))
+    steps.append(T.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD))
+    return _TwoViews(T.Compose(steps))
 
 
 def _lr_at(step: int, total: int, peak: float) -> float:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from winnow.selection import CoverageStrategy, SelectionConfig
-from winnow.selection._config import DEFAULT_COVERAGE_MAX_CANDIDATES
+from winnow.selection import DiversityStrategy, HerdingStrategy, SelectionConfig
+from winnow.selection._config import DEFAULT_MAX_CANDIDATES
 
 
 def test_config_defaults_and_conveniences():
     assert SelectionConfig().n_samples == 50
-    assert SelectionConfig().strategies[0].type == "coverage"
+    assert [s.type for s in SelectionConfig().strategies] == ["herding", "diversity"]
     assert SelectionConfig(proportion=0.1).n_samples is None  # the default yields to other rules
     assert SelectionConfig(proportion=0.1, n_samples=5).n_samples == 5
     config = SelectionConfig(strategies=["Diversity", {"type": "RANDOM", "strength": 0.5}])
@@ -29,9 +29,8 @@ def test_config_defaults_and_conveniences():
     assert SelectionConfig.model_validate(full.model_dump(mode="json")) == full
     schema = SelectionConfig.model_json_schema()
     assert schema["properties"]["strategies"]["default"] == [
-        CoverageStrategy(
-            when_covered="farthest", max_candidates=DEFAULT_COVERAGE_MAX_CANDIDATES
-        ).model_dump(mode="json")
+        HerdingStrategy(max_candidates=DEFAULT_MAX_CANDIDATES).model_dump(mode="json"),
+        DiversityStrategy(strength=0.5).model_dump(mode="json"),
     ]
 
     def described(props):

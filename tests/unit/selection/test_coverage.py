@@ -22,24 +22,28 @@ def blobs(n_per: int, n_blobs: int, dim: int, seed: int, noise: float = 0.15) ->
 
 
 def reference_probcover(x, data, delta, k):
-    """Plain float64 ProbCover: full distance matrices, ties to the lowest row."""
+    """Plain float64 ProbCover: full distance matrices; ties to the row farthest from the
+    dataset and the picks, then to the lowest row."""
     x = x.astype(np.float64)
     d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
     ball = d <= delta
     covered = np.zeros(len(x), bool)
+    held = np.full(len(x), np.inf)
     if len(data):
-        dd = np.sqrt(((x[:, None] - data.astype(np.float64)[None]) ** 2).sum(-1)).min(1)
-        covered = dd <= delta
+        held = np.sqrt(((x[:, None] - data.astype(np.float64)[None]) ** 2).sum(-1)).min(1)
+        covered = held <= delta
     picks, taken = [], np.zeros(len(x), bool)
     for _ in range(k):
         count = (ball & ~covered[None]).sum(1)
         count[taken] = -1
         if count.max() <= 0:
             break
-        i = int(np.argmax(count))
+        ties = np.flatnonzero(count == count.max())
+        i = int(ties[np.argmax(held[ties])])
         picks.append(i)
         taken[i] = True
         covered |= ball[i]
+        held = np.minimum(held, d[i])
     return picks
 
 
