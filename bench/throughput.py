@@ -25,6 +25,16 @@ noisy; every rate is the median over rounds, every ratio the median of per-round
     .venv/bin/python bench/throughput.py            # a few minutes: stable numbers
     .venv/bin/python bench/throughput.py --quick    # under a minute: smoke test
 
+With `--model` (repeatable or comma-separated: `resnet18`, `timm:<name>`, `open_clip:<arch>/<tag>`)
+it measures those backbones side by side instead, in rounds that alternate their order:
+model-only frames/s (frames decoded beforehand), end-to-end frames/s (the engine), load
+seconds, parameters, embedding width and memory (resident set growth on the CPU; peak CUDA
+memory on a GPU), at one `--input-size` for all (default 224, DINOv2's own 518 is 5x slower),
+with random weights (speed does not depend on their values):
+
+    .venv/bin/python bench/throughput.py --quick \
+        --model resnet18,timm:vit_small_patch14_dinov2.lvd142m,open_clip:ViT-B-32/laion2b_s34b_b79k
+
 The last line of output is one JSON object.
 """
 
@@ -42,6 +52,8 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -128,6 +140,146 @@ def _ffmpeg_times(
     return _rate(frames, total), cpu / frames
 
 
+def _decode_all(folder: Path, refs: list, size: int) -> np.ndarray:
+    """Every frame of the files, decoded once at the model's size (model-only measurements)."""
+    from winnow import media
+    from winnow.records import FileResult
+
+    return np.concatenate(
+        [
+            item.pixels
+            for ref in refs
+            for item in media.decode_file(
+                folder / ref.key, ref, size=size, options=media.FrameOptions()
+            )
+            if not isinstance(item, FileResult)
+        ]
+    )
+
+
+def _rss_mb() -> float:
+    """Resident set of this process in MB (Linux)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def _bench_models(args) -> None:
+    """Backbones side by side: model-only and end-to-end frames/s, load time, memory."""
+    import torch
+
+    from winnow import engine, media
+    from winnow.device import available_cores
+    from winnow.embedding import EmbeddingOptions, load_embedder
+    from winnow.records import FileRef, Shard
+    from winnow.storage import LocalStore
+
+    names = [n.strip() for value in args.model for n in value.split(",") if n.strip()]
+    started = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="winnow-bench-"))
+    try:
+        paths = _make_videos(tmp, args)
+        store = LocalStore(tmp)
+        refs = [
+            FileRef(p.relative_to(tmp).as_posix(), "bench", p.stat().st_size, "video")
+            for p in paths
+        ]
+        shards = [Shard(i, Shard.id_for((r,)), (r,)) for i, r in enumerate(refs)]
+        size = args.input_size
+        pixels = _decode_all(tmp, refs, size)
+        embedders, facts = {}, {}
+        for name in names:
+            cuda = args.device != "cpu" and torch.cuda.is_available()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            rss, t0 = _rss_mb(), time.perf_counter()
+            options = EmbeddingOptions(
+                model=name,
+                weights="none",
+                input_size=size,
+                batch_size=args.batch_size,
+                device=args.device,
+                precision=args.precision,
+                compile=args.compile,
+            )
+            embedder = load_embedder(options)
+            embedder.embed(pixels[: args.batch_size])  # warm-up (and compilation) untimed
+            embedders[name] = embedder
+            facts[name] = {
+                "dim": embedder.record.dim,
+                "params_m": round(sum(p.numel() for p in embedder.module.parameters()) / 1e6, 1),
+                "load_and_warmup_s": round(time.perf_counter() - t0, 1),
+                "rss_growth_mb": round(_rss_mb() - rss),
+                "cuda_peak_mb": round(torch.cuda.max_memory_allocated() / 1e6) if cuda else None,
+                "precision": str(embedder.autocast_dtype or "fp32"),
+                "preprocess": embedder.record.preprocess or "imagenet mean/std (torchvision)",
+            }
+            _log(f"loaded {name}: {facts[name]}")
+
+        def engine_fps(embedder) -> float:
+            t0 = time.perf_counter()
+            n = sum(
+                len(r.candidates)
+                for r in engine.embed_shards(
+                    shards, source=store, frames=media.FrameOptions(), embedder=embedder
+                )
+            )
+            return _rate(n, time.perf_counter() - t0)
+
+        samples: dict[str, dict[str, list[float]]] = {n: defaultdict(list) for n in names}
+        for rnd in range(args.rounds):
+            for name in names if rnd % 2 == 0 else names[::-1]:
+                embedder = embedders[name]
+                t0 = time.perf_counter()
+                embedder.embed(pixels)
+                samples[name]["model"].append(_rate(len(pixels), time.perf_counter() - t0))
+                samples[name]["engine"].append(engine_fps(embedder))
+                _log(
+                    f"round {rnd + 1}/{args.rounds} {name}: model {samples[name]['model'][-1]:.1f}"
+                    f", end-to-end {samples[name]['engine'][-1]:.1f} frames/s"
+                )
+        models = {
+            name: {
+                "model_fps": _median(samples[name]["model"]),
+                "end_to_end_fps": _median(samples[name]["engine"]),
+                **facts[name],
+            }
+            for name in names
+        }
+        first = next(iter(embedders.values()))
+        print(
+            json.dumps(
+                {
+                    "bench": "throughput-models",
+                    "quick": args.quick,
+                    "device": str(first.device),
+                    "cpus": available_cores(),
+                    "torch_threads": torch.get_num_threads(),
+                    "torch": torch.__version__,
+                    "input": {
+                        "videos": args.videos,
+                        "frames_per_video": args.frames,
+                        "size": f"{args.width}x{args.height}",
+                        "input_size": size,
+                        "batch_size": args.batch_size,
+                        "compile": args.compile,
+                        "rounds": args.rounds,
+                        "weights": "none (random; speed does not depend on the values)",
+                    },
+                    "models": models,
+                    "seconds": round(time.perf_counter() - started, 1),
+                    "command": " ".join(["python", "bench/throughput.py", *sys.argv[1:]]),
+                }
+            )
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: under a minute")
@@ -144,7 +296,18 @@ def main() -> None:
     parser.add_argument(
         "--pairs", type=int, default=None, help="ours/FFmpeg same-work pairs a round (3; quick 2)"
     )
+    parser.add_argument(
+        "--model", action="append", default=None, help="backbones to compare (see above)"
+    )
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    parser.add_argument("--compile", action="store_true", help="torch.compile the models")
     args = parser.parse_args()
+    if args.model:
+        args.videos = args.videos or 2
+        args.frames = args.frames or (48 if args.quick else 96)
+        args.rounds = args.rounds or (1 if args.quick else 2)
+        _bench_models(args)
+        return
     args.pairs = args.pairs or (2 if args.quick else 3)
     args.videos = args.videos or (2 if args.quick else 4)
     args.frames = args.frames or (48 if args.quick else 150)
@@ -193,16 +356,7 @@ def main() -> None:
         _log(f"device {device}, torch threads {torch.get_num_threads()}")
 
         # Frames decoded once, for the model-only measurements.
-        pixels = np.concatenate(
-            [
-                item.pixels
-                for ref in refs
-                for item in media.decode_file(
-                    tmp / ref.key, ref, size=size, options=media.FrameOptions()
-                )
-                if not isinstance(item, FileResult)
-            ]
-        )
+        pixels = _decode_all(tmp, refs, size)
         assert len(pixels) == n_frames, (len(pixels), n_frames)
         r18.embed(pixels[: args.batch_size])  # warm-up: allocator, oneDNN primitives, cuDNN
         r50.embed(pixels[: args.batch_size])

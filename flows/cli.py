@@ -1,4 +1,4 @@
-"""The `winnow` command: run, demo, tags, status, gc, export, train, reembed, select.
+"""The `winnow` command: run, demo, tags, status, gc, export, similar, train, reembed, select.
 
 An entry point: it runs the curate flow, so it sits above `flows/` in the layers. Heavy imports
 (Prefect, torch) happen inside the commands, so `winnow --help` answers at once.
@@ -550,37 +550,183 @@ def export(
         sys.stdout.write(data.decode("utf-8"))
 
 
+@app.command()
+def similar(
+    output: Annotated[str, typer.Option(help="The run's output folder or s3:// prefix.")],
+    text: Annotated[
+        list[str] | None,
+        typer.Option(help="Words to search for (CLIP-family pools: open_clip:...); repeatable."),
+    ] = None,
+    image: Annotated[
+        list[str] | None, typer.Option(help="Path or URL of a query image; repeatable.")
+    ] = None,
+    key: Annotated[
+        list[str] | None,
+        typer.Option(help="A sample of the pool as query: KEY or KEY#FRAME; repeatable."),
+    ] = None,
+    tag: Annotated[str | None, typer.Option(help="Search only this tag's members.")] = None,
+    k: Annotated[int, typer.Option("--k", help="Samples to show.", min=1)] = 20,
+    weights: Annotated[
+        str | None,
+        typer.Option(help="The pool's checkpoint (path, URL, pool:<id>) if it was built from one."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    endpoint_url: EndpointUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """Find the pool's samples nearest to a text, an image or a sample (exact search)."""
+    from dataclasses import asdict
+
+    from winnow import search
+    from winnow.errors import WinnowError
+
+    pool = _open_pool(output, endpoint_url)
+    try:
+        snapshot = pool.load()
+        queries = search.query_embeddings(
+            snapshot,
+            texts=text or (),
+            images=image or (),
+            keys=key or (),
+            weights=weights,
+            s3=_s3_options(endpoint_url),
+            device=device,
+        )
+        hits = search.search_pool(snapshot, queries, k=k, tag=tag, output_url=output)
+    except WinnowError as exc:
+        _fail(str(exc), code=1)
+    if as_json:
+        typer.echo(json.dumps([asdict(h) for h in hits], indent=1))
+        return
+    typer.echo("rank\tdistance\tkey\tframe\ttag\tlink")
+    for h in hits:
+        typer.echo(
+            f"{h.rank}\t{h.distance:.4f}\t{h.key}\t{h.frame_index}\t{h.tag or '-'}\t{h.link or '-'}"
+        )
+
+
+@app.command()
+def leaks(
+    output: Annotated[str, typer.Option(help="The run's output folder or s3:// prefix.")],
+    tag: Annotated[str, typer.Option(help="The tag checked, e.g. a test set.")],
+    against: Annotated[str, typer.Option(help="The tag it must not leak into, e.g. training.")],
+    distance: Annotated[
+        float,
+        typer.Option(help="Pairs closer than this leak (L2 between unit embeddings, 0..2).", min=0),
+    ] = 0.05,
+    endpoint_url: EndpointUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """List pairs of samples of two tags closer than --distance (a test set leaking into training).
+
+    Writes them to <output>/leaks/<tag>-vs-<against>.csv too; exits 1 when there is a leak.
+    """
+    from dataclasses import asdict
+
+    from winnow import index
+    from winnow.errors import WinnowError
+    from winnow.storage import open_store
+
+    pool = _open_pool(output, endpoint_url)
+    try:
+        snapshot = pool.load()
+        found, exact = index.find_leaks(snapshot, tag=tag, against=against, distance=distance)
+        where = index.write_leaks(
+            open_store(output, _s3_options(endpoint_url)), found, tag=tag, against=against
+        )
+    except WinnowError as exc:
+        _fail(str(exc), code=2)
+    if as_json:
+        typer.echo(json.dumps([asdict(leak) for leak in found], indent=1))
+    else:
+        typer.echo("distance\tkey\tframe\tother key\tother frame")
+        for leak in found:
+            typer.echo(
+                f"{leak.distance:.4f}\t{leak.key}\t{leak.frame_index}\t{leak.other_key}\t"
+                f"{leak.other_frame_index}"
+            )
+        how = "exact search" if exact else "the pool's similarity index"
+        typer.echo(
+            f"{len(found)} pairs of {tag!r} and {against!r} closer than {distance} ({how}); "
+            f"CSV: {where}",
+            err=True,
+        )
+    if found:
+        raise typer.Exit(1)
+
+
 def _names(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _option(kind: type, text: str) -> Any:
+    """A `train` option's type: `kind` or None (unset: the `TrainOptions` default), with help."""
+    return Annotated[kind | None, typer.Option(help=text)]
+
+
+TrainModel = _option(str, "Backbone to train (resnet18, …).")
+InitWeights = _option(str, "Start from 'none', 'default', pool:<id> or a checkpoint.")
+TrainTags = _option(str, "Train on these tags' members (comma-separated).")
+MaxSamples = _option(int, "Train on at most this many.")
+Epochs = _option(int, "Epochs (default 20).")
+BatchSize = _option(int, "Samples per step (default 256).")
+TrainSize = _option(int, "Training size in px (default 64; 32 for tiny images).")
+LearningRate = _option(float, "Peak learning rate (default 2e-3).")
+WeightDecay = _option(float, "AdamW weight decay.")
+Temperature = _option(float, "NT-Xent temperature (default 0.5).")
+CropMinScale = _option(float, "Smallest area fraction of a view's crop (default 0.5; 1: no crop).")
+NoFlip = Annotated[
+    bool, typer.Option("--no-flip", help="No horizontal flips (text, digits, signs).")
+]
+Rotation = _option(float, "Rotate views by up to this many degrees.")
+Translate = _option(float, "Shift views by up to this fraction of their size.")
+Shear = _option(float, "Shear views by up to this many degrees.")
+ColorJitter = _option(float, "Colour jitter strength (default 1; 0: none).")
+ColorJitterProb = _option(float, "Probability of colour jitter per view (default 0.8).")
+Grayscale = _option(float, "Probability of a grey view (default 0.2).")
+Noise = _option(float, "Std of Gaussian pixel noise, pixels in 0..1 (0: none).")
+TrainSeed = _option(int, "Seed of samples, init and views.")
+ModelId = _option(str, "Name of the model in the pool.")
+
+# `train`'s options that map one to one onto a `TrainOptions` field (option name -> field)
+_TRAIN_FIELDS = {
+    **{name: name for name in ("model", "init_weights", "max_samples", "epochs", "batch_size")},
+    **{name: name for name in ("input_size", "learning_rate", "weight_decay", "temperature")},
+    **{name: name for name in ("crop_min_scale", "translate", "color_jitter", "seed", "device")},
+    **{name: name for name in ("color_jitter_prob", "model_id")},
+    "rotation": "rotation_degrees",
+    "shear": "shear_degrees",
+    "grayscale": "grayscale_prob",
+    "noise": "noise_std",
+}
 
 
 @app.command()
 def train(
     output: PoolOutput,
     source: PoolSource = None,
-    model: Annotated[str | None, typer.Option(help="Backbone to train (resnet18, …).")] = None,
-    init_weights: Annotated[
-        str | None, typer.Option(help="Start from 'none', 'default', pool:<id> or a checkpoint.")
-    ] = None,
-    tags: Annotated[
-        str | None, typer.Option(help="Train on these tags' members (comma-separated).")
-    ] = None,
-    max_samples: Annotated[int | None, typer.Option(help="Train on at most this many.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default 20).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Samples per step (default 64).")] = None,
-    input_size: Annotated[
-        int | None, typer.Option(help="Training size in px (default 64).")
-    ] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
-    temperature: Annotated[
-        float | None, typer.Option(help="NT-Xent temperature (default 0.5).")
-    ] = None,
-    no_flip: Annotated[
-        bool, typer.Option("--no-flip", help="No horizontal flips (text, digits, signs).")
-    ] = False,
-    seed: Annotated[int | None, typer.Option(help="Seed of samples, init and views.")] = None,
+    model: TrainModel = None,
+    init_weights: InitWeights = None,
+    tags: TrainTags = None,
+    max_samples: MaxSamples = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    input_size: TrainSize = None,
+    learning_rate: LearningRate = None,
+    weight_decay: WeightDecay = None,
+    temperature: Temperature = None,
+    crop_min_scale: CropMinScale = None,
+    no_flip: NoFlip = False,
+    rotation: Rotation = None,
+    translate: Translate = None,
+    shear: Shear = None,
+    color_jitter: ColorJitter = None,
+    color_jitter_prob: ColorJitterProb = None,
+    grayscale: Grayscale = None,
+    noise: Noise = None,
+    seed: TrainSeed = None,
     device: Device = None,
-    model_id: Annotated[str | None, typer.Option(help="Name of the model in the pool.")] = None,
+    model_id: ModelId = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
@@ -588,22 +734,13 @@ def train(
     as_json: AsJson = False,
 ) -> None:
     """Train a self-supervised (SimCLR) embedding on the frames of a pool's samples."""
+    given = locals()
     options = {
         "output": output,
         "source": source,
-        "training.model": model,
-        "training.init_weights": init_weights,
         "training.tags": _names(tags),
-        "training.max_samples": max_samples,
-        "training.epochs": epochs,
-        "training.batch_size": batch_size,
-        "training.input_size": input_size,
-        "training.learning_rate": learning_rate,
-        "training.temperature": temperature,
         "training.horizontal_flip": False if no_flip else None,
-        "training.seed": seed,
-        "training.device": device,
-        "training.model_id": model_id,
+        **{f"training.{field}": given[name] for name, field in _TRAIN_FIELDS.items()},
     }
     _run_command(
         "train",

@@ -8,12 +8,13 @@ from flows.embed_shards import scale_out
 from tasks.decode import decode_embed_shards
 from tasks.discover import discover_files
 from tasks.embed import lazy_model
-from tasks.finish import end_run, select_and_commit
+from tasks.finish import end_curate, end_run, select_and_commit
 from tasks.start import start_curate
 from winnow.embedding import EmbeddingOptions
 from winnow.media import FrameOptions
 from winnow.params import (
     CurateParams,
+    LeakChecks,
     Output,
     ProcessAll,
     RelevantFilenames,
@@ -47,6 +48,7 @@ def curate(
     shard_files: ShardFiles = 32,
     shard_seconds: ShardSeconds = None,
     scale: ScaleOptions = ScaleOptions(),  # noqa: B008
+    leak_check: LeakChecks = None,
 ) -> dict:
     """Keep only what is worth labelling from the new files of a bucket or folder."""
     params = CurateParams(**locals())  # the arguments, validated together
@@ -91,4 +93,4 @@ def curate(
         model=model,
         device=params.embedding.device,
     )
-    return end_run(run, found, finished, collect_garbage=True)
+    return end_curate(run, found, finished, leak_check=params.leak_check)

@@ -2,7 +2,8 @@
 
 `select_and_commit` runs the core's ending (`winnow.runs.finish_run`) with each step as a
 Prefect task (retries for storage, logs, the UI's task runs); `end_run` collects garbage,
-publishes the summary and the artifacts, and returns the summary as the flow's result.
+publishes the summary and the artifacts, and returns the summary as the flow's result;
+`end_curate` adds a curate run's leak check after it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prefect.logging import get_run_logger
 from tasks.artifacts import publish_summary
 from tasks.connect import STORAGE_RETRIES
 from tasks.discover import load_pool
+from tasks.leaks import check_leaks
 from tasks.select import select_samples
 from tasks.tag import try_register_tag
 from tasks.upload import publish_tag_exports, upload_outputs
@@ -24,6 +26,7 @@ from winnow import runs
 from winnow.embedding import Embedder
 from winnow.gc import collect_garbage_if_due
 from winnow.media import FrameOptions
+from winnow.params import LeakCheck
 from winnow.selection import SelectionConfig
 
 
@@ -101,3 +104,21 @@ def end_run(
         exported=finished.exported,
     )
     return finished.summary.to_dict()
+
+
+def end_curate(
+    started: runs.Started,
+    discovered: runs.Discovered,
+    finished: runs.Finished,
+    *,
+    leak_check: LeakCheck | None,
+) -> dict:
+    """A curate run's end: `end_run` (garbage collected), then its leak check when asked.
+
+    Raises:
+        LeaksFound: From `check_leaks` (after the summary is published).
+    """
+    summary = end_run(started, discovered, finished, collect_garbage=True)
+    if leak_check is not None:
+        check_leaks(started, finished, leak_check)
+    return summary

@@ -32,12 +32,15 @@ def select_samples(
     model: Callable[[], Embedder] | None = None,
     device: str = "auto",
 ) -> runs.Picked:
-    """Pick samples against the dataset (query files embedded with `model`, when given)."""
-    embed_queries = None
+    """Pick samples against the dataset (query files and texts embedded with `model`)."""
+    embed_queries = embed_texts = None
     if model is not None:
 
         def embed_queries(keys: Sequence[str]) -> np.ndarray:
             return embed_keys(keys, source=stores.source, frames=frames, embedder=model())
+
+        def embed_texts(texts: Sequence[str]) -> np.ndarray:
+            return model().embed_texts(texts)
 
     picked = runs.select_against_pool(
         snapshot,
@@ -46,16 +49,19 @@ def select_samples(
         against_dataset=against_dataset,
         read_named=stores.read_named,
         embed_queries=embed_queries,
+        embed_texts=embed_texts,
         device=device,
     )
     result = picked.selection
+    against = "the dataset" if len(picked.dataset) else "the nearest other pick"
     get_run_logger().info(
-        "selected %d of %d candidates (dataset: %d samples; stop: %s); mean distance to the "
-        "dataset %s vs %s for random picks; coverage radius %s -> %s",
+        "selected %d of %d candidates (dataset: %d samples; stop: %s); mean distance to %s "
+        "%s vs %s for random picks; coverage radius %s -> %s",
         len(result.picks),
         len(candidates),
         len(picked.dataset),
         result.stop_reason,
+        against,
         fmt_number(result.mean_pick_distance),
         fmt_number(result.mean_random_distance),
         fmt_coverage(result.coverage_before),

@@ -6,6 +6,7 @@
     >>> pool.members("run-0002")         # the tag's samples, with metadata
     >>> pool.dataset_embeddings()        # (n, dim) float32, the union of all tags
     >>> pool.at(3).files()               # the pool as of version 3
+    >>> pool.similar(text="cyclists at night", k=10)   # search (CLIP-family pools for text)
 
 Everything is read-only: nothing here writes to the pool. Credentials come from the boto3
 default chain (environment, profile, instance role), or from `options`.
@@ -14,7 +15,8 @@ default chain (environment, profile, instance role), or from `options`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -153,6 +155,60 @@ class Pool:
     def dataset_embeddings(self) -> np.ndarray:
         """The dataset's embeddings as a float32 array of shape (n, dim), rows as `dataset()`."""
         return self.snapshot.dataset().embedding.astype(np.float32)
+
+    def similar(
+        self,
+        *,
+        text: str | Sequence[str] = (),
+        image: str | Sequence[str] = (),
+        key: str | Sequence[str] = (),
+        k: int = 20,
+        tag: str | None = None,
+        weights: str | None = None,
+        device: str = "auto",
+    ) -> pd.DataFrame:
+        """The samples nearest to text, image or sample queries (exact search).
+
+        Texts and images are embedded with the pool's model (texts need a CLIP-family model,
+        `open_clip:...`); keys (`key` or `key#frame`) use the embeddings the pool stores.
+        Several queries: the distance of a sample is that to its nearest query.
+
+        Args:
+            text: Words to search for, e.g. "cyclists at night".
+            image: Paths or URLs of query images.
+            key: Keys of the pool's samples.
+            k: Samples wanted.
+            tag: Search only this tag's members.
+            weights: The pool's checkpoint, when it was built from one.
+            device: Where the model runs.
+
+        Returns:
+            One row per hit, nearest first: rank, sample_id, key, frame_index, distance (0..2,
+            Euclidean between unit embeddings), tag, link.
+
+        Raises:
+            ConfigError: As `search.query_embeddings` and `search.search_pool`.
+        """
+        import pandas as pd
+
+        from winnow import search
+
+        def many(value: str | Sequence[str]) -> list[str]:
+            return [value] if isinstance(value, str) else list(value)
+
+        queries = search.query_embeddings(
+            self.snapshot,
+            texts=many(text),
+            images=many(image),
+            keys=many(key),
+            weights=weights,
+            s3=getattr(self.datapool.store, "options", None),
+            device=device,
+        )
+        output = self.datapool.store.url.rstrip("/").removesuffix("/pool")
+        hits = search.search_pool(self.snapshot, queries, k=k, tag=tag, output_url=output)
+        columns = ["rank", "sample_id", "key", "frame_index", "distance", "tag", "link"]
+        return pd.DataFrame([asdict(h) for h in hits], columns=columns)
 
     def parts(self) -> dict[str, list[str]]:
         """Table name → URLs of the Parquet parts this version consists of (for DuckDB etc.)."""

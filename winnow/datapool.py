@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from winnow import index as _pool_index
 from winnow.errors import ConfigError, ModelMismatch, NotFound, PoolConflict, PoolCorrupt
 from winnow.records import (
     FILES_SCHEMA,
@@ -65,6 +66,8 @@ COMPACT_BATCH_ROWS = 65_536
 # The `dataset` table (optional in manifests written before it existed): the samples rows of the
 # dataset's members, same schema as `samples`, so seeding a run reads O(dataset), not the pool.
 DATASET = "dataset"
+# The similarity index's parts (`winnow.index`), optional like `dataset`.
+INDEX = "index"
 # The `files` table as stored: a file result plus the run that processed it.
 _POOL_FILES_SCHEMA = FILES_SCHEMA.append(pa.field("run_id", pa.string()))
 
@@ -121,6 +124,9 @@ class Manifest:
     parts: dict[str, list[str]]
     counts: dict[str, int]
     format: str = FORMAT
+    # The similarity index's sizes and checksums (`winnow.index.IndexInfo`; its keys are in
+    # `parts["index"]`); None in manifests written before the index existed or below its size.
+    index: dict | None = None
 
     def to_json(self) -> bytes:
         """Serialise to UTF-8 JSON."""
@@ -136,8 +142,9 @@ class Manifest:
                 raise ValueError(f"unknown format {raw.get('format')!r}")
             model = ModelRecord(**raw["model"]) if raw.get("model") else None
             parts = {t: list(raw["parts"].get(t, [])) for t in TABLES}
-            if DATASET in raw["parts"]:  # absent in manifests written before the dataset table
-                parts[DATASET] = list(raw["parts"][DATASET])
+            for optional in (DATASET, INDEX):  # absent in manifests written before them
+                if optional in raw["parts"]:
+                    parts[optional] = list(raw["parts"][optional])
             return cls(
                 version=int(raw["version"]),
                 parent=int(raw["parent"]),
@@ -146,6 +153,7 @@ class Manifest:
                 model=model,
                 parts=parts,
                 counts={k: int(v) for k, v in raw.get("counts", {}).items()},
+                index=dict(raw["index"]) if raw.get("index") else None,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise PoolCorrupt(f"datapool manifest {where} is not readable: {exc}") from exc
@@ -691,6 +699,18 @@ class Datapool:
         counts["files"] = counts.get("files", 0) + len(files)
         counts["samples"] = (0 if replace_samples else counts.get("samples", 0)) + len(samples)
         counts["tags"] = counts.get("tags", 0) + (1 if tag else 0)
+        index_info, index_keys = _pool_index.update_for_commit(
+            self.store,
+            base.manifest,
+            commit_id=commit_id,
+            samples_keys=parts["samples"],
+            new=tables["samples"],
+            replace=replace_samples,
+            rows_after=counts["samples"],
+        )
+        new_parts.update({f"{INDEX}-{i}": k for i, k in enumerate(index_keys)})
+        if index_info is not None:
+            parts[INDEX] = list(index_info.keys)
         manifest = Manifest(
             version=base.version + 1,
             parent=base.version,
@@ -699,6 +719,7 @@ class Datapool:
             model=model,
             parts=parts,
             counts=counts,
+            index=index_info.to_dict() if index_info is not None else None,
         )
         if not self.store.put_if_absent(_version_key(manifest.version), manifest.to_json()):
             self.store.delete(new_parts.values())

@@ -1,9 +1,12 @@
 """Embedding models: registry, weights loading and batched inference (CUDA and AMP when present).
 
-An embedding is the L2-normalised output of a torchvision classifier's trunk: the pooled features
-that feed its classification head (the penultimate layer), stored as float16. Frames arrive
-already decoded at the model's square input size (`winnow.media` resizes inside PyAV/Pillow), so
-the only preprocessing here is ImageNet mean/std normalisation, done on the device.
+An embedding is the L2-normalised image embedding of a backbone, stored as float16: for a
+torchvision classifier the pooled features that feed its classification head (the penultimate
+layer); for a `timm:` model its pooled features (a ViT's CLS token); for an `open_clip:` model
+its projected image embedding, which its text tower shares (`Embedder.embed_texts`). Frames
+arrive already decoded at the model's square input size (`winnow.media` resizes inside
+PyAV/Pillow), so the only preprocessing here is the model's mean/std normalisation, done on the
+device. `winnow.backbones` knows the timm and open_clip families.
 
 The fast paths: channels_last memory layout (1.5x on this CPU for ResNets, and what tensor cores
 want), pinned host memory with non-blocking copies and autocast fp16/bf16 on CUDA, optional
@@ -24,6 +27,7 @@ import os
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from winnow import backbones
 from winnow.device import available_cores, resolve_device
 from winnow.errors import ConfigError, NotFound, WeightsUnavailable
 from winnow.records import NAME_RE, ModelRecord
@@ -106,27 +111,38 @@ class EmbeddingOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: ModelName = Field(
+    model: str = Field(
         "resnet18",
-        description="torchvision backbone; the embedding is its L2-normalised penultimate "
-        "features (resnet18: 512-d, resnet50: 2048-d, convnext_tiny: 768-d, ...). A datapool "
-        "keeps one model: changing it needs a new output location.",
+        # The pattern is for the JSON schema (the Prefect server and UI check it before a run);
+        # in Python the validator below says what is wrong in words.
+        json_schema_extra={"pattern": backbones.NAME_PATTERN},
+        description="The backbone; the embedding is its L2-normalised image embedding. "
+        "torchvision: resnet18 (512-d), resnet50 (2048-d), convnext_tiny (768-d), ...; "
+        "'timm:<name>' (e.g. 'timm:vit_small_patch14_dinov2.lvd142m', DINOv2 ViT-S/14, 384-d); "
+        "'open_clip:<arch>/<tag>' (e.g. 'open_clip:ViT-B-32/laion2b_s34b_b79k', 512-d, with a "
+        "text tower for text queries). Input size, mean and std come from the model's config. "
+        "A datapool keeps one model: move it with `winnow reembed`.",
+        examples=["resnet18", "timm:vit_small_patch14_dinov2.lvd142m"],
     )
     weights: str = Field(
         "default",
-        description="'default': torchvision's pretrained ImageNet weights (downloaded once into "
-        "TORCH_HOME); 'none': random weights seeded by `seed` (tests and demos only); "
-        "'pool:<model-id>': a model trained in this run's datapool (`winnow train`); the URL "
-        "(s3://…, file://…) or the path of a checkpoint file (a state_dict, or a dict holding "
-        "one under 'state_dict' or 'model'; classification-head keys are ignored).",
+        description="'default': the model's pretrained weights (torchvision's from TORCH_HOME, "
+        "downloaded once; timm's and open_clip's from the Hugging Face cache, HF_HOME, or "
+        "TORCH_HOME, never downloaded during a run); 'none': random weights seeded by `seed` "
+        "(tests and demos only); 'pool:<model-id>': a model trained in this run's datapool "
+        "(`winnow train`); the URL (s3://…, file://…) or the path of a checkpoint file (a "
+        "state_dict, .pt or .safetensors, or a dict holding one under 'state_dict' or 'model'; "
+        "classification-head keys are ignored).",
         min_length=1,
     )
-    input_size: int = Field(
-        224,
+    input_size: int | None = Field(
+        None,
         ge=32,
         le=1024,
         description="Square size in pixels that frames are decoded and resized to before the "
-        "model (224 for ImageNet weights).",
+        "model; empty = the model's own (224 for torchvision, 518 for DINOv2, 224 for CLIP "
+        "ViT-B/32). ViTs run at another size with resampled position embeddings (DINOv2 at "
+        "224 is 5x faster than at 518).",
     )
     batch_size: int = Field(
         64, ge=1, le=4096, description="Frames per model call (larger uses more memory)."
@@ -159,6 +175,24 @@ class EmbeddingOptions(BaseModel):
         description="Batches of decoded frames held ready for the model; bounds memory to "
         "batch_size x prefetch_batches frames.",
     )
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        value = value.strip()
+        try:
+            backbone = backbones.parse(value)
+            if backbone is not None:
+                backbones.check_known(backbone)  # imports timm / open_clip: those names only
+                return backbone.name
+        except ConfigError as exc:  # pydantic reports ValueErrors as validation errors
+            raise ValueError(str(exc)) from None
+        if value not in MODELS:
+            raise ValueError(
+                f"unknown embedding model {value!r}: torchvision models are "
+                f"{', '.join(MODELS)}; or 'timm:<name>', 'open_clip:<arch>/<tag>'"
+            )
+        return value
 
     @field_validator("weights")
     @classmethod
@@ -207,22 +241,113 @@ def model_record(
 
     Returns:
         The record the datapool stores: name, weights fingerprint (`torchvision:<enum member>`,
-        `none:seed=<seed>` or `checkpoint:<sha256 prefix>`), input size and embedding width.
-        A checkpoint's fingerprint is that of its content, however it is named (path, URL or
-        `pool:<model-id>`).
+        `none:seed=<seed>`, `checkpoint:<sha256 prefix>`, or `pretrained:<sha256 prefix>` of a
+        timm or open_clip model's cached file), input size, embedding width and, for timm and
+        open_clip models, the preprocessing (torchvision's is implied: ImageNet mean/std, as
+        in pools written before it was recorded). A checkpoint's fingerprint is that of its
+        content, however it is named (path, URL or `pool:<model-id>`). For a torchvision model
+        this imports no torch; for timm and open_clip it imports the library.
 
     Raises:
         ConfigError: If the model is unknown or the checkpoint cannot be found or read.
+        WeightsUnavailable: If a timm or open_clip model's pretrained weights are not cached.
     """
+    backbone = backbones.parse(options.model)
+    if backbone is not None:
+        return _backbone_record(backbone, options, pool=pool, s3=s3)
     spec = model_spec(options.model)
+    weights = _weights_label(options, lambda: f"torchvision:{spec.weights}", pool=pool, s3=s3)
+    return ModelRecord(
+        name=spec.name, weights=weights, input_size=options.input_size or 224, dim=spec.dim
+    )
+
+
+def _weights_label(
+    options: EmbeddingOptions,
+    pretrained: Callable[[], str],
+    *,
+    pool: ObjectStore | None,
+    s3: S3Options | None,
+) -> str:
+    """The record's `weights`: `pretrained()` for "default", the seed, or the checkpoint's digest."""
     if options.weights == "default":
-        weights = f"torchvision:{spec.weights}"
-    elif options.weights == "none":
-        weights = f"none:seed={options.seed}"
-    else:
-        path = _checkpoint_path(options.weights, pool=pool, s3=s3)
-        weights = f"checkpoint:{_checkpoint_digest(path)[:16]}"
-    return ModelRecord(name=spec.name, weights=weights, input_size=options.input_size, dim=spec.dim)
+        return pretrained()
+    if options.weights == "none":
+        return f"none:seed={options.seed}"
+    path = _checkpoint_path(options.weights, pool=pool, s3=s3)
+    return f"checkpoint:{_checkpoint_digest(path)[:16]}"
+
+
+def _backbone_record(
+    backbone: backbones.Backbone,
+    options: EmbeddingOptions,
+    *,
+    pool: ObjectStore | None,
+    s3: S3Options | None,
+) -> ModelRecord:
+    info = backbones.info(backbone, options.input_size)
+
+    def pretrained() -> str:
+        path = backbones.pretrained_file(backbone)
+        return f"pretrained:{backbones.weights_digest(path, _checkpoint_digest)[:16]}"
+
+    weights = _weights_label(options, pretrained, pool=pool, s3=s3)
+    return ModelRecord(
+        name=backbone.name,
+        weights=weights,
+        input_size=info.preprocess.input_size,
+        dim=info.dim,
+        preprocess=info.preprocess.describe(),
+    )
+
+
+def options_for_record(
+    record: ModelRecord,
+    *,
+    weights: str | None = None,
+    device: str = "auto",
+    pool: ObjectStore | None = None,
+    s3: S3Options | None = None,
+) -> EmbeddingOptions:
+    """Options that rebuild the model a pool records (to embed queries in the pool's space).
+
+    Pretrained weights are found again from the record (torchvision's enum, the cached file of
+    a timm or open_clip model), random ones from their seed; a checkpoint cannot be found from
+    its hash, so it is passed as `weights`. The rebuilt model's record must equal the pool's.
+
+    Args:
+        record: The pool's model record.
+        weights: The checkpoint (path, URL, `pool:<model-id>`) of a pool built from one.
+        device: Where the model runs.
+        pool: As for `model_record`.
+        s3: As for `model_record`.
+
+    Returns:
+        Options whose `model_record` equals `record`.
+
+    Raises:
+        ConfigError: If the record names a checkpoint and no (or another) `weights` is given.
+        WeightsUnavailable: If pretrained weights are not cached here.
+    """
+    if weights is None:
+        kind, _, value = record.weights.partition(":")
+        if kind == "checkpoint":
+            raise ConfigError(
+                f"the pool's model {record.describe()} was loaded from a checkpoint: pass it "
+                "as weights (its path, URL or pool:<model-id>)"
+            )
+        weights = "none" if kind == "none" else "default"
+    seed = int(record.weights.partition("seed=")[2] or 0) if weights == "none" else 0
+    options = EmbeddingOptions(
+        model=record.name, weights=weights, input_size=record.input_size, seed=seed, device=device
+    )
+    rebuilt = model_record(options, pool=pool, s3=s3)
+    if rebuilt != record:
+        raise ConfigError(
+            f"these settings give {rebuilt.describe()}, not the pool's {record.describe()}: "
+            "pass the weights the pool was built with"
+        )
+    return options
 
 
 POOL_WEIGHTS = "pool:"
@@ -346,9 +471,11 @@ def load_embedder(
             used here.
     """
     record = model_record(options, pool=pool, s3=s3)
-    spec = model_spec(options.model)
     device = resolve_device(options.device)
     dtype = resolve_precision(options.precision, device)
+    if (backbone := backbones.parse(options.model)) is not None:
+        return _load_backbone(backbone, options, record, device, dtype, pool=pool, s3=s3)
+    spec = model_spec(options.model)
     model = _build_trunk(spec, seed=options.seed)
     if options.weights == "default":
         state = _pretrained_state_dict(spec)
@@ -367,6 +494,53 @@ def load_embedder(
         autocast_dtype=dtype,
         batch_size=options.batch_size,
     )
+
+
+def _load_backbone(
+    backbone: backbones.Backbone,
+    options: EmbeddingOptions,
+    record: ModelRecord,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    *,
+    pool: ObjectStore | None,
+    s3: S3Options | None,
+) -> Embedder:
+    """`load_embedder` for a timm or open_clip model."""
+    info = backbones.info(backbone, options.input_size)
+    pretrained = backbones.pretrained_file(backbone) if options.weights == "default" else None
+    built = backbones.build(
+        backbone, input_size=options.input_size, seed=options.seed, pretrained=pretrained
+    )
+    if options.weights not in ("default", "none"):
+        path = _checkpoint_path(options.weights, pool=pool, s3=s3)
+        source = f"checkpoint {options.weights}" + (
+            f" ({path})" if str(path) != options.weights else ""
+        )
+        # A CLIP checkpoint holds both towers (what open_clip saves); timm's, the model's
+        # trunk (a classifier's head keys are dropped).
+        target = getattr(built.image, "clip", built.image)
+        head = None if backbone.family == "open_clip" else _timm_head(target)
+        _load_state(target, _read_checkpoint(path), name=backbone.name, head=head, source=source)
+    module = prepare_module(
+        built.image, device=device, channels_last=built.channels_last, compile=options.compile
+    )
+    return Embedder(
+        module,
+        record=record,
+        device=device,
+        autocast_dtype=dtype,
+        batch_size=options.batch_size,
+        mean=info.preprocess.mean,
+        std=info.preprocess.std,
+        text=built.text,
+    )
+
+
+def _timm_head(model: torch.nn.Module) -> str | None:
+    """The classifier's attribute path of a timm model (its pretrained cfg names it)."""
+    name = getattr(model, "pretrained_cfg", {}).get("classifier")
+    return name if isinstance(name, str) else None
 
 
 def _build_trunk(spec: ModelSpec, *, seed: int) -> torch.nn.Module:
@@ -407,7 +581,12 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
     import torch
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj = load_file(str(path), device="cpu")
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ConfigError(
             f"checkpoint {path} cannot be read as a PyTorch state_dict "
@@ -430,6 +609,22 @@ def _load_trunk_state(
     model: torch.nn.Module, spec: ModelSpec, state: dict[str, Any], *, source: str
 ) -> None:
     """Load a full-model or trunk-only state_dict into the trunk, ignoring head keys."""
+    _load_state(model, state, name=spec.name, head=spec.head, source=source)
+
+
+def _load_state(
+    model: torch.nn.Module,
+    state: dict[str, Any],
+    *,
+    name: str,
+    head: str | None,
+    source: str,
+) -> None:
+    """Load a state_dict strictly, after removing wrapper prefixes and the `head`'s keys.
+
+    Raises:
+        ConfigError: Naming missing, unexpected and wrongly shaped keys.
+    """
     state = dict(state)
     # Wrappers add a common prefix: DataParallel/DDP ("module."), torch.compile ("_orig_mod.").
     changed = True
@@ -439,8 +634,8 @@ def _load_trunk_state(
             if all(k.startswith(prefix) for k in state):
                 state = {k[len(prefix) :]: v for k, v in state.items()}
                 changed = True
-    head = spec.head + "."
-    state = {k: v for k, v in state.items() if not k.startswith(head)}
+    if head:
+        state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -458,7 +653,7 @@ def _load_trunk_state(
             if keys
         )
         raise ConfigError(
-            f"{source} does not fit model {spec.name!r} ({details}); check the `model` option "
+            f"{source} does not fit model {name!r} ({details}); check the `model` option "
             "matches the architecture the checkpoint was trained with"
         )
     model.load_state_dict(state, strict=True)
@@ -522,8 +717,15 @@ class Embedder:
         device: torch.device,
         autocast_dtype: torch.dtype | None = None,
         batch_size: int = 64,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+        text: Callable[[Sequence[str]], torch.Tensor] | None = None,
     ) -> None:
-        """Wrap a prepared module (see `prepare_module` and `load_embedder`)."""
+        """Wrap a prepared module (see `prepare_module` and `load_embedder`).
+
+        `mean` and `std` are the model's normalisation (0..1 scale); `text` maps strings to
+        text-tower features on the device (CLIP-family models only).
+        """
         import torch
 
         self.module = module
@@ -532,8 +734,9 @@ class Embedder:
         self.input_size = record.input_size
         self.batch_size = batch_size
         self.autocast_dtype = autocast_dtype
-        mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32) * 255.0
-        std = torch.tensor(IMAGENET_STD, dtype=torch.float32) * 255.0
+        self._text = text
+        mean = torch.tensor(mean, dtype=torch.float32) * 255.0
+        std = torch.tensor(std, dtype=torch.float32) * 255.0
         # x * scale + shift == (x / 255 - mean) / std, fused into one pass.
         self._scale = (1.0 / std).view(1, 3, 1, 1).to(device)
         self._shift = (-mean / std).view(1, 3, 1, 1).to(device)
@@ -541,6 +744,43 @@ class Embedder:
 
     def __repr__(self) -> str:
         return f"Embedder({self.record.describe()} on {self.device})"
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the model has a text tower (text queries)."""
+        return self._text is not None
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed text queries with the model's text tower, in the space of its image embeddings.
+
+        Args:
+            texts: Non-empty strings (a CLIP prompt each, e.g. "cyclists at night").
+
+        Returns:
+            float16 array (len(texts), D), L2-normalised like the frames' embeddings.
+
+        Raises:
+            ConfigError: If the model has no text tower, or a text is empty.
+        """
+        import torch
+
+        if self._text is None:
+            raise ConfigError(
+                f"text queries need a model with a text tower, and {self.record.name} has none: "
+                "use a CLIP-family model (embedding.model 'open_clip:<arch>/<tag>', e.g. "
+                "'open_clip:ViT-B-32/laion2b_s34b_b79k'), or query with images"
+            )
+        texts = [str(t) for t in texts]
+        if not texts or not all(t.strip() for t in texts):
+            raise ConfigError(f"text queries must be non-empty strings, got {texts!r}")
+        with self._lock, torch.inference_mode():
+            if self.autocast_dtype is not None:
+                with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+                    features = self._text(texts)
+            else:
+                features = self._text(texts)
+            features = torch.nn.functional.normalize(features.float(), dim=1)
+            return features.to(torch.float16).cpu().numpy()
 
     def embed(self, pixels: np.ndarray) -> np.ndarray:
         """Embed frames.

@@ -49,3 +49,7 @@ class EmptyVideoError(DecodeError):
 
 class UnsupportedMediaError(DecodeError):
     """A file's content is not a format we can decode (e.g. mislabelled extension)."""
+
+
+class LeaksFound(WinnowError):
+    """A leak check asked to fail the run found samples of the new tag near another tag's."""

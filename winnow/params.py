@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from winnow.backbones import OPEN_CLIP
 from winnow.embedding import POOL_WEIGHTS, EmbeddingOptions, pool_model_key
 from winnow.media import FrameOptions
 from winnow.records import NAME_RE
@@ -106,6 +107,36 @@ ShardSeconds = Annotated[
 ]
 
 
+class LeakCheck(BaseModel):
+    """After the run's tag is registered: are its samples near duplicates of other tags'?"""
+
+    model_config = ConfigDict(extra="forbid", title="Leak check")
+
+    against: list[Annotated[str, Field(pattern=NAME_RE.pattern)]] = Field(
+        ...,
+        min_length=1,
+        description="Tags the new tag must not leak into (e.g. a test set): pairs closer than "
+        "`distance` are listed in the log and in leaks/<tag>-vs-<other>.csv under the output.",
+    )
+    distance: float = Field(
+        0.05,
+        gt=0,
+        le=2,
+        description="Pairs closer than this leak (L2 between unit embeddings, 0..2).",
+    )
+    fail: bool = Field(
+        False,
+        description="Fail the run when a leak is found (after the tag is registered and the "
+        "summary published: the tag stays, the run is marked failed).",
+    )
+
+
+LeakChecks = Annotated[
+    LeakCheck | None,
+    Field(description="Check the new tag for leaks into other tags after it is registered."),
+]
+
+
 class CurateParams(BaseModel):
     """Everything one curate run needs."""
 
@@ -123,6 +154,7 @@ class CurateParams(BaseModel):
     shard_files: ShardFiles = 32
     shard_seconds: ShardSeconds = None
     scale: ScaleOptions = Field(default_factory=ScaleOptions)
+    leak_check: LeakChecks = None
 
     @model_validator(mode="after")
     def _check_urls(self) -> CurateParams:
@@ -134,6 +166,17 @@ class CurateParams(BaseModel):
             raise ValueError(f"source {self.source!r} names no bucket")
         if self.output and self.output.rstrip("/") == self.source.rstrip("/"):
             raise ValueError("output must differ from source (outputs would be rediscovered)")
+        return self
+
+    @model_validator(mode="after")
+    def _texts_need_a_text_tower(self) -> CurateParams:
+        # caught here, before any work, not at the select step after a whole run's embedding
+        texts = self.selection.needs().texts
+        if texts and not self.embedding.model.startswith(OPEN_CLIP):
+            raise ValueError(
+                f"selection has text queries ({texts[0]!r}) but embedding.model "
+                f"{self.embedding.model!r} has no text tower: use an open_clip:<arch>/<tag> model"
+            )
         return self
 
     @model_validator(mode="after")

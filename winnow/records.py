@@ -393,20 +393,27 @@ class ModelRecord:
 
     Attributes:
         name: Registry name, e.g. `resnet18`.
-        weights: Weights fingerprint: `torchvision:<enum member>`, `none:seed=<seed>` or
-            `checkpoint:<sha256 prefix>`.
+        weights: Weights fingerprint: `torchvision:<enum member>`, `none:seed=<seed>`,
+            `checkpoint:<sha256 prefix>` or `pretrained:<sha256 prefix>` (a timm or open_clip
+            model's cached weights file).
         input_size: Square input size in pixels.
         dim: Width of the embedding.
+        preprocess: How frames become the model's input (resize, mean, std, the model's own
+            interpolation), for `timm:` and `open_clip:` models; None for torchvision models,
+            whose preprocessing is implied by the name (ImageNet mean/std): pools written before
+            this field existed load with None and compare equal to a run of the same model.
     """
 
     name: str
     weights: str
     input_size: int
     dim: int
+    preprocess: str | None = None
 
     def describe(self) -> str:
         """Human-readable one-liner."""
-        return f"{self.name} ({self.weights}, {self.input_size}px, {self.dim}-d)"
+        pre = f", {self.preprocess}" if self.preprocess else ""
+        return f"{self.name} ({self.weights}, {self.input_size}px, {self.dim}-d{pre})"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from winnow import outputs, rebase
+from winnow import index, outputs, rebase
 from winnow.datapool import PoolSnapshot
 from winnow.discover import Discovery
 from winnow.errors import ConfigError, PoolConflict
@@ -151,10 +151,60 @@ class Picked:
     Attributes:
         selection: The picks, their reasons and the run's measures.
         dataset: float32 (M, D) embeddings of the dataset the selection was made against.
+        pool_duplicates: Candidates dropped as near duplicates of pool samples (`scope: pool`).
+        pool_nearest: Each pick's nearest pool sample, in pick order, from the near-duplicate
+            search against the pool (`scope: pool`: the pool's index, or an exact scan without
+            one); None otherwise (searching the whole pool only for the report would cost a
+            read of the whole index every run).
     """
 
     selection: Selection
     dataset: np.ndarray
+    pool_duplicates: tuple[PoolDuplicate, ...] = ()
+    pool_nearest: index.Nearest | None = None
+
+
+@dataclass(frozen=True)
+class PoolDuplicate:
+    """A candidate dropped as a near duplicate of a sample the pool holds (`scope: pool`).
+
+    Attributes:
+        key: The candidate's file.
+        frame_index: Its frame.
+        nearest_key: The file of the nearest pool sample.
+        nearest_frame_index: That sample's frame.
+        distance: Their distance (approximate when found through the index).
+    """
+
+    key: str
+    frame_index: int
+    nearest_key: str
+    nearest_frame_index: int
+    distance: float
+
+
+def _drop_pool_duplicates(
+    snapshot: PoolSnapshot, candidates: Candidates, near: float
+) -> tuple[np.ndarray, tuple[PoolDuplicate, ...], index.Nearest]:
+    """The candidates' nearest pool samples, and which are near duplicates of them.
+
+    Returns:
+        Rows of the candidates farther than `near` from every other sample of the pool, the
+        others as `PoolDuplicate`s, and every candidate's nearest pool sample.
+    """
+    found = index.nearest_in_pool(snapshot, candidates.embedding, query_ids=candidates.sample_id)
+    close = found.distance < near * (1.0 if found.exact else index.APPROX_SLACK)
+    dropped = tuple(
+        PoolDuplicate(
+            key=str(candidates.key[i]),
+            frame_index=int(candidates.frame_index[i]),
+            nearest_key=str(found.key[i]),
+            nearest_frame_index=int(found.frame_index[i]),
+            distance=round(float(found.distance[i]), 4),
+        )
+        for i in np.flatnonzero(close)
+    )
+    return np.flatnonzero(~close), dropped, found
 
 
 def select_against_pool(
@@ -165,6 +215,7 @@ def select_against_pool(
     against_dataset: bool = True,
     read_named: Callable[[str], bytes] | None = None,
     embed_queries: Callable[[Sequence[str]], np.ndarray] | None = None,
+    embed_texts: Callable[[Sequence[str]], np.ndarray] | None = None,
     device: str = "auto",
 ) -> Picked:
     """Select among candidates with the pool's dataset as already chosen (the one entry point).
@@ -181,6 +232,8 @@ def select_against_pool(
         read_named: Reads a file a parameter names (`Stores.read_named`).
         embed_queries: Decodes and embeds query files with the run's model; None where the run
             never decodes (re-selection).
+        embed_texts: Embeds text queries with the run's model's text tower (a similarity
+            strategy's `texts`); None where the run has no model loaded (re-selection).
         device: Where distances are computed.
 
     Returns:
@@ -191,10 +244,12 @@ def select_against_pool(
             predictions file and there is no `read_named`, or as `selection.select`.
     """
     needs = config.needs()
-    if needs.query_keys and embed_queries is None:
+    texts = needs.texts
+    if (needs.query_keys and embed_queries is None) or (texts and embed_texts is None):
         raise ConfigError(
-            "a similarity strategy's query_keys must be decoded and embedded, which re-selection "
-            "never does: use a curate run (`winnow run`) for query-based selection"
+            "a similarity strategy's query_keys and texts must be embedded with the run's model, "
+            "which re-selection never loads: use a curate run (`winnow run`) for query-based "
+            "selection, or `winnow similar` to search the pool"
         )
     if needs.predictions and read_named is None:
         raise ConfigError(f"predictions {needs.predictions!r}: no store to read it from")
@@ -205,18 +260,44 @@ def select_against_pool(
     if needs.predictions:
         data = read_named(needs.predictions)
         columns = join_predictions(candidates, data, filename=needs.predictions)
-    if needs.query_keys:
-        queries = embed_queries(needs.query_keys)
+    if needs.query_keys or texts:
+        queries = np.concatenate(
+            [
+                np.asarray(q, np.float32)
+                for q in (
+                    embed_queries(needs.query_keys) if needs.query_keys else None,
+                    embed_texts(texts) if texts else None,
+                )
+                if q is not None
+            ]
+        )
+    keep, dropped, found = np.arange(len(candidates)), (), None
+    if config.near_duplicate_scope == "pool" and config.near_duplicate_distance is not None:
+        keep, dropped, found = _drop_pool_duplicates(
+            snapshot, candidates, config.near_duplicate_distance
+        )
+    chosen = candidates if not dropped else candidates.take(keep)
     result = select(
-        candidates,
+        chosen,
         dataset=dataset,
         config=config,
-        columns=columns,
+        columns=None if columns is None else {k: np.asarray(v)[keep] for k, v in columns.items()},
         queries=queries,
         device=device,
         dataset_ids=existing.sample_id,
     )
-    return Picked(selection=result, dataset=dataset)
+    if dropped:  # picks name rows of the run's candidates, not of the kept subset
+        result = replace(
+            result,
+            picks=tuple(replace(p, index=int(keep[p.index])) for p in result.picks),
+            n_removed_duplicates=result.n_removed_duplicates + len(dropped),
+        )
+    return Picked(
+        selection=result,
+        dataset=dataset,
+        pool_duplicates=dropped,
+        pool_nearest=None if found is None else found.take(result.indices),
+    )
 
 
 # -- the ending -------------------------------------------------------------------------------
@@ -326,6 +407,7 @@ def finish_run(
             tag=tag,
             seconds=_since(clock),
         )
+        summary.record_pool_duplicates(picked.pool_duplicates)
         exported = None
         if picked.selection.picks:
             clock = time.perf_counter()
@@ -478,6 +560,7 @@ def upload_picks(
         dataset=picked.dataset,
         summary=summary,
         exports=outputs.staged_exports(stores.pool.store, run_id),
+        pool_nearest=picked.pool_nearest,
     )
 
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from winnow.records import FileResult, ModelRecord, Selection, TagRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from winnow.discover import Discovery
     from winnow.outputs import Exported
     from winnow.rebase import Rebased
@@ -141,6 +143,20 @@ class RunSummary:
     outputs: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     coverage_history: list[tuple[str, float, float]] = field(default_factory=list)
+    pool_duplicates: int = 0
+    pool_duplicate_examples: list[tuple[str, str, float]] = field(default_factory=list)
+
+    def record_pool_duplicates(self, dropped: Sequence[Any]) -> None:
+        """Candidates dropped as near duplicates of pool samples (`runs.PoolDuplicate`).
+
+        The first `CORRUPT_LISTED` are kept as (candidate, nearest pool sample, distance), each
+        sample as `key#frame`.
+        """
+        self.pool_duplicates = len(dropped)
+        self.pool_duplicate_examples = [
+            (f"{d.key}#{d.frame_index}", f"{d.nearest_key}#{d.nearest_frame_index}", d.distance)
+            for d in list(dropped)[:CORRUPT_LISTED]
+        ]
 
     def record_start(self, *, version: int, model: ModelRecord | None, seconds: float) -> None:
         """The pool version the run started from, its model, and how long starting took."""
@@ -285,6 +301,18 @@ def summary_rows(summary: RunSummary) -> list[Row]:
         ("candidates (frames)" if s.decoded else "candidates (pool samples)", s.candidates),
         ("dataset before the run (samples)", s.dataset_samples),
         ("duplicates removed", s.removed_duplicates),
+        *(
+            [
+                (
+                    "of which near duplicates of pool samples (nearest)",
+                    f"{s.pool_duplicates}: "
+                    + ", ".join(f"{a} ~ {b} ({d:.3f})" for a, b, d in s.pool_duplicate_examples[:5])
+                    + (" …" if s.pool_duplicates > 5 else ""),
+                )
+            ]
+            if s.pool_duplicates
+            else []
+        ),
         ("removed by thresholds", s.removed_thresholds),
         ("selected", s.selected),
         ("stopped by", s.stop_reason or "n/a"),

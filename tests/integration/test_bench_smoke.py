@@ -53,6 +53,11 @@ def _bench(script: str, *args: str) -> subprocess.CompletedProcess:
             {"discover_0_new_s", "discover_1000_new_s", "list_only_s"},
         ),
         (
+            "index.py",
+            ["--quick"],
+            {"recall_at_10", "near_dup_recall", "check_100k_vs_5m_s", "exact_check_100k_vs_5m_s"},
+        ),
+        (
             "pool_growth.py",
             ["--quick"],
             {"pool_growth_ratio", "time_small_s", "time_big_s", "rss_small_mb", "rss_big_mb"},

@@ -65,3 +65,31 @@ def test_another_model_is_refused_and_the_pool_is_untouched(source, tmp_path):
     with pytest.raises(ModelMismatch, match=r"built with resnet18 \(none:seed=0, 64px, 512-d\)"):
         run(source.url, out, embedding={"weights": "none", "input_size": 96})
     assert _pool(tmp_path).version == 1
+
+
+def test_a_leak_check_after_the_tag_finds_a_re_encoded_copy_and_fails_when_asked(source, tmp_path):
+    import csv
+    import io
+
+    from PIL import Image
+
+    from winnow.errors import LeaksFound
+
+    out = str(tmp_path / "out")
+    run(source.url, out, tag_name="test-set", selection={"n_samples": 500})
+    with source.local_copy("stills/still-0000.jpg") as path:  # the same picture, re-encoded
+        Image.open(path).save(tmp_path / "copy.jpg", quality=80)
+    source.put("later/still-copy.jpg", tmp_path / "copy.jpg")
+    check = {"against": ["test-set"], "distance": 0.1, "fail": True}
+    with pytest.raises(LeaksFound, match="1 samples of tag run-0002 are within 0.1 of test-set"):
+        run(source.url, out, leak_check=check)
+    assert [t.name for t in _pool(tmp_path).tags] == ["test-set", "run-0002"]  # the tag stays
+    rows = list(
+        csv.DictReader(
+            io.StringIO((tmp_path / "out" / "leaks" / "run-0002-vs-test-set.csv").read_text())
+        )
+    )
+    assert [(r["key"], r["other_key"]) for r in rows] == [
+        ("later/still-copy.jpg", "stills/still-0000.jpg")
+    ]
+    assert float(rows[0]["distance"]) < 0.1

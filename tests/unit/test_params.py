@@ -57,3 +57,39 @@ def test_every_parameter_is_described():
         if "description" not in prop and "$ref" not in prop and "allOf" not in prop
     ]
     assert undocumented == []
+
+
+def test_text_queries_need_a_model_with_a_text_tower_before_any_work():
+    texts = {"strategies": [{"type": "similarity", "texts": ["a cyclist at night"]}]}
+    with pytest.raises(ValidationError, match="'resnet18' has no text tower"):
+        CurateParams(source="/data/raw", selection=texts)
+    with pytest.raises(ValidationError, match="has no text tower"):
+        CurateParams(
+            source="/data/raw",
+            embedding={"model": "timm:vit_small_patch14_dinov2.lvd142m"},
+            selection=texts,
+        )
+    clip = CurateParams(
+        source="/data/raw",
+        embedding={"model": "open_clip:ViT-B-32/laion2b_s34b_b79k"},
+        selection=texts,
+    )
+    assert clip.selection.needs().texts == ("a cyclist at night",)
+
+
+@pytest.mark.parametrize(
+    ("check", "match"),
+    [
+        ({"against": []}, "at least 1 item"),
+        ({"against": ["test"], "distance": 3}, "less than or equal to 2"),
+        ({"against": ["no/slash"]}, "should match pattern"),
+        ({"against": ["test"], "fail": "maybe"}, "valid boolean"),
+    ],
+)
+def test_a_bad_leak_check_is_rejected_before_any_work(check, match):
+    with pytest.raises(ValidationError, match=match):
+        CurateParams(source="/data/raw", leak_check=check)
+    assert (
+        CurateParams(source="/data/raw", leak_check={"against": ["test"]}).leak_check.distance
+        == 0.05
+    )

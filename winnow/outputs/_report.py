@@ -159,6 +159,7 @@ def _report_picks(picks: list[dict], n_selected: int) -> list[str]:
             f'<div class="muted">{_e(pick["reason"])}</div>'
             + (f'<div class="warn">not exported: {_e(error)}</div>' if error else "")
             + _card_neighbours(pick)
+            + _card_pool_nearest(pick)
             + "</div>"
         )
     out.append("</div>")
@@ -169,6 +170,17 @@ def _report_picks(picks: list[dict], n_selected: int) -> list[str]:
 def _where(item: dict) -> str:
     frame = "" if item.get("kind") == "image" else f" #{_e(item['frame_index'])}"
     return f"<code>{_e(item['key'])}</code>{frame}"
+
+
+def _card_pool_nearest(pick: dict) -> str:
+    """The pick's nearest sample already in the pool (found with the pool's index), if known."""
+    near = pick.get("pool_nearest")
+    if not near:
+        return ""
+    return (
+        f'<div class="muted pool-nearest">nearest already in the pool: {_where(near)} '
+        f"({fmt_number(near['distance'], 3)})</div>"
+    )
 
 
 def _card_neighbours(pick: dict) -> str:

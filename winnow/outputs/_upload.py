@@ -62,6 +62,7 @@ def upload_selection(
     summary: RunSummary,
     workers: int = 8,
     exports: ObjectStore | None = None,
+    pool_nearest: Any = None,
 ) -> Exported:
     """Write the selected samples and the tag's exports to the output store.
 
@@ -89,6 +90,8 @@ def upload_selection(
             is rendered.
         workers: Threads for PNG encoding and uploads.
         exports: Where the `tags/<tag>/` files are written (default: `output` itself).
+        pool_nearest: Each pick's nearest pool sample (`winnow.index.Nearest`, in pick order),
+            shown in the report; None: not shown.
 
     Returns:
         The names, URLs and output keys written.
@@ -127,6 +130,7 @@ def upload_selection(
         summary=summary,
         workers=workers,
         exports=output if exports is None else exports,
+        pool_nearest=pool_nearest,
     )
 
 
@@ -143,9 +147,18 @@ def _upload_selection(
     summary: RunSummary,
     workers: int,
     exports: ObjectStore,
+    pool_nearest: Any,
 ) -> Exported:
     rows = _pick_rows(candidates, selection, files)
     _add_neighbours(rows, candidates, selection, files)
+    if pool_nearest is not None:
+        for pos, row in enumerate(rows):
+            if pool_nearest.key[pos] is not None:
+                row["pool_nearest"] = {
+                    "key": str(pool_nearest.key[pos]),
+                    "frame_index": int(pool_nearest.frame_index[pos]),
+                    "distance": float(pool_nearest.distance[pos]),
+                }
     shown = [n for row in rows[:REPORT_THUMBNAILS] for n in row["neighbours"]]
     _write_frames(source=source, output=output, rows=rows, workers=workers, extras=shown)
     _image_thumbnails(source=source, rows=rows, workers=workers, extras=shown)

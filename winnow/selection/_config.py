@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 from pydantic_core import core_schema
@@ -20,15 +20,15 @@ from pydantic_core import core_schema
 from winnow.selection import _registry, _strategies  # noqa: F401 (registers the built-ins)
 from winnow.selection._predictions import KNOWN_COLUMNS, _predictions_format
 from winnow.selection._registry import Needs
-from winnow.selection._strategies import CoverageStrategy
+from winnow.selection._strategies import DiversityStrategy, HerdingStrategy
 
-DEFAULT_COVERAGE_MAX_CANDIDATES = 50_000
-"""The default's size rule: coverage up to this many candidates the dataset leaves uncovered.
+DEFAULT_MAX_CANDIDATES = 50_000
+"""The default's size rule: herding up to this many eligible candidates, k-center above.
 
-The δ-ball graph costs uncovered × candidates (k-center: candidates × dataset), so above this
-many uncovered candidates the default runs as k-center; a cold start over more candidates than
-this would cost candidates². The side-by-side timings behind the number are in the README
-("Which strategy when") and come from `bench/selection_quality.py --scale`.
+Herding costs candidates × 5,000 evaluation rows for its first pick and about candidates ×
+5,000 / picks for each later one (k-center: candidates × dataset, then candidates per pick).
+The side-by-side timings behind the number are in the README ("Which strategy when") and come
+from `bench/selection_quality.py --scale`.
 """
 
 
@@ -98,16 +98,16 @@ class SelectionConfig(BaseModel):
         "embeddings, 0..2) from the dataset and the picks so far.",
     )
     strategies: list[Strategy] = Field(
-        [CoverageStrategy(when_covered="farthest", max_candidates=DEFAULT_COVERAGE_MAX_CANDIDATES)],
+        [HerdingStrategy(max_candidates=DEFAULT_MAX_CANDIDATES), DiversityStrategy(strength=0.5)],
         min_length=1,
         description="Ordered strategies, as in Lightly Worker: thresholds filter first; the "
         "others are combined greedily with score = product of objective^strength. The default, "
-        "coverage (ProbCover), gave the best 1-NN accuracy per label in bench/"
-        "selection_quality.py; above 50,000 candidates the dataset leaves uncovered it runs as "
-        "k-center (its δ-ball graph costs uncovered × candidates, k-center candidates × "
-        "dataset). Diversity is plain k-center. A plain "
-        'name ("coverage", "diversity", "random", "typicality") is accepted for strategies without '
-        "required settings.",
+        "herding (kernel coverage with an automatic bandwidth) × diversity^0.5, was never below "
+        "random or k-center in bench/selection_quality.py (pixels, weak and trained "
+        "embeddings, video frames; cold and with a dataset); above 50,000 eligible candidates "
+        "it runs as k-center. Diversity is plain k-center. A plain "
+        'name ("herding", "coverage", "diversity", "random", "typicality") is accepted for '
+        "strategies without required settings.",
     )
     seed: int = Field(
         0, ge=0, description="Seed of every random choice (random strategy, baselines, samples)."
@@ -124,6 +124,13 @@ class SelectionConfig(BaseModel):
         description="Never pick a candidate closer than this to a dataset sample or to an "
         "earlier pick (L2 between unit embeddings, 0..2); e.g. 0.05 for near-identical "
         "frames. Empty: off.",
+    )
+    near_duplicate_scope: Literal["dataset", "pool"] = Field(
+        "dataset",
+        description="What near_duplicate_distance compares candidates with: `dataset` (the "
+        "tags' members and earlier picks) or `pool` (also every sample the pool holds, tagged "
+        "or not, through the pool's similarity index, whose 8-bit distances count within "
+        "1.2 × near_duplicate_distance; exact search for small pools).",
     )
     selected_sequence_length: int | None = Field(
         None,
@@ -205,11 +212,12 @@ class SelectionConfig(BaseModel):
     def needs(self) -> Needs:
         """What selecting with this config needs besides the candidates' embeddings.
 
-        The strategies' columns and query files, and the predictions file.
+        The strategies' columns, query files and text queries, and the predictions file.
         """
         wanted = [s.needs() for s in self.strategies]
         return Needs(
             columns=tuple(dict.fromkeys(c for n in wanted for c in n.columns)),
             query_keys=tuple(dict.fromkeys(k for n in wanted for k in n.query_keys)),
             predictions=self.predictions,
+            texts=tuple(dict.fromkeys(t for n in wanted for t in n.texts)),
         )

@@ -32,11 +32,14 @@ class Needs:
         query_keys: Files (keys in the source) whose embeddings the candidates are compared
             with; the caller decodes and embeds them with the run's model.
         predictions: The predictions file the columns come from (a config's, not a strategy's).
+        texts: Text queries the candidates are compared with; the caller embeds them with the
+            run's model's text tower.
     """
 
     columns: tuple[str, ...] = ()
     query_keys: tuple[str, ...] = ()
     predictions: str | None = None
+    texts: tuple[str, ...] = ()
 
 
 class BaseStrategy(BaseModel):

@@ -302,7 +302,7 @@ register(BalanceStrategy, BalanceScorer())
 
 
 class SimilarityStrategy(BaseStrategy):
-    """Prefer candidates close to query images."""
+    """Prefer candidates close to query images or query texts."""
 
     type: Literal["similarity"] = Field(
         "similarity",
@@ -310,16 +310,27 @@ class SimilarityStrategy(BaseStrategy):
         "query embedding (the cosine similarity mapped to [0, 1]).",
     )
     query_keys: list[Annotated[str, Field(min_length=1)]] = Field(
-        ...,
-        min_length=1,
+        [],
         description="Keys of the query images (relative to the source), embedded with the "
         "run's model.",
         examples=[["queries/night-pedestrian.jpg"]],
     )
+    texts: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
+        [],
+        description="Text queries, embedded with the model's text tower (CLIP-family models: "
+        "embedding.model 'open_clip:<arch>/<tag>'); a model without one is refused.",
+        examples=[["cyclists at night"]],
+    )
+
+    @model_validator(mode="after")
+    def _check_queries(self) -> SimilarityStrategy:
+        if not self.query_keys and not self.texts:
+            raise ValueError("the similarity strategy needs at least 1 item in query_keys or texts")
+        return self
 
     def needs(self) -> Needs:
-        """The query files (the caller embeds them with the run's model)."""
-        return Needs(query_keys=tuple(self.query_keys))
+        """The query files and texts (the caller embeds them with the run's model)."""
+        return Needs(query_keys=tuple(self.query_keys), texts=tuple(self.texts))
 
 
 class SimilarityScorer(Scorer):
@@ -555,8 +566,14 @@ class CoverageScorer(Scorer):
         _log_graph(graph, delta, strategy.max_degree, time.perf_counter() - start)
         return graph, delta
 
-    def objective(self, strategy: CoverageStrategy, units: Units) -> Objective:
-        graph, delta = self.graph(strategy, units)
+    def objective(
+        self,
+        strategy: CoverageStrategy,
+        units: Units,
+        graph: tuple[_BallGraph, float] | None = None,
+    ) -> Objective:
+        """The objective; `graph`: the units' graph and δ when the caller built them."""
+        graph, delta = graph if graph is not None else self.graph(strategy, units)
         farthest = strategy.when_covered == "farthest"
         distance2 = units.distance2
         if distance2 is None and farthest:
@@ -576,7 +593,7 @@ class CoverageScorer(Scorer):
                 graph.cover_from(i)
 
         def current() -> np.ndarray:
-            return coverage_values(graph, distance2() if farthest else None, farthest)
+            return coverage_values(graph, None if distance2 is None else distance2(), farthest)
 
         def describe(i: int, d: float) -> str:
             return coverage_reason(graph, i, d, delta, farthest)
@@ -616,3 +633,72 @@ def coverage_delta(
 
 
 register(CoverageStrategy, CoverageScorer())
+
+
+class HerdingStrategy(BaseStrategy):
+    """Prefer the candidate that most raises how well the picks represent the candidates."""
+
+    type: Literal["herding"] = Field(
+        "herding",
+        description="herding (MaxHerding, kernel coverage): objective = how much the candidate "
+        "would raise the sum, over the candidates, of their best Gaussian-kernel similarity to "
+        "the dataset and the picks. Prefers the centres of dense regions the dataset and the "
+        "picks leave unrepresented; never stops early.",
+    )
+    bandwidth: float | None = Field(
+        None,
+        gt=0,
+        le=4,
+        description="Kernel bandwidth σ (L2 between unit embeddings). Empty: automatic, "
+        "`bandwidth_scale` × the mean distance of the candidates to their nearest center after "
+        "a k-center greedy of the run's budget (the dataset counts as centers).",
+    )
+    bandwidth_scale: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="Multiplier of the automatic bandwidth (1 measured best over pixels, weak "
+        "and trained embeddings in bench/selection_quality.py; 2 is better on weak ones only).",
+    )
+    max_candidates: int | None = Field(
+        None,
+        ge=1,
+        description="Size rule: with more eligible candidates than this, the run ranks by "
+        "k-center (diversity) instead (herding costs candidates × 5,000 per pick at worst; "
+        "the default sets it; see README 'Which strategy when'). Empty: no limit.",
+    )
+
+
+class HerdingScorer(Scorer):
+    """Objective: the unit's gain in kernel coverage of the candidates (MaxHerding)."""
+
+    def objective(self, strategy: HerdingStrategy, units: Units) -> Objective:
+        from winnow.selection._herding import HerdingState, auto_bandwidth
+
+        x, n = units.x, len(units.x)
+        d0 = graph_d0(units)
+        sigma = strategy.bandwidth
+        if sigma is None:
+            budget = units.budget if units.budget is not None else max(1, n // 10)
+            sigma = auto_bandwidth(x, d0, budget, scale=strategy.bandwidth_scale, seed=units.seed)
+        state = HerdingState(x, d0, sigma=sigma, seed=units.seed)
+        now: list[np.ndarray] = []
+
+        def current() -> np.ndarray:
+            now[:] = [state.values()]
+            return now[0]
+
+        def describe(i: int, d: float) -> str:
+            gain = now[0][i] if now else state.values()[i]
+            return f"herding: represents {gain:.1f} more candidates (σ={sigma:.3f})"
+
+        return Objective(
+            strength=strategy.strength,
+            describe=describe,
+            current=current,
+            picked=state.picked,
+            delta=None,
+        )
+
+
+register(HerdingStrategy, HerdingScorer())
