@@ -398,15 +398,11 @@ def _pick(run: _Run, pool: _Pool) -> _Greedy:
                 exclude_below=near,
             )
         else:
-            objectives = _Objectives(
-                [
-                    scorer.objective(s, units, graph=(graph, delta))
-                    if graph is not None
-                    else scorer_for(s).objective(s, units)
-                    for s in ranking
-                ],
-                len(pool.units),
-            )
+            if graph is not None:  # coverage alone, its graph already built
+                built = [scorer.objective(only, units, graph=(graph, delta))]
+            else:
+                built = [scorer_for(s).objective(s, units) for s in ranking]
+            objectives = _Objectives(built, len(pool.units))
             picked, dists, scores, reasons, stop = _greedy_combined(
                 cover,
                 pool.x,
