@@ -52,6 +52,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -140,6 +141,19 @@ def _ffmpeg_times(
     return _rate(frames, total), cpu / frames
 
 
+def _video_shards(folder: Path, args) -> tuple[list[Path], Any, list, list]:  # noqa: ANN001
+    """The bench's videos made in `folder`: their paths, a store of them, refs, one shard each."""
+    from winnow.records import FileRef, Shard
+    from winnow.storage import LocalStore
+
+    paths = _make_videos(folder, args)
+    refs = [
+        FileRef(p.relative_to(folder).as_posix(), "bench", p.stat().st_size, "video") for p in paths
+    ]
+    shards = [Shard(i, Shard.id_for((r,)), (r,)) for i, r in enumerate(refs)]
+    return paths, LocalStore(folder), refs, shards
+
+
 def _decode_all(folder: Path, refs: list, size: int) -> np.ndarray:
     """Every frame of the files, decoded once at the model's size (model-only measurements)."""
     from winnow import media
@@ -175,20 +189,12 @@ def _bench_models(args) -> None:
     from winnow import engine, media
     from winnow.device import available_cores
     from winnow.embedding import EmbeddingOptions, load_embedder
-    from winnow.records import FileRef, Shard
-    from winnow.storage import LocalStore
 
     names = [n.strip() for value in args.model for n in value.split(",") if n.strip()]
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="winnow-bench-"))
     try:
-        paths = _make_videos(tmp, args)
-        store = LocalStore(tmp)
-        refs = [
-            FileRef(p.relative_to(tmp).as_posix(), "bench", p.stat().st_size, "video")
-            for p in paths
-        ]
-        shards = [Shard(i, Shard.id_for((r,)), (r,)) for i, r in enumerate(refs)]
+        paths, store, refs, shards = _video_shards(tmp, args)
         size = args.input_size
         pixels = _decode_all(tmp, refs, size)
         embedders, facts = {}, {}
@@ -323,20 +329,13 @@ def main() -> None:
     from winnow import engine, media
     from winnow.device import available_cores, decode_threads
     from winnow.embedding import EmbeddingOptions, default_decode_workers, load_embedder
-    from winnow.records import FileRef, FileResult, Shard
-    from winnow.storage import LocalStore
+    from winnow.records import FileResult
 
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="winnow-bench-"))
     try:
         _log(f"making {args.videos} videos of {args.frames} frames, {args.width}x{args.height}")
-        paths = _make_videos(tmp, args)
-        store = LocalStore(tmp)
-        refs = [
-            FileRef(p.relative_to(tmp).as_posix(), "bench", p.stat().st_size, "video")
-            for p in paths
-        ]
-        shards = [Shard(i, Shard.id_for((r,)), (r,)) for i, r in enumerate(refs)]
+        paths, store, refs, shards = _video_shards(tmp, args)
         n_frames = args.videos * args.frames
         size = args.input_size
 
