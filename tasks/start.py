@@ -62,7 +62,7 @@ def start_curate(
         model=model,
         parameters=parameters,
         source=source,
-        plan_hash=plan_hash(model, frames.model_dump(mode="json")),
+        plan_hash=plan_hash(model, frames.plan_dict()),
         began_at=began,
     )
 

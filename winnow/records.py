@@ -117,6 +117,15 @@ class FileResult:
         frames_sampled: Frames taken from the file as candidates.
         width: Width of the stored picture (after rotation), 0 when unknown.
         height: Height of the stored picture (after rotation), 0 when unknown.
+        frames_decoded: Frames decoded (a video's, in its own time range), 0 for images.
+        frames_unchanged: Sampled frames skipped as unchanged (`frames.min_change`).
+        frames_rejected: Sampled frames dropped by `frames.quality`, as (reason, count) pairs.
+        shots_detected: True when cuts were looked for (`frames.detect_shots`/`per_shot`).
+        cuts: (frame index, seconds) of the first frame of every shot after the first.
+        duration_s: Seconds from the first frame to the end of the last one looked at.
+
+    The fields after `height` are not columns of the `files` table: they travel with staged
+    shards and feed the run summary and the pool's `shots` table (`shots_to_arrow`).
     """
 
     key: str
@@ -129,6 +138,19 @@ class FileResult:
     frames_sampled: int = 0
     width: int = 0
     height: int = 0
+    frames_decoded: int = 0
+    frames_unchanged: int = 0
+    frames_rejected: tuple[tuple[str, int], ...] = ()
+    shots_detected: bool = False
+    cuts: tuple[tuple[int, float], ...] = ()
+    duration_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Staged shards store results as JSON: lists come back where tuples went in.
+        object.__setattr__(
+            self, "frames_rejected", tuple((str(r), int(n)) for r, n in self.frames_rejected)
+        )
+        object.__setattr__(self, "cuts", tuple((int(i), float(t)) for i, t in self.cuts))
 
     @classmethod
     def for_ref(cls, ref: FileRef, **values: Any) -> FileResult:
@@ -183,6 +205,10 @@ def _merge_ranges(parts: list[FileResult]) -> FileResult:
         status = "corrupt" if any(p.status == "corrupt" for p in parts) else "skipped"
         errors = [p.error for p in telling if p.status == status and p.error]
     sized = [p for p in parts if p.width and p.height]
+    rejected: dict[str, int] = {}
+    for p in parts:
+        for reason, n in p.frames_rejected:
+            rejected[reason] = rejected.get(reason, 0) + n
     return dataclasses.replace(
         parts[0],
         status=status,
@@ -191,6 +217,12 @@ def _merge_ranges(parts: list[FileResult]) -> FileResult:
         frames_sampled=sampled,
         width=sized[0].width if sized else 0,
         height=sized[0].height if sized else 0,
+        frames_decoded=sum(p.frames_decoded for p in parts),
+        frames_unchanged=sum(p.frames_unchanged for p in parts),
+        frames_rejected=tuple(sorted(rejected.items())),
+        shots_detected=any(p.shots_detected for p in parts),
+        cuts=tuple(sorted(c for p in parts for c in p.cuts)),
+        duration_s=max(p.duration_s for p in parts),
     )
 
 
@@ -218,9 +250,48 @@ def files_to_arrow(results: list[FileResult]) -> pa.Table:
 
 def files_from_arrow(table: pa.Table) -> list[FileResult]:
     """Convert a `FILES_SCHEMA` table back to file results."""
-    names = [f.name for f in dataclasses.fields(FileResult)]
+    names = [n for n in FILES_SCHEMA.names if n in table.column_names]
     rows = table.select(names).to_pylist()
     return [FileResult(**row) for row in rows]
+
+
+SHOTS_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("fingerprint", pa.string()),
+        ("shot", pa.int32()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("first_frame", pa.int64()),
+        ("frames", pa.int64()),
+    ]
+)
+
+
+def shots_to_arrow(results: list[FileResult]) -> pa.Table:
+    """The shot table of the videos whose cuts were looked for: one row per shot.
+
+    A shot runs from its first frame to the next shot's (the last one to the end of the video,
+    `duration_s`); `frames` counts the frames between (the last from `frames_total`).
+    """
+    cols: dict[str, list[Any]] = {name: [] for name in SHOTS_SCHEMA.names}
+    for r in results:
+        if not r.shots_detected or r.status != "ok":
+            continue
+        starts = [(0, 0.0), *r.cuts]
+        ends = [*r.cuts, (max(r.frames_total, starts[-1][0] + 1), max(r.duration_s, starts[-1][1]))]
+        for shot, ((first, start), (stop, end)) in enumerate(zip(starts, ends, strict=True)):
+            for name, value in (
+                ("key", r.key),
+                ("fingerprint", r.fingerprint),
+                ("shot", shot),
+                ("start_s", start),
+                ("end_s", end),
+                ("first_frame", first),
+                ("frames", stop - first),
+            ):
+                cols[name].append(value)
+    return pa.table(cols, schema=SHOTS_SCHEMA)
 
 
 # Per-frame metadata columns shared by decoded frames and embedded candidates.

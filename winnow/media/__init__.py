@@ -22,8 +22,15 @@ _sniff.py     what a file's first bytes say it is, and short failure reasons
 
 from winnow.media._decode import decode_file
 from winnow.media._images import load_image
-from winnow.media._options import FrameOptions
+from winnow.media._options import FrameOptions, QualityRule
 from winnow.media._seeking import extract_frames
 from winnow.media._video import probe_duration
 
-__all__ = ["FrameOptions", "decode_file", "extract_frames", "load_image", "probe_duration"]
+__all__ = [
+    "FrameOptions",
+    "QualityRule",
+    "decode_file",
+    "extract_frames",
+    "load_image",
+    "probe_duration",
+]

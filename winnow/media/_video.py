@@ -27,6 +27,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from winnow.device import decode_threads
+from winnow.media._gate import _Gate
 from winnow.media._options import FrameOptions
 from winnow.media._sniff import _file_size, _reason, _sniff
 from winnow.media._stats import _Chunks
@@ -158,7 +159,22 @@ def _video_result(
     ref: FileRef, decoder: _VideoDecoder, sampled: int, error: str | None
 ) -> FileResult:
     total = decoder.frames_total()
-    common = {"frames_total": total, "width": decoder.width, "height": decoder.height}
+    common: dict[str, Any] = {
+        "frames_total": total,
+        "width": decoder.width,
+        "height": decoder.height,
+    }
+    gate = decoder.gate
+    if gate is not None:
+        period = 1 / float(decoder.rate) if decoder.rate else 0.0
+        common.update(
+            frames_decoded=gate.decoded,
+            frames_unchanged=gate.unchanged,
+            frames_rejected=tuple(sorted(gate.rejected.items())),
+            shots_detected=decoder.options.shots,
+            cuts=tuple(gate.cuts),
+            duration_s=(decoder.end_seconds or 0.0) + period if gate.decoded else 0.0,
+        )
     if decoder.range_empty and error is None:
         return FileResult.for_ref(ref, status="skipped", error=EMPTY_RANGE, **common)
     if error is not None:
@@ -302,6 +318,8 @@ class _VideoDecoder:
         self.decoded = 0  # frames out of the decoder
         self.complete = False  # decoded to the end (not stopped early, no error)
         self.index: _PacketIndex | None = None
+        self.gate: _Gate | None = None  # shots, change and quality (made on the first frame)
+        self.end_seconds: float | None = None  # timestamp of the last frame looked at
         self.index_ordered = True  # packet timestamps usable (keyframe mode)
         self.width = self.height = 0
         self._scale = VideoReformatter()
@@ -354,6 +372,29 @@ class _VideoDecoder:
             and bool(np.all(np.diff(index.pts) > 0))
         )
 
+    def _gate(self, origin: float) -> _Gate:
+        """The video's shot, change and quality state, made once its first timestamp is known."""
+        if self.gate is None:
+            self.gate = _Gate(self.options, origin)
+        return self.gate
+
+    def _take(
+        self, frame: Any, index: int, seconds: float, *, cut: bool, candidate: bool
+    ) -> dict[str, Any] | None:
+        """A decoded frame converted for the model if the gate's rules keep it, else None."""
+        gate = self.gate
+        assert gate is not None
+        forced = gate.forced(seconds, cut=cut, candidate=candidate)
+        if not (candidate or forced):
+            return None
+        if not forced and not gate.changed(frame, seconds):
+            return None
+        converted = self._convert(frame, index, seconds)
+        if not forced and not gate.quality_ok(converted):
+            return None
+        gate.kept(frame, seconds)
+        return converted
+
     def _sequential(self) -> Iterator[dict[str, Any]]:
         opts = self.options
         every = opts.every_n_frames or 1
@@ -366,36 +407,63 @@ class _VideoDecoder:
         candidate = -1
         origin: float | None = None
         timestamp = _BestEffortTimestamp()
+        gate: _Gate | None = None
+        shots = opts.shots
         for index, frame in enumerate(self.container.decode(self.stream)):
             self.decoded = index + 1
             seconds = self._seconds(timestamp(frame.pts, frame.dts), index)
             if origin is None:
                 origin = seconds
                 self._note_size(frame)
-            if index % every:
+                gate = self._gate(origin)
+            assert gate is not None
+            # The fallback for a range: decoded from the start, filtered (the gate's state
+            # still follows every frame, as in a whole-file decode).
+            gate.emit = not self.ranged or self._in_span(seconds)
+            self.end_seconds = seconds
+            cut = gate.see(frame, index, seconds)
+            sampled = index % every == 0 and (fps_rule is None or fps_rule.keep(seconds - origin))
+            if sampled:
+                candidate += 1
+                if cap is not None and chosen is None and candidate >= cap:
+                    if not shots:
+                        return  # frame count unknown: the first `cap` candidates
+                    sampled = False  # decoding on for the shot table only
+                elif chosen is not None and (candidate > last or candidate not in chosen):
+                    if candidate > last and not shots:
+                        return  # every chosen frame is out: stop decoding
+                    sampled = False
+            out = self._take(frame, index, seconds, cut=cut, candidate=sampled)
+            if out is not None and gate.emit:
+                yield out
+        self.complete = True
+
+    def _replay(self, upto: int, secs: list[float]) -> tuple[_FpsRule | None, int]:
+        """A whole-file decode's sampling state (fps rule, candidates) on reaching frame `upto`.
+
+        Computed from the packet index's timestamps only.
+        """
+        opts = self.options
+        every = opts.every_n_frames or 1
+        fps_rule = _FpsRule(opts.sample_fps) if opts.sample_fps is not None else None
+        candidate = -1
+        for i in range(upto):
+            if i % every:
                 continue
-            if fps_rule is not None and not fps_rule.keep(seconds - origin):
+            if fps_rule is not None and not fps_rule.keep(secs[i] - secs[0]):
                 continue
             candidate += 1
-            if cap is not None and chosen is None and candidate >= cap:
-                return  # frame count unknown: the first `cap` candidates
-            if chosen is not None:
-                if candidate > last:
-                    return  # every chosen frame is out: stop decoding
-                if candidate not in chosen:
-                    continue
-            if self.ranged and not self._in_span(seconds):
-                continue  # the fallback for a range: decoded from the start, filtered
-            yield self._convert(frame, index, seconds)
-        self.complete = True
+        return fps_rule, candidate
 
     def _range(self) -> Iterator[dict[str, Any]]:
         # Algorithm: the packet index gives every frame's timestamp in presentation order, so
         # frame r of the whole file is the r-th smallest pts, and the sampling state a
-        # whole-file decode has on reaching the range's first frame (fps rule, candidate count)
-        # is replayed from the index without decoding. Decoding starts at the keyframe at or
-        # before that frame; frames before it are dropped, and every later one must carry the
-        # index's next timestamp (else the range stops with an error, never with shifted ids).
+        # whole-file decode has on reaching a frame (fps rule, candidate count) is replayed
+        # from the index without decoding. Decoding starts at the keyframe at or before the
+        # gate's warm-up frame (shots, change and per_shot look back a bounded stretch, see
+        # `_Gate.warmup_start`); warm-up frames update the gate's state and are not yielded,
+        # and every decoded frame must carry the index's next timestamp (else the range stops
+        # with an error, never with shifted ids).
         assert self.index is not None
         pts = self.index.pts.tolist()
         secs = [self._seconds(p, 0) for p in pts]
@@ -403,44 +471,44 @@ class _VideoDecoder:
         r1 = len(secs) if self.end_s is None else bisect.bisect_left(secs, self.end_s)
         opts = self.options
         every = opts.every_n_frames or 1
-        fps_rule = _FpsRule(opts.sample_fps) if opts.sample_fps is not None else None
         origin = secs[0]
-        candidate = -1
-        for i in range(r0):  # the whole-file decode's loop, on timestamps only
-            if i % every:
-                continue
-            if fps_rule is not None and not fps_rule.keep(secs[i] - origin):
-                continue
-            candidate += 1
         cap = opts.max_frames_per_video
         chosen = _spread(self._count_candidates(), cap) if cap is not None else None
         last = max(chosen) if chosen else -1
-        if r0 >= r1 or (chosen is not None and candidate >= last):
+        if r0 >= r1 or (chosen is not None and self._replay(r0, secs)[1] >= last):
             self.range_empty = self.complete = True  # no frame here, or every pick is earlier
             return
-        r = r0
-        for frame in self._frames_from(pts[r0]):
+        gate = self._gate(origin)
+        rw = gate.warmup_start(secs, r0)
+        fps_rule, candidate = self._replay(rw, secs)
+        r = rw
+        for frame in self._frames_from(pts[rw]):
             self.decoded += 1
             if self.decoded == 1:
                 self._note_size(frame)
-            if frame.pts is not None and frame.pts < pts[r0]:
-                continue  # between the keyframe and the range
+            if frame.pts is not None and frame.pts < pts[rw]:
+                continue  # between the keyframe and the first frame needed
             if frame.pts != pts[r]:
                 raise _IndexMismatch(
                     f"frame {r} has timestamp {frame.pts}, the packet index says {pts[r]}"
                 )
             index, seconds = r, secs[r]
             r += 1
-            if r == r1:
-                self.complete = True
-            if index % every == 0 and (fps_rule is None or fps_rule.keep(seconds - origin)):
+            gate.emit = index >= r0
+            self.end_seconds = seconds
+            cut = gate.see(frame, index, seconds)
+            sampled = index % every == 0 and (fps_rule is None or fps_rule.keep(seconds - origin))
+            if sampled:
                 candidate += 1
-                if chosen is not None and candidate > last:
+                if chosen is not None and candidate > last and not opts.shots:
                     self.complete = True
                     return  # every chosen frame is out: stop decoding
-                if chosen is None or candidate in chosen:
-                    yield self._convert(frame, index, seconds)
-            if self.complete:
+                sampled = chosen is None or candidate in chosen
+            out = self._take(frame, index, seconds, cut=cut, candidate=sampled)
+            if out is not None and gate.emit:
+                yield out
+            if r == r1:
+                self.complete = True
                 return
 
     def _frames_from(self, target: int) -> Iterator[Any]:
@@ -539,7 +607,13 @@ class _VideoDecoder:
         if self.decoded == 1:
             self._note_size(frame)
         index = rank[ts]
-        yield self._convert(frame, index, self._seconds(ts if self.index_ordered else None, index))
+        seconds = self._seconds(ts if self.index_ordered else None, index)
+        gate = self._gate(seconds)
+        gate.see(frame, index, seconds)
+        self.end_seconds = seconds
+        out = self._take(frame, index, seconds, cut=False, candidate=True)
+        if out is not None:
+            yield out
 
     def _note_size(self, frame: Any) -> None:
         w, h = frame.width, frame.height
