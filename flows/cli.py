@@ -295,6 +295,35 @@ def _run_command(
         show(result)
 
 
+MinChange = Annotated[
+    float | None,
+    typer.Option(help="Keep a video frame only if it changed this much (0..1, e.g. 0.02)."),
+]
+PerShot = Annotated[int | None, typer.Option(help="Keep at least this many frames a shot.")]
+DetectShots = Annotated[
+    bool | None, typer.Option("--detect-shots", help="Record the videos' shots (hard cuts).")
+]
+Quality = Annotated[
+    bool | None,
+    typer.Option("--quality", help="Drop dark, overexposed, flat, letterboxed frames."),
+]
+Unit = Annotated[str | None, typer.Option(help="What is picked: frame (default) or clip.")]
+
+# `winnow run` option → flow parameter (dotted: nested).
+_RUN_FIELDS = {
+    **{name: name for name in ("source", "output", "process_all", "relevant_filenames")},
+    "tag": "tag_name",
+    **{n: f"selection.{n}" for n in ("n_samples", "proportion", "min_distance", "seed", "unit")},
+    **{f"{n}": f"embedding.{n}" for n in ("model", "weights", "input_size", "batch_size")},
+    "device": "embedding.device",
+    **{n: f"frames.{n}" for n in ("every_n_frames", "sample_fps", "keyframes_only")},
+    **{n: f"frames.{n}" for n in ("max_frames_per_video", "min_change", "per_shot")},
+    "detect_shots": "frames.detect_shots",
+    "quality": "frames.quality",
+    **{f"scale_{n}": f"scale.{n}" for n in ("mode", "runs", "address")},
+}
+
+
 @app.command()
 def run(
     source: Annotated[str, typer.Option(help="Raw data: local folder or s3://bucket/prefix.")],
@@ -305,6 +334,7 @@ def run(
     n_samples: NSamples = None,
     proportion: Proportion = None,
     min_distance: MinDistance = None,
+    unit: Unit = None,
     model: EmbeddingModel = None,
     weights: Weights = None,
     input_size: InputSize = None,
@@ -314,6 +344,10 @@ def run(
     sample_fps: SampleFps = None,
     keyframes_only: KeyframesOnly = None,
     max_frames_per_video: Annotated[int | None, typer.Option(help="Cap frames per video.")] = None,
+    min_change: MinChange = None,
+    per_shot: PerShot = None,
+    detect_shots: DetectShots = None,
+    quality: Quality = None,
     scale_mode: ScaleMode = None,
     scale_runs: ScaleRuns = None,
     scale_address: ScaleAddress = None,
@@ -329,29 +363,9 @@ def run(
     as_json: AsJsonSummary = False,
 ) -> None:
     """Curate the new files of SOURCE into a new tag (runs the Prefect flow locally)."""
-    options = {
-        "source": source,
-        "output": output,
-        "tag_name": tag,
-        "process_all": process_all,
-        "relevant_filenames": relevant_filenames,
-        "selection.n_samples": n_samples,
-        "selection.proportion": proportion,
-        "selection.min_distance": min_distance,
-        "selection.seed": seed,
-        "embedding.model": model,
-        "embedding.weights": weights,
-        "embedding.input_size": input_size,
-        "embedding.batch_size": batch_size,
-        "embedding.device": device,
-        "frames.every_n_frames": every_n_frames,
-        "frames.sample_fps": sample_fps,
-        "frames.keyframes_only": keyframes_only,
-        "frames.max_frames_per_video": max_frames_per_video,
-        "scale.mode": scale_mode,
-        "scale.runs": scale_runs,
-        "scale.address": scale_address,
-    }
+    given = dict(locals())
+    given["quality"] = {} if quality else None  # the default rule, or unset
+    options = {field: given[name] for name, field in _RUN_FIELDS.items()}
     storage = (endpoint_url, region, profile, credentials_block)
     _run_command("run", options, storage=storage, params_file=params_file, as_json=as_json)
 

@@ -65,6 +65,7 @@ def select_and_commit(
         frames=frames,
         model=model,
         device=device,
+        files=embedded.files,
     )
     steps = runs.Steps(
         select=select,

@@ -15,7 +15,7 @@ from winnow.datapool import PoolSnapshot
 from winnow.embedding import Embedder
 from winnow.engine import embed_keys
 from winnow.media import FrameOptions
-from winnow.records import Candidates
+from winnow.records import Candidates, FileResult
 from winnow.stores import Stores
 from winnow.summary import fmt_coverage, fmt_number
 
@@ -31,6 +31,7 @@ def select_samples(
     frames: FrameOptions | None = None,
     model: Callable[[], Embedder] | None = None,
     device: str = "auto",
+    files: Sequence[FileResult] = (),
 ) -> runs.Picked:
     """Pick samples against the dataset (query files and texts embedded with `model`)."""
     embed_queries = embed_texts = None
@@ -51,6 +52,7 @@ def select_samples(
         embed_queries=embed_queries,
         embed_texts=embed_texts,
         device=device,
+        files=files,
     )
     result = picked.selection
     against = "the dataset" if len(picked.dataset) else "the nearest other pick"

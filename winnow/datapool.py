@@ -40,6 +40,7 @@ from winnow import index as _pool_index
 from winnow.errors import ConfigError, ModelMismatch, NotFound, PoolConflict, PoolCorrupt
 from winnow.records import (
     FILES_SCHEMA,
+    SHOTS_SCHEMA,
     Candidates,
     FileResult,
     ModelRecord,
@@ -47,6 +48,7 @@ from winnow.records import (
     Shard,
     TagRecord,
     files_to_arrow,
+    shots_to_arrow,
     tags_from_arrow,
     tags_to_arrow,
 )
@@ -68,6 +70,9 @@ COMPACT_BATCH_ROWS = 65_536
 DATASET = "dataset"
 # The similarity index's parts (`winnow.index`), optional like `dataset`.
 INDEX = "index"
+# The shot table (`records.SHOTS_SCHEMA`): one row per shot of each video whose cuts were looked
+# for; optional like `dataset` (absent in manifests written before it, and until a run has shots).
+SHOTS = "shots"
 # The `files` table as stored: a file result plus the run that processed it.
 _POOL_FILES_SCHEMA = FILES_SCHEMA.append(pa.field("run_id", pa.string()))
 
@@ -142,7 +147,7 @@ class Manifest:
                 raise ValueError(f"unknown format {raw.get('format')!r}")
             model = ModelRecord(**raw["model"]) if raw.get("model") else None
             parts = {t: list(raw["parts"].get(t, [])) for t in TABLES}
-            for optional in (DATASET, INDEX):  # absent in manifests written before them
+            for optional in (DATASET, INDEX, SHOTS):  # absent in manifests written before them
                 if optional in raw["parts"]:
                     parts[optional] = list(raw["parts"][optional])
             return cls(
@@ -416,6 +421,27 @@ class PoolSnapshot:
             return Candidates.empty(self.model.dim if self.model else 0)
         return Candidates.from_arrow(_keep_last(pa.concat_tables(tables), "sample_id"))
 
+    def shots(self, keys: Iterable[str] | None = None) -> pa.Table:
+        """The shot table (`records.SHOTS_SCHEMA`), of the given keys only when given.
+
+        A video processed more than once keeps the shots of its latest fingerprint. Empty for
+        pools without shots (written before them, or with shot detection never on).
+        """
+        parts = self.manifest.parts.get(SHOTS, []) if self.manifest else []
+        tables = [_read_parquet(_get(self.store, k)) for k in parts]
+        if not tables:
+            return SHOTS_SCHEMA.empty_table()
+        table = pa.concat_tables(tables)
+        if keys is not None:
+            wanted = pa.array(sorted(set(keys)), pa.string())
+            table = table.filter(pc.is_in(table.column("key"), value_set=wanted))
+        latest = self.fingerprints
+        fps = latest.lookup(table.column("key").to_pylist())
+        current = pa.array(
+            [f == fp for f, fp in zip(fps, table.column("fingerprint").to_pylist(), strict=True)]
+        )
+        return table.filter(current)
+
 
 @dataclass
 class Resumed:
@@ -668,19 +694,20 @@ class Datapool:
             "files": files_table,
             "samples": (samples if replace_samples else samples.with_run_id(run_id)).to_arrow(),
             "tags": tags_to_arrow([tag] if tag else []),
+            SHOTS: shots_to_arrow(files),
         }
         old_parts = base.manifest.parts if base.manifest else {t: [] for t in TABLES}
         dataset_previous, tables[DATASET] = self._dataset_rows(
             base, tables["samples"], tag, replace_samples
         )
         parts: dict[str, list[str]] = {}
-        for name in (*TABLES, DATASET):
+        for name in (*TABLES, DATASET, SHOTS):
             if name == DATASET:
                 previous = dataset_previous
             elif name == "samples" and replace_samples:
                 previous = []
             else:
-                previous = list(old_parts[name])
+                previous = list(old_parts.get(name, []))
             table = tables[name]
             key = f"parts/{commit_id}/{name}.parquet"
             if len(previous) + 1 > COMPACT_AFTER_PARTS:

@@ -508,6 +508,29 @@ class Pick:
 
 
 @dataclass(frozen=True)
+class ClipPick:
+    """A picked clip (`selection.unit: clip`): a time range of one video and its frames.
+
+    Attributes:
+        clip_id: The clip's stable id (`clips.clip_id_for`).
+        key: The video's key.
+        fingerprint: The video's fingerprint.
+        start_s: Start of the range, in the video's presentation seconds.
+        end_s: End of the range (exclusive; inf when the video's length is unknown).
+        sample_ids: Its frames (each also a `Pick`), in time order.
+        reason: Why it was picked.
+    """
+
+    clip_id: str
+    key: str
+    fingerprint: str
+    start_s: float
+    end_s: float
+    sample_ids: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
 class Selection:
     """The outcome of the select stage.
 
@@ -525,6 +548,8 @@ class Selection:
         stop_reason: Why selection stopped (`n_samples`, `proportion`, `min_distance`,
             `exhausted`).
         delta: Ball radius δ of a coverage strategy (chosen or given); None without one.
+        clips: The picked clips with `unit: clip` (their frames are the picks; the counts and
+            measures above are of clips), else empty.
     """
 
     picks: tuple[Pick, ...]
@@ -537,6 +562,7 @@ class Selection:
     mean_random_distance: float = float("nan")
     stop_reason: str = "exhausted"
     delta: float | None = None
+    clips: tuple[ClipPick, ...] = ()
 
     @property
     def sample_ids(self) -> list[str]:

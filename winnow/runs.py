@@ -23,12 +23,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import pyarrow as pa
 
 from winnow import index, outputs, rebase
+from winnow.clips import clip_units, group_clips
 from winnow.datapool import PoolSnapshot
 from winnow.discover import Discovery
 from winnow.errors import ConfigError, PoolConflict
-from winnow.records import Candidates, FileResult, ModelRecord, Selection, Shard
+from winnow.records import (
+    SHOTS_SCHEMA,
+    Candidates,
+    ClipPick,
+    FileResult,
+    ModelRecord,
+    Selection,
+    Shard,
+    shots_to_arrow,
+)
 from winnow.selection import SelectionConfig, join_predictions, select
 from winnow.stores import Stores
 from winnow.summary import RunSummary
@@ -164,6 +175,54 @@ class Picked:
     pool_nearest: index.Nearest | None = None
 
 
+def _select_clips(
+    snapshot: PoolSnapshot,
+    candidates: Candidates,
+    existing: Candidates,
+    *,
+    config: SelectionConfig,
+    queries: np.ndarray | None,
+    device: str,
+    shots: pa.Table,
+) -> Selection:
+    """`unit: clip`: select clips (the dataset's clips held), every frame of a pick a pick."""
+    keys = sorted({*map(str, candidates.key), *map(str, existing.key)})
+    table = pa.concat_tables([snapshot.shots(keys).cast(SHOTS_SCHEMA), shots])
+    clips = group_clips(candidates, table, config.clip_seconds)
+    held = group_clips(existing, table, config.clip_seconds)
+    units, seeds = clip_units(candidates, clips), clip_units(existing, held)
+    result = select(
+        units,
+        dataset=seeds.embedding.astype(np.float32).reshape(len(seeds), units.embedding.shape[1]),
+        config=config,
+        queries=queries,
+        device=device,
+        dataset_ids=seeds.sample_id,
+    )
+    picks, picked = [], []
+    for p in result.picks:
+        clip = clips[p.index]
+        span = f"clip {clip.start_s:.1f}-{clip.end_s:.1f} s"
+        picked.append(
+            ClipPick(
+                clip_id=clip.clip_id,
+                key=clip.key,
+                fingerprint=clip.fingerprint,
+                start_s=clip.start_s,
+                end_s=clip.end_s,
+                sample_ids=tuple(str(candidates.sample_id[r]) for r in clip.rows),
+                reason=p.reason,
+            )
+        )
+        picks += [
+            replace(
+                p, sample_id=str(candidates.sample_id[r]), index=r, reason=f"{span}: {p.reason}"
+            )
+            for r in clip.rows
+        ]
+    return replace(result, picks=tuple(picks), clips=tuple(picked))
+
+
 @dataclass(frozen=True)
 class PoolDuplicate:
     """A candidate dropped as a near duplicate of a sample the pool holds (`scope: pool`).
@@ -217,6 +276,7 @@ def select_against_pool(
     embed_queries: Callable[[Sequence[str]], np.ndarray] | None = None,
     embed_texts: Callable[[Sequence[str]], np.ndarray] | None = None,
     device: str = "auto",
+    files: Sequence[FileResult] = (),
 ) -> Picked:
     """Select among candidates with the pool's dataset as already chosen (the one entry point).
 
@@ -235,6 +295,8 @@ def select_against_pool(
         embed_texts: Embeds text queries with the run's model's text tower (a similarity
             strategy's `texts`); None where the run has no model loaded (re-selection).
         device: Where distances are computed.
+        files: The run's own files, whose shots (`unit: clip`) the pool does not hold yet; the
+            pool's shots of the other videos are read from `snapshot`.
 
     Returns:
         The selection and the dataset's embeddings.
@@ -271,6 +333,17 @@ def select_against_pool(
                 if q is not None
             ]
         )
+    if config.unit == "clip":
+        result = _select_clips(
+            snapshot,
+            candidates,
+            existing,
+            config=config,
+            queries=queries,
+            device=device,
+            shots=shots_to_arrow(list(files)),
+        )
+        return Picked(selection=result, dataset=dataset)
     keep, dropped, found = np.arange(len(candidates)), (), None
     if config.near_duplicate_scope == "pool" and config.near_duplicate_distance is not None:
         keep, dropped, found = _drop_pool_duplicates(

@@ -77,6 +77,11 @@ class RunSummary:
         files_corrupt: New files that could not be decoded.
         files_skipped: New files decoded to no usable frame.
         corrupt: (key, reason) for corrupt and skipped files (at most `CORRUPT_LISTED`).
+        video_frames: Video frames (decoded, kept for the model, skipped as unchanged) when a
+            rule decided while decoding (`frames.min_change`, shots, `frames.quality`), else
+            None.
+        quality_rejects: Reason → frames dropped by `frames.quality` before the model.
+        shots: Shots found in the run's videos (None when shots were not looked for).
         shards: Shards of decode+embed work planned.
         shards_resumed: Shards reused from an interrupted earlier attempt (staged).
         commit_attempts: Datapool commits tried (0 when nothing was committed, 1 normally; each
@@ -88,6 +93,8 @@ class RunSummary:
         candidates: Frames embedded in this run.
         dataset_samples: Samples in the dataset (union of tags) before the run.
         selected: Frames picked.
+        selected_clips: Clips picked (`selection.unit: clip`; their frames are `selected`), or
+            None when frames were the unit.
         removed_duplicates: Candidates dropped as exact or near duplicates.
         removed_thresholds: Candidates dropped by metadata thresholds.
         coverage_before: Coverage radius of the dataset over this run's candidates, before.
@@ -123,6 +130,9 @@ class RunSummary:
     files_corrupt: int = 0
     files_skipped: int = 0
     corrupt: list[tuple[str, str]] = field(default_factory=list)
+    video_frames: tuple[int, int, int] | None = None
+    quality_rejects: dict[str, int] = field(default_factory=dict)
+    shots: int | None = None
     shards: int = 0
     shards_resumed: int = 0
     commit_attempts: int = 0
@@ -131,6 +141,7 @@ class RunSummary:
     candidates: int = 0
     dataset_samples: int = 0
     selected: int = 0
+    selected_clips: int | None = None
     removed_duplicates: int = 0
     removed_thresholds: int = 0
     coverage_before: float = float("nan")
@@ -180,11 +191,31 @@ class RunSummary:
         self.files_skipped = sum(f.status == "skipped" for f in files)
         bad = [(f.key, f.error or "") for f in files if f.status != "ok"]
         self.corrupt = bad[:CORRUPT_LISTED]
+        gated = [
+            f
+            for f in files
+            if f.kind == "video" and (f.shots_detected or f.frames_unchanged or f.frames_rejected)
+        ]
+        if gated:
+            videos = [f for f in files if f.kind == "video"]
+            self.video_frames = (
+                sum(f.frames_decoded for f in videos),
+                sum(f.frames_sampled for f in videos),
+                sum(f.frames_unchanged for f in videos),
+            )
+            rejects: dict[str, int] = {}
+            for f in videos:
+                for reason, n in f.frames_rejected:
+                    rejects[reason] = rejects.get(reason, 0) + n
+            self.quality_rejects = rejects
+        shot_files = [f for f in files if f.shots_detected and f.status == "ok"]
+        self.shots = sum(len(f.cuts) + 1 for f in shot_files) if shot_files else None
 
     def record_selection(self, selection: Selection, *, dataset_samples: int) -> None:
         """Take the select stage's counts, coverage and distances."""
         self.dataset_samples = dataset_samples
         self.selected = len(selection.picks)
+        self.selected_clips = len(selection.clips) if selection.clips else None
         self.removed_duplicates = selection.n_removed_duplicates
         self.removed_thresholds = selection.n_removed_thresholds
         self.coverage_before = selection.coverage_before
@@ -258,6 +289,8 @@ class RunSummary:
             if v is None and names[k].type == "float":
                 values[k] = float("nan")
         values["corrupt"] = [tuple(c) for c in values.get("corrupt", [])]
+        if values.get("video_frames") is not None:
+            values["video_frames"] = tuple(values["video_frames"])
         values["coverage_history"] = [
             (tag, *(float("nan") if v is None else float(v) for v in (before, after)))
             for tag, before, after in values.get("coverage_history", [])
@@ -286,6 +319,27 @@ def summary_rows(summary: RunSummary) -> list[Row]:
         ("decoded", s.files_ok),
         ("corrupt", s.files_corrupt),
         ("skipped", s.files_skipped),
+        *(
+            [
+                (
+                    "video frames decoded / kept / skipped as unchanged",
+                    " / ".join(map(str, s.video_frames)),
+                )
+            ]
+            if s.video_frames
+            else []
+        ),
+        *(
+            [
+                (
+                    "frames dropped by quality (before the model)",
+                    ", ".join(f"{reason} {n}" for reason, n in sorted(s.quality_rejects.items())),
+                )
+            ]
+            if s.quality_rejects
+            else []
+        ),
+        *([("shots found", s.shots)] if s.shots is not None else []),
         ("shards (reused from an interrupted attempt)", f"{s.shards} ({s.shards_resumed})"),
         *([("decoded and embedded by", s.scaled_out)] if s.scaled_out else []),
         # Shown only after a lost race (the run rebased onto the winner and selected again).
@@ -314,7 +368,10 @@ def summary_rows(summary: RunSummary) -> list[Row]:
             else []
         ),
         ("removed by thresholds", s.removed_thresholds),
-        ("selected", s.selected),
+        (
+            "selected",
+            s.selected if s.selected_clips is None else f"{s.selected} ({s.selected_clips} clips)",
+        ),
         ("stopped by", s.stop_reason or "n/a"),
         *([("coverage ball radius δ", fmt_number(s.delta))] if s.delta is not None else []),
         (

@@ -20,6 +20,11 @@ EXPORT_FILES = {
     "embedding_plot": "embedding.png",
     "report": "report.html",
 }
+# Written only by some runs (clips: `selection.unit: clip`).
+OPTIONAL_EXPORT_FILES = {
+    "clips_csv": "clips.csv",
+    "labelstudio_clips": "labelstudio_clips.json",
+}
 
 # The tag names the flow accepts (winnow/params.py): one safe path component.
 
@@ -119,8 +124,10 @@ def export_name(key: str, kind: str, frame_index: int, frames_total: int) -> str
     raise ValueError(f"unknown media kind {kind!r} for {key!r}: expected 'video' or 'image'")
 
 
-def tag_keys(tag: str) -> dict[str, str]:
+def tag_keys(tag: str, *, optional: bool = False) -> dict[str, str]:
     """Output keys of a tag's exports (`filenames`, `samples_csv`, … → `tags/<tag>/…`).
+
+    With `optional`, the keys of `OPTIONAL_EXPORT_FILES` (not every run writes them) instead.
 
     Raises:
         ConfigError: If the tag is not a valid tag name.
@@ -130,4 +137,5 @@ def tag_keys(tag: str) -> dict[str, str]:
             f"invalid tag name {tag!r}: use letters, digits, '.', '_' or '-' (at most 100), "
             "starting with a letter or digit"
         )
-    return {name: f"{TAGS_PREFIX}/{tag}/{file}" for name, file in EXPORT_FILES.items()}
+    files = OPTIONAL_EXPORT_FILES if optional else EXPORT_FILES
+    return {name: f"{TAGS_PREFIX}/{tag}/{file}" for name, file in files.items()}

@@ -39,8 +39,15 @@ def publish_exports(pool_store: ObjectStore, output: ObjectStore, run_id: str, t
     keys = tag_keys(tag)
     ordered = [k for name, k in keys.items() if name != "report"] + [keys["report"]]
     try:
-        for key in ordered:
+        for key in ordered[:-1]:
             output.put(key, staged.get(key))
+        for key in tag_keys(tag, optional=True).values():
+            try:
+                data = staged.get(key)
+            except NotFound:
+                continue  # not written by this run
+            output.put(key, data)
+        output.put(ordered[-1], staged.get(ordered[-1]))
     except NotFound:  # another run finished this copy and removed the staging
         return False
     pool_store.delete([info.key for info in pool_store.list(f"{EXPORT_STAGING}/{run_id}")])

@@ -62,7 +62,13 @@ def _data_uri(mime: str, data: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def render_report(*, summary: RunSummary, picks: list[dict], plot_png: bytes | None) -> str:
+def render_report(
+    *,
+    summary: RunSummary,
+    picks: list[dict],
+    plot_png: bytes | None,
+    clips: list[dict] | None = None,
+) -> str:
     """Render the run's self-contained HTML report.
 
     Everything taken from data (keys, reasons, URLs, model and store names) is HTML-escaped;
@@ -75,6 +81,8 @@ def render_report(*, summary: RunSummary, picks: list[dict], plot_png: bytes | N
             `reason` and optionally `kind`, `filename`, `url`, `thumbnail` (JPEG bytes) and
             `error` (why the frame could not be exported).
         plot_png: The embedding plot to embed, or None.
+        clips: One dict per picked clip (`unit: clip`): `file`, `start_s`, `end_s`, `clip`,
+            `frames`, `mode`, `reason`, `url`, `strip` (JPEG bytes) and `error`.
 
     Returns:
         The HTML document.
@@ -97,6 +105,7 @@ def render_report(*, summary: RunSummary, picks: list[dict], plot_png: bytes | N
     parts.append(render_html(summary))
     parts += _report_coverage(summary)
     parts += _report_plot(summary, plot_png)
+    parts += _report_clips(clips or [])
     parts += _report_picks(picks, summary.selected or len(picks))
     parts += _report_problems(summary, picks)
     parts += _report_outputs(summary, picks)
@@ -164,6 +173,33 @@ def _report_picks(picks: list[dict], n_selected: int) -> list[str]:
         )
     out.append("</div>")
     out += _report_pick_table(picks)
+    return out
+
+
+def _report_clips(clips: list[dict]) -> list[str]:
+    """A strip of thumbnails per picked clip, with its time range and why it was picked."""
+    if not clips:
+        return []
+    out = [f'<h2>Clips</h2><p class="muted">{len(clips)} picked, in pick order.</p>']
+    for rank, clip in enumerate(clips):
+        strip = clip.get("strip")
+        img = (
+            f'<img alt="clip {rank + 1}" src="{_data_uri("image/jpeg", strip)}">'
+            if strip
+            else '<div class="none">no preview</div>'
+        )
+        url = clip.get("url") or ""
+        if url and _SAFE_URL_RE.match(url):
+            img = f'<a href="{_e(url)}">{img}</a>'
+        error = clip.get("error")
+        out.append(
+            f'<div class="clip">{img}<div>#{rank + 1} <code>{_e(clip["file"])}</code> '
+            f"{float(clip['start_s']):.2f}–{float(clip['end_s']):.2f} s · "
+            f"{_e(clip['frames'])} frames ({_e(clip['mode'] or 'not cut')})</div>"
+            f'<div class="muted">{_e(clip["reason"])}</div>'
+            + (f'<div class="warn">not exported: {_e(error)}</div>' if error else "")
+            + "</div>"
+        )
     return out
 
 

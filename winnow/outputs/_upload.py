@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from winnow.errors import DecodeError, NotFound
+from winnow.outputs._clips import (
+    clip_name,
+    clip_strip,
+    clips_csv,
+    cut_clip,
+    labelstudio_video_tasks,
+)
 from winnow.outputs._exports import (
     _filenames_txt,
     _labelstudio_json,
@@ -19,9 +30,11 @@ from winnow.outputs._names import export_name, tag_keys
 from winnow.outputs._neighbours import exact_duplicates, nearest_unpicked
 from winnow.outputs._plot import render_embedding_plot
 from winnow.outputs._report import render_report
-from winnow.records import Candidates, FileResult, Selection
+from winnow.records import Candidates, ClipPick, FileResult, Selection
 from winnow.storage import ObjectStore
 from winnow.summary import RunSummary
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -180,6 +193,13 @@ def _upload_selection(
     exports.put(keys["labelstudio"], _labelstudio_json(exported_rows, tag))
     exports.put(keys["members_csv"], _members_csv(exported_rows))
     exports.put(keys["members_parquet"], _members_parquet(exported_rows))
+    clips = _export_clips(source=source, output=output, selection=selection)
+    if clips:
+        ok = [c for c in clips if c["error"] is None]
+        keys.update(tag_keys(tag, optional=True))
+        exports.put(keys["clips_csv"], clips_csv(ok))
+        exports.put(keys["labelstudio_clips"], labelstudio_video_tasks(ok, tag))
+        missing.update({c["clip"]: f"{c['file']}: {c['error']}" for c in clips if c["error"]})
 
     picked = np.zeros(len(candidates), dtype=bool)
     picked[selection.indices] = True
@@ -194,7 +214,7 @@ def _upload_selection(
 
     links = {name: output.link(key) for name, key in keys.items()}
     summary.outputs = dict(links)
-    report = render_report(summary=summary, picks=rows, plot_png=plot)
+    report = render_report(summary=summary, picks=rows, plot_png=plot, clips=clips)
     exports.put(keys["report"], report.encode("utf-8"))
     return Exported(
         filenames=[r["filename"] for r in rows],
@@ -203,6 +223,54 @@ def _upload_selection(
         links=links,
         missing=missing,
     )
+
+
+def _export_clips(
+    *, source: ObjectStore, output: ObjectStore, selection: Selection
+) -> list[dict[str, Any]]:
+    """Cut the picked clips (`unit: clip`) to MP4 under `clips/`; one row per clip.
+
+    A video that can no longer be read gives rows with `error` set (logged), not a failure.
+    """
+    by_key: dict[str, list[ClipPick]] = {}
+    for clip in selection.clips:
+        by_key.setdefault(clip.key, []).append(clip)
+    rows: list[dict[str, Any]] = []
+    for key, clips in by_key.items():
+        made = [_clip_row(c) for c in clips]
+        try:
+            with source.local_copy(key) as path, tempfile.TemporaryDirectory() as tmp:
+                for clip, row in zip(clips, made, strict=True):
+                    dst = Path(tmp) / "clip.mp4"
+                    cut = cut_clip(path, dst, start_s=clip.start_s, end_s=clip.end_s)
+                    output.put(row["clip"], dst)
+                    row.update(frames=cut.frames, mode=cut.mode, why=cut.why)
+                    row["url"] = output.link(row["clip"])
+                    row["strip"] = clip_strip(path, start_s=clip.start_s, end_s=clip.end_s)
+        except (NotFound, DecodeError) as exc:
+            reason = "the file is no longer in the source" if isinstance(exc, NotFound) else exc
+            logger.warning("clips of %s not exported: %s", key, reason)
+            for row in made:
+                if not row["url"]:
+                    row["error"] = str(reason)
+        rows += made
+    return rows
+
+
+def _clip_row(clip: ClipPick) -> dict[str, Any]:
+    return {
+        "file": clip.key,
+        "start_s": clip.start_s,
+        "end_s": clip.end_s,
+        "clip": clip_name(clip.key, clip.start_s, clip.end_s),
+        "frames": 0,
+        "mode": "",
+        "why": "",
+        "reason": clip.reason,
+        "url": "",
+        "strip": None,
+        "error": None,
+    }
 
 
 def _pick_rows(

@@ -139,6 +139,20 @@ class SelectionConfig(BaseModel):
         "(embeddings averaged per sequence); n_samples and proportion then count frames, "
         "rounded down to whole sequences. Incomplete tails and single images are not eligible.",
     )
+    unit: Literal["frame", "clip"] = Field(
+        "frame",
+        description="What is picked: `frame`, or `clip` — a shot of a video (from the pool's "
+        "shot table, `frames.detect_shots`), or a window of clip_seconds inside a longer shot; "
+        "its embedding is the mean of its kept frames', the dataset's clips count as already "
+        "chosen, n_samples and proportion count clips, and every frame of a picked clip "
+        "becomes a member of the tag. Images are not clips.",
+    )
+    clip_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="With unit clip: longest clip; a longer shot (or a video without shots) is "
+        "cut into windows of this many seconds from its start.",
+    )
     predictions: str | None = Field(
         None,
         min_length=1,
@@ -201,6 +215,21 @@ class SelectionConfig(BaseModel):
                     )
         else:
             _predictions_format(self.predictions, error=ValueError)
+        if self.unit == "clip":
+            clash = [
+                name
+                for name, on in (
+                    ("selected_sequence_length", self.selected_sequence_length is not None),
+                    ("predictions", self.predictions is not None),
+                    ("near_duplicate_scope pool", self.near_duplicate_scope == "pool"),
+                )
+                if on
+            ]
+            if clash:
+                raise ValueError(
+                    f"unit clip cannot be combined with {', '.join(clash)}: they work on "
+                    "single frames (use unit frame)"
+                )
         length = self.selected_sequence_length
         if length and self.n_samples is not None and self.n_samples < length:
             raise ValueError(
