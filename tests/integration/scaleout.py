@@ -16,7 +16,13 @@ from tests.integration.prefect_server import PrefectServer
 DEMO = {"n_videos": 6, "n_images": 4, "frames_per_video": 30, "width": 160, "height": 96}
 FAST = {
     "embedding": {"weights": "none", "input_size": 64, "batch_size": 16},
-    "frames": {"every_n_frames": 5},
+    # Change-aware sampling and shots on: children and Dask tasks must decide as this run does.
+    "frames": {
+        "every_n_frames": 5,
+        "min_change": 0.03,
+        "max_gap_seconds": 0.5,
+        "detect_shots": True,
+    },
     "selection": {"n_samples": 8},
     "shard_files": 1,
 }
@@ -102,6 +108,11 @@ def assert_same_pool(output: Path, expected: Path) -> None:
     assert list(a.sample_id[ia]) == list(b.sample_id[ib])
     ea, eb = a.embedding[ia].astype(np.float32), b.embedding[ib].astype(np.float32)
     np.testing.assert_allclose(ea, eb, atol=2e-3)  # float16 holds ~3 significant digits
+    shots = ("key", "fingerprint", "shot", "first_frame", "frames")
+    assert got.shots().select(shots).to_pylist() != []
+    assert sorted(map(str, got.shots().select(shots).to_pylist())) == sorted(
+        map(str, want.shots().select(shots).to_pylist())
+    )
     assert [t.name for t in got.tags] == [t.name for t in want.tags]
     for t, u in zip(got.tags, want.tags, strict=True):
         assert set(t.sample_ids) == set(u.sample_ids), t.name

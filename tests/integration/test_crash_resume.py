@@ -43,7 +43,13 @@ from winnow.storage import LocalStore, ObjectStore
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
 PARAMS = {
-    "frames": {"every_n_frames": 2},
+    # Change-aware sampling and shots on: a resumed run decides as an uninterrupted one.
+    "frames": {
+        "every_n_frames": 2,
+        "min_change": 0.01,
+        "max_gap_seconds": 1.0,
+        "detect_shots": True,
+    },
     "embedding": {"weights": "none", "input_size": 64, "batch_size": 16},
     "selection": {"n_samples": 10},
     "shard_files": 1,
@@ -200,6 +206,7 @@ def _pool_state(output: ObjectStore) -> dict:
         "file_rows": len(keys),
         "samples": sorted(snap.samples().sample_id),
         "tags": [(t.name, t.sample_ids) for t in snap.tags],
+        "shots": sorted(map(str, snap.shots().select(["key", "shot", "frames"]).to_pylist())),
     }
 
 
@@ -227,7 +234,10 @@ def reference(source, tmp_path_factory) -> tuple[dict, dict]:
     """One uninterrupted run of the same job (summary, final pool), shared by every kill point."""
     clean = LocalStore(tmp_path_factory.mktemp("clean"))
     summary = _run_in_process(source, clean)
-    return summary, _pool_state(clean)
+    assert summary["video_frames"][2] > 0  # change-aware sampling skipped frames
+    state = _pool_state(clean)
+    assert len(state["shots"]) == 5  # one shot per video (no cuts in the demo's videos)
+    return summary, state
 
 
 def _markers(markers: Path) -> set[str]:

@@ -176,6 +176,8 @@ def test_pool_fanout_uses_both_workers_and_matches_in_process(server, client, da
         "0 did not finish; 0 shards left to this run"
     ), summary["scaled_out"]
     assert summary["shards"] == 10 and summary["shards_resumed"] == 0
+    # The children skipped unchanged frames (change-aware sampling is on) and found the shots.
+    assert summary["video_frames"][2] > 0 and summary["shots"] == 6, summary
     assert not [m for m in _messages(client, summary["run_id"]) if m.startswith("model ")]
 
 

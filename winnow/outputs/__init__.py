@@ -3,6 +3,7 @@
 Layout under the output root (nothing is written anywhere else; the source is only read):
 ```
 frames/<key without extension>-<frame index>-<extension>.png   selected video frames, full size
+clips/<key without extension>-<start ms>-<end ms>-<extension>.mp4   picked clips (unit: clip)
 tags/<tag>/filenames.txt      one exported name per sample (frame PNG name, or the image's key)
 tags/<tag>/samples.csv        metadata, pick distance and reason, link and embedding per sample
 tags/<tag>/labelstudio.json   Label Studio import tasks (`image`: local-files URL or s3://)
@@ -10,6 +11,8 @@ tags/<tag>/members.csv        one plain row per member: ids, key, frame, time, n
 tags/<tag>/members.parquet    the same columns and the embedding (fixed-size float32 list)
 tags/<tag>/embedding.png      2-D PCA projection: dataset grey, picks in colour, the rest faint
 tags/<tag>/report.html        self-contained HTML report of the run
+tags/<tag>/clips.csv          picked clips (unit: clip): file, start, end, clip, frames, mode
+tags/<tag>/labelstudio_clips.json   Label Studio video tasks of the picked clips
 ```
 The `tags/<tag>/` files are written to the run's staging folder in the pool first and copied
 here once the tag's commit has landed (`_publish.py`): a run that loses the commit race never
@@ -23,6 +26,7 @@ One module a concern:
 ```
 _names.py     frame_name, export_name, tag_keys: every name in the output store
 _frames.py    picked video frames re-decoded at full size, PNG encoding, report thumbnails
+_clips.py     clip_name, cut_clip (MP4 by stream copy or re-encode), clips.csv, Label Studio video tasks, strips
 _exports.py   filenames.txt, samples.csv, labelstudio.json, members.csv/.parquet
 _plot.py      render_embedding_plot: the 2-D PCA picture
 _report.py    render_report: the HTML report and its sections

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from winnow.errors import DecodeError, NotFound
+from winnow.errors import ConfigError, DecodeError, NotFound
 from winnow.outputs._clips import (
     clip_name,
     clip_strip,
@@ -32,7 +32,7 @@ from winnow.outputs._plot import render_embedding_plot
 from winnow.outputs._report import render_report
 from winnow.records import Candidates, ClipPick, FileResult, Selection
 from winnow.storage import ObjectStore
-from winnow.summary import RunSummary
+from winnow.summary import RunSummary, visible
 
 logger = logging.getLogger(__name__)
 
@@ -238,22 +238,23 @@ def _export_clips(
     rows: list[dict[str, Any]] = []
     for key, clips in by_key.items():
         made = [_clip_row(c) for c in clips]
+        rows += made
         try:
             with source.local_copy(key) as path, tempfile.TemporaryDirectory() as tmp:
                 for clip, row in zip(clips, made, strict=True):
+                    row["clip"] = clip_name(clip.key, clip.start_s, clip.end_s)
                     dst = Path(tmp) / "clip.mp4"
                     cut = cut_clip(path, dst, start_s=clip.start_s, end_s=clip.end_s)
                     output.put(row["clip"], dst)
                     row.update(frames=cut.frames, mode=cut.mode, why=cut.why)
                     row["url"] = output.link(row["clip"])
                     row["strip"] = clip_strip(path, start_s=clip.start_s, end_s=clip.end_s)
-        except (NotFound, DecodeError) as exc:
+        except (NotFound, DecodeError, ConfigError) as exc:
             reason = "the file is no longer in the source" if isinstance(exc, NotFound) else exc
-            logger.warning("clips of %s not exported: %s", key, reason)
+            logger.warning("clips of %s not exported: %s", visible(key), reason)
             for row in made:
                 if not row["url"]:
                     row["error"] = str(reason)
-        rows += made
     return rows
 
 
@@ -262,7 +263,7 @@ def _clip_row(clip: ClipPick) -> dict[str, Any]:
         "file": clip.key,
         "start_s": clip.start_s,
         "end_s": clip.end_s,
-        "clip": clip_name(clip.key, clip.start_s, clip.end_s),
+        "clip": f"{clip.key} {clip.start_s:.3f}-{clip.end_s:.3f} s",  # the name, once cut
         "frames": 0,
         "mode": "",
         "why": "",
