@@ -35,6 +35,7 @@ bench: install  ## benchmarks; each prints one JSON line last
 	$(PY) bench/selection.py
 	$(PY) bench/throughput.py
 	$(PY) bench/discover.py
+	$(PY) bench/video_sampling.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -43,6 +43,11 @@ def _bench(script: str, *args: str) -> subprocess.CompletedProcess:
         ),
         ("throughput.py", ["--quick"], {"engine_vs_bound", "engine_vs_naive", "model_fps"}),
         (
+            "video_sampling.py",
+            ["--quick"],
+            {"shot_precision", "shot_recall", "frames_embedded_ratio", "radius_ratio"},
+        ),
+        (
             "scale.py",
             ["--quick"],
             {"dask_vs_local", "pool_vs_local", "pool_overhead_per_child_s", "dask_overhead_share"},

@@ -10,7 +10,9 @@ change and quality) in presentation order, in the decoder's thread, on small pic
   cut, not one per frame). Its state is the last `MIN_SHOT_FRAMES` + 1 frames, so a time range
   of the video finds exactly the cuts of a whole-file decode after that many warm-up frames.
 - **Change** (`min_change`): a sampled frame is kept if the mean absolute difference of its
-  thumbnail's luma (0..1) to the last kept frame reaches `min_change`; the first frame of each
+  RGB thumbnail (0..1, every channel: a traffic light turning at constant brightness is a
+  change, which luma alone missed in `bench/video_sampling.py`) to the last kept frame reaches
+  `min_change`; the first frame of each
   `max_gap_seconds` window of the video is always kept. The reference resets at every window,
   so the decision depends only on the window's own frames: a time range decoded from its
   window's start decides as the whole file does. Motion vectors (PyAV's `export_mvs`) were
@@ -142,7 +144,7 @@ class _Gate:
         self._thumbs = VideoReformatter()
         self._prev_hsv: np.ndarray | None = None
         self._hot: collections.deque[int] = collections.deque()  # recent frames scoring high
-        self._ref: np.ndarray | None = None  # luma thumbnail of the last kept frame
+        self._ref: np.ndarray | None = None  # RGB thumbnail (0..1) of the last kept frame
         self._ref_window = -1
         self._forced_left = 0
         self._forced_window = -1
@@ -200,8 +202,8 @@ class _Gate:
         if self.options.min_change is None:
             return True
         if self._ref is not None and self._ref_window == self.window(seconds):
-            luma = _luma(self._thumbnail(frame))
-            if float(np.abs(luma - self._ref).mean()) < self.options.min_change:
+            thumb = self._thumbnail(frame).astype(np.float32) / 255
+            if float(np.abs(thumb - self._ref).mean()) < self.options.min_change:
                 if self.emit:
                     self.unchanged += 1
                 return False
@@ -225,7 +227,7 @@ class _Gate:
     def kept(self, frame: Any, seconds: float) -> None:
         """Note a frame that goes to the model (the reference for the change rule)."""
         if self.options.min_change is not None:
-            self._ref = _luma(self._thumbnail(frame))
+            self._ref = self._thumbnail(frame).astype(np.float32) / 255
             self._ref_window = self.window(seconds)
 
     def warmup_start(self, seconds: list[float], first: int) -> int:

@@ -102,8 +102,8 @@ class FrameOptions(BaseModel):
         gt=0,
         le=1,
         description="Change-aware sampling: keep a sampled frame only if it differs from the "
-        "last kept frame of the same video by at least this mean absolute luma difference "
-        "(0..1, on a 32x32 thumbnail; 0.02 skips a car waiting at a red light, keeps traffic "
+        "last kept frame of the same video by at least this mean absolute difference "
+        "(0..1, over the channels of a 32x32 RGB thumbnail; 0.02 skips a car waiting at a red light, keeps traffic "
         "passing). Skipped frames never reach the model. Empty: keep every sampled frame.",
     )
     max_gap_seconds: float = Field(
@@ -134,6 +134,7 @@ class FrameOptions(BaseModel):
     )
     quality: QualityRule | None = Field(
         None,
+        title="Quality",
         description="Drop dark, overexposed, near-uniform, blurry or letterboxed frames before "
         "the model, counted per reason. Empty: off.",
     )
