@@ -190,6 +190,15 @@ def merge_file_results(results: list[FileResult]) -> list[FileResult]:
     return [parts[0] if len(parts) == 1 else _merge_ranges(parts) for parts in groups.values()]
 
 
+def total_rejected(results: list[FileResult]) -> dict[str, int]:
+    """Frames dropped by `frames.quality` over several results, by reason."""
+    total: dict[str, int] = {}
+    for r in results:
+        for reason, n in r.frames_rejected:
+            total[reason] = total.get(reason, 0) + n
+    return total
+
+
 def _merge_ranges(parts: list[FileResult]) -> FileResult:
     sampled = sum(p.frames_sampled for p in parts)
     telling = [p for p in parts if p.error != EMPTY_RANGE] or parts[:1]
@@ -205,10 +214,6 @@ def _merge_ranges(parts: list[FileResult]) -> FileResult:
         status = "corrupt" if any(p.status == "corrupt" for p in parts) else "skipped"
         errors = [p.error for p in telling if p.status == status and p.error]
     sized = [p for p in parts if p.width and p.height]
-    rejected: dict[str, int] = {}
-    for p in parts:
-        for reason, n in p.frames_rejected:
-            rejected[reason] = rejected.get(reason, 0) + n
     return dataclasses.replace(
         parts[0],
         status=status,
@@ -219,7 +224,7 @@ def _merge_ranges(parts: list[FileResult]) -> FileResult:
         height=sized[0].height if sized else 0,
         frames_decoded=sum(p.frames_decoded for p in parts),
         frames_unchanged=sum(p.frames_unchanged for p in parts),
-        frames_rejected=tuple(sorted(rejected.items())),
+        frames_rejected=tuple(sorted(total_rejected(parts).items())),
         shots_detected=any(p.shots_detected for p in parts),
         cuts=tuple(sorted(c for p in parts for c in p.cuts)),
         duration_s=max(p.duration_s for p in parts),

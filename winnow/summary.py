@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from winnow.records import FileResult, ModelRecord, Selection, TagRecord
+from winnow.records import FileResult, ModelRecord, Selection, TagRecord, total_rejected
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -203,11 +203,7 @@ class RunSummary:
                 sum(f.frames_sampled for f in videos),
                 sum(f.frames_unchanged for f in videos),
             )
-            rejects: dict[str, int] = {}
-            for f in videos:
-                for reason, n in f.frames_rejected:
-                    rejects[reason] = rejects.get(reason, 0) + n
-            self.quality_rejects = rejects
+            self.quality_rejects = total_rejected(videos)
         shot_files = [f for f in files if f.shots_detected and f.status == "ok"]
         self.shots = sum(len(f.cuts) + 1 for f in shot_files) if shot_files else None
 

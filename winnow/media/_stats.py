@@ -46,8 +46,7 @@ class _Chunks:
             self._new()  # fresh buffers: yielded chunks are never overwritten
         self.pixels[i] = rgb
         if luma is None:  # BT.601 luma of the RGB frame (images, non-YUV video)
-            px = self.pixels[i].astype(np.uint16)
-            self.luma[i] = (77 * px[..., 0] + 150 * px[..., 1] + 29 * px[..., 2] + 128) >> 8
+            self.luma[i] = _rgb_luma(self.pixels[i])
             full_range = True
         else:
             self.luma[i] = luma
@@ -87,6 +86,12 @@ class _Chunks:
         )
         self.n = 0
         return batch
+
+
+def _rgb_luma(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma (full range, uint8) of an RGB uint8 picture, in 8-bit fixed point."""
+    px = rgb.astype(np.uint16)
+    return ((77 * px[..., 0] + 150 * px[..., 1] + 29 * px[..., 2] + 128) >> 8).astype(np.uint8)
 
 
 def _moments(rows: np.ndarray, sums: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -45,7 +45,8 @@ from winnow.errors import ConfigError, DecodeError, EmptyVideoError, Unsupported
 from winnow.media._sniff import _reason
 from winnow.media._video import _decode_threads, _quarter_turns, _video_stream
 from winnow.outputs._exports import labelstudio_image
-from winnow.storage import MAX_KEY_BYTES, MAX_NAME_BYTES, check_key
+from winnow.outputs._names import split_key
+from winnow.storage import MAX_KEY_BYTES, MAX_NAME_BYTES
 
 CLIPS_PREFIX = "clips"
 # Milliseconds in clip names are zero-padded to this many digits (up to ~277 hours).
@@ -107,11 +108,7 @@ def clip_name(key: str, start_s: float, end_s: float) -> str:
         raise ValueError(
             f"clip of {key!r}: the end ({end_s}s) must be at least 1 ms after the start ({start_s}s)"
         )
-    key = check_key(key)
-    folder, _, name = key.rpartition("/")
-    stem, dot, ext = name.rpartition(".")
-    if not dot or not stem:  # no extension (or a dot file such as `.mp4`): as frame_name
-        stem, ext = name, ""
+    folder, stem, ext = split_key(key)  # as frame_name splits it
     d = CLIP_MS_DIGITS
     base = f"{stem}-{start_ms:0{d}d}-{end_ms:0{d}d}" + (f"-{ext}" if ext else "") + ".mp4"
     out = f"{CLIPS_PREFIX}/{folder}/{base}" if folder else f"{CLIPS_PREFIX}/{base}"

@@ -29,6 +29,21 @@ OPTIONAL_EXPORT_FILES = {
 # The tag names the flow accepts (winnow/params.py): one safe path component.
 
 
+def split_key(key: str) -> tuple[str, str, str]:
+    """A checked key's folder, file stem and last extension (`a/b.v2.mp4` → `a`, `b.v2`, `mp4`).
+
+    A file name without extension, or a dot file such as `.mp4`, has the extension "".
+
+    Raises:
+        ConfigError: If `key` is not a valid relative key.
+    """
+    folder, _, name = check_key(key).rpartition("/")
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        return folder, name, ""
+    return folder, stem, ext
+
+
 def frame_name(key: str, frame_index: int, frames_total: int) -> str:
     """Output key of one video frame, named as the reference product names it.
 
@@ -50,11 +65,7 @@ def frame_name(key: str, frame_index: int, frames_total: int) -> str:
     """
     if frame_index < 0:
         raise ValueError(f"frame index {frame_index} of {key!r} is negative")
-    key = check_key(key)
-    folder, _, name = key.rpartition("/")
-    stem, dot, ext = name.rpartition(".")
-    if not dot or not stem:  # no extension (or a dot file such as `.mp4`)
-        stem, ext = name, ""
+    folder, stem, ext = split_key(key)
     digits = len(str(max(int(frames_total), 1)))
     base = f"{stem}-{int(frame_index):0{digits}d}" + (f"-{ext}" if ext else "")
     return f"{FRAMES_PREFIX}/{folder}/{base}.png" if folder else f"{FRAMES_PREFIX}/{base}.png"

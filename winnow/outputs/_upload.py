@@ -232,16 +232,14 @@ def _export_clips(
 
     A video that can no longer be read gives rows with `error` set (logged), not a failure.
     """
-    by_key: dict[str, list[ClipPick]] = {}
-    for clip in selection.clips:
-        by_key.setdefault(clip.key, []).append(clip)
-    rows: list[dict[str, Any]] = []
-    for key, clips in by_key.items():
-        made = [_clip_row(c) for c in clips]
-        rows += made
+    rows = [_clip_row(c) for c in selection.clips]  # in pick order
+    by_key: dict[str, list[tuple[ClipPick, dict[str, Any]]]] = {}
+    for clip, row in zip(selection.clips, rows, strict=True):
+        by_key.setdefault(clip.key, []).append((clip, row))
+    for key, made in by_key.items():  # one local copy of each video
         try:
             with source.local_copy(key) as path, tempfile.TemporaryDirectory() as tmp:
-                for clip, row in zip(clips, made, strict=True):
+                for clip, row in made:
                     row["clip"] = clip_name(clip.key, clip.start_s, clip.end_s)
                     dst = Path(tmp) / "clip.mp4"
                     cut = cut_clip(path, dst, start_s=clip.start_s, end_s=clip.end_s)
@@ -252,7 +250,7 @@ def _export_clips(
         except (NotFound, DecodeError, ConfigError) as exc:
             reason = "the file is no longer in the source" if isinstance(exc, NotFound) else exc
             logger.warning("clips of %s not exported: %s", visible(key), reason)
-            for row in made:
+            for _, row in made:
                 if not row["url"]:
                     row["error"] = str(reason)
     return rows
