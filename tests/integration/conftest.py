@@ -1,9 +1,10 @@
-"""Integration fixtures: one Prefect API (test harness) for the whole session; a curate runner."""
+"""Integration fixtures: one Prefect API for the session, a local and an S3 backend, a runner."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +30,20 @@ FAST = {
     "selection": {"n_samples": 12},
     "shard_files": 3,
 }
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request, tmp_path, s3_endpoint) -> tuple[str, str, dict, Any]:
+    """(source URL, output URL, storage params, S3Options) on a local folder and on S3."""
+    from winnow.storage import S3Options
+
+    if request.param == "local":
+        source, output, storage = str(tmp_path / "raw"), str(tmp_path / "out"), {}
+    else:
+        name = request.getfixturevalue("s3_bucket")
+        source, output = f"s3://{name}/raw", f"s3://{name}/curated"
+        storage = {"endpoint_url": s3_endpoint, "region": "us-east-1"}
+    return source, output, storage, S3Options(endpoint_url=s3_endpoint, region="us-east-1")
 
 
 def run(source: str, output: str, storage: dict | None = None, **overrides) -> dict:

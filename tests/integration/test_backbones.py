@@ -18,7 +18,7 @@ from winnow import demo, search
 from winnow.datapool import Datapool
 from winnow.embedding import EmbeddingOptions, load_embedder
 from winnow.errors import ModelMismatch
-from winnow.storage import LocalStore, S3Options, open_store
+from winnow.storage import LocalStore, open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
@@ -28,16 +28,10 @@ TEXT = "cyclists at night"
 DEMO = {"n_videos": 2, "n_images": 2, "frames_per_video": 24, "width": 128, "height": 80}
 
 
-@pytest.fixture(params=["local", "s3"])
-def bucket(request, tmp_path, s3_endpoint):
-    """(source URL, output URL, storage params, output store) on each backend."""
-    if request.param == "local":
-        source, output, storage = str(tmp_path / "raw"), str(tmp_path / "out"), {}
-    else:
-        name = request.getfixturevalue("s3_bucket")
-        source, output = f"s3://{name}/raw", f"s3://{name}/curated"
-        storage = {"endpoint_url": s3_endpoint, "region": "us-east-1"}
-    options = S3Options(endpoint_url=s3_endpoint, region="us-east-1")
+@pytest.fixture
+def bucket(backend):
+    """(source URL, output URL, storage params, output store), the demo data in the source."""
+    source, output, storage, options = backend
     demo.write_demo_files(open_store(source, options), **DEMO)
     return source, output, storage, open_store(output, options)
 

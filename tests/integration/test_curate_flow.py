@@ -13,22 +13,13 @@ from winnow.storage import open_store
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
-@pytest.fixture(params=["local", "s3"])
-def bucket(request, tmp_path, s3_endpoint):
-    """(source URL, output URL, storage params, store) on each backend."""
-    if request.param == "local":
-        source, output, storage = str(tmp_path / "raw"), str(tmp_path / "out"), {}
-    else:
-        name = request.getfixturevalue("s3_bucket")
-        source, output = f"s3://{name}/raw", f"s3://{name}/curated"
-        storage = {"endpoint_url": s3_endpoint, "region": "us-east-1"}
-    from winnow.storage import S3Options
-
-    store = open_store(source, S3Options(endpoint_url=s3_endpoint, region="us-east-1"))
-    return source, output, storage, store
+@pytest.fixture
+def bucket(backend):
+    """(source URL, output URL, storage params, source store) on each backend."""
+    source, output, storage, options = backend
+    return source, output, storage, open_store(source, options)
 
 
-@pytest.mark.slow
 def test_two_runs_then_a_noop(bucket):
     source, output, storage, store = bucket
     demo.write_demo_files(
