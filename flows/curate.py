@@ -12,6 +12,7 @@ from tasks.finish import end_curate, end_run, select_and_commit
 from tasks.start import start_curate
 from winnow.embedding import EmbeddingOptions
 from winnow.media import FrameOptions
+from winnow.objects import ObjectOptions
 from winnow.params import (
     CurateParams,
     LeakChecks,
@@ -42,6 +43,7 @@ def curate(
     process_all: ProcessAll = False,
     tag_name: TagName = None,
     frames: FrameOptions = FrameOptions(),  # noqa: B008 - pydantic models are immutable values here
+    objects: ObjectOptions = ObjectOptions(),  # noqa: B008
     embedding: EmbeddingOptions = EmbeddingOptions(),  # noqa: B008
     selection: SelectionConfig = SelectionConfig(),  # noqa: B008
     storage: StorageParams = StorageParams(),  # noqa: B008
@@ -52,15 +54,7 @@ def curate(
 ) -> dict:
     """Keep only what is worth labelling from the new files of a bucket or folder."""
     params = CurateParams(**locals())  # the arguments, validated together
-    run = start_curate(
-        params.source,
-        params.output_url,
-        params.storage,
-        tag_name=params.tag_name,
-        embedding_options=params.embedding,
-        frames=params.frames,
-        parameters=params.public_dict(),
-    )
+    run = start_curate(params)
     found = discover_files(
         run.stores,
         run.snapshot,
@@ -69,6 +63,7 @@ def curate(
         shard_files=params.shard_files,
         shard_seconds=params.shard_seconds,
         min_shards=params.scale.min_shards,
+        objects=params.objects,
     )
     if not found.new:
         return end_run(run, found)
@@ -82,6 +77,7 @@ def curate(
         decode_workers=params.embedding.decode_workers,
         prefetch_batches=params.embedding.prefetch_batches,
         scaled=scaled,
+        crops=params.objects.crops(),
     )
     finished = select_and_commit(
         run,

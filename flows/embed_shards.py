@@ -87,6 +87,7 @@ def scale_out(
         source=stores.source.url,
         frames=params.frames,
         embedding=params.embedding,
+        crops=params.objects.crops(),
     )
     if options.mode == "pool":
         return embed_on_pool(stores, shards, job=job, storage=params.storage, options=options)

@@ -41,10 +41,10 @@ def reembed(
         return nothing_to_reembed(stores, snapshot, model, run_id=run_id)
     plan = plan_reembed(snapshot, model, shard_files=params.shard_files)
     embedder = load_new_model(stores, params.embedding, params.storage)
-    samples, files, resumed = reembed_shards(
+    samples, files, resumed, objects = reembed_shards(
         stores, plan, embedder=embedder, decode_workers=params.embedding.decode_workers
     )
-    version = commit_reembed(stores, plan, run_id=run_id, samples=samples)
+    version = commit_reembed(stores, plan, run_id=run_id, samples=samples, objects=objects)
     return report_reembed(
         stores, plan, run_id=run_id, version=version, samples=samples, files=files, resumed=resumed
     )

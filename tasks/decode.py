@@ -19,6 +19,7 @@ from tasks.progress import Progress
 from winnow import engine, runs, staging
 from winnow.embedding import Embedder
 from winnow.media import FrameOptions
+from winnow.objects import CropSettings
 from winnow.records import EMPTY_RANGE, FileResult, Shard
 from winnow.scale import ScaledOut
 
@@ -33,6 +34,7 @@ def decode_embed_shards(
     decode_workers: int | None,
     prefetch_batches: int,
     scaled: ScaledOut | None = None,
+    crops: CropSettings | None = None,
 ) -> runs.Embedded:
     """Decode and embed the shards not staged yet; load the staged ones (e.g. `scaled`'s)."""
     progress = Progress(len(shards), unit="shards", description="decode + embed")
@@ -57,6 +59,7 @@ def decode_embed_shards(
             prefetch_batches=prefetch_batches,
             stats=stats,
             on_progress=lambda s: progress.report_items(s.frames),  # frames within long videos
+            crops=crops,
         )
 
     done = staging.embed_and_stage(
@@ -71,6 +74,7 @@ def decode_embed_shards(
     return runs.Embedded(
         candidates=done.candidates,
         files=done.files,
+        objects=done.objects,
         shards=len(shards),
         resumed=sum(i not in by_others for i in done.reused),
         scaled=scaled.text if scaled is not None else "",

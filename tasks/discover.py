@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from prefect import task
@@ -12,6 +13,8 @@ from tasks.connect import STORAGE_RETRIES
 from winnow import discover, media
 from winnow.datapool import PoolSnapshot
 from winnow.errors import NotFound
+from winnow.objects import ObjectOptions
+from winnow.objects._attach import attach_boxes, load_predictions
 from winnow.runs import Discovered
 from winnow.stores import Stores
 
@@ -46,8 +49,9 @@ def discover_files(
     shard_files: int,
     shard_seconds: float | None = None,
     min_shards: int = 1,
+    objects: ObjectOptions | None = None,
 ) -> Discovered:
-    """List the source, keep new and changed media files, plan shards."""
+    """List the source, keep new and changed media files, plan shards (with their boxes)."""
     relevant = None
     if relevant_filenames:
         text = stores.read_named(relevant_filenames).decode("utf-8")
@@ -88,6 +92,8 @@ def discover_files(
         found.known,
         len(shards),
     )
+    if objects is not None and objects.enabled and found.new:
+        return attach_predictions(stores, snapshot, Discovered(found, shards), objects)
     return Discovered(found, shards)
 
 
@@ -103,3 +109,29 @@ def _video_durations(stores: Stores, keys: list[str]) -> dict[str, float]:
         if seconds is not None:
             out[key] = seconds
     return out
+
+
+def attach_predictions(
+    stores: Stores, snapshot: PoolSnapshot, found: Discovered, options: ObjectOptions
+) -> Discovered:
+    """Read the run's predictions and give each planned file its boxes (re-planned shards)."""
+    keys = sorted({f.key for s in found.shards for f in s.files})
+    predictions = load_predictions(
+        options, keys=keys, source=stores.source, read_named=stores.read_named
+    )
+    fingerprints = snapshot.fingerprints
+    shards = attach_boxes(
+        found.shards,
+        predictions,
+        known=lambda ks: [fp is not None for fp in fingerprints.lookup(ks)],
+    )
+    bad = ", ".join(f"{reason} {n}" for reason, n in sorted(predictions.bad.items()))
+    get_run_logger().info(
+        "predictions %s: %d rows, %d boxes on %d of the run's files%s",
+        options.predictions or "(YOLO txt files)",
+        predictions.rows,
+        sum(len(f.boxes) for s in shards for f in s.files),
+        sum(bool(f.boxes) for s in shards for f in s.files),
+        f"; not used: {bad}" if bad else "",
+    )
+    return dataclasses.replace(found, shards=shards, predictions_bad=dict(predictions.bad))

@@ -54,6 +54,7 @@ def select_and_commit(
         files=embedded.files,
         new_rows=new_rows,
         may_rebase=new_rows,
+        objects=embedded.objects if new_rows else None,
     )
     attempts = ending.attempts
     staged = [s.shard_id for s in discovered.shards] if discovered else []

@@ -14,7 +14,7 @@ from tasks.progress import Progress
 from winnow import embedding, staging, training
 from winnow.datapool import PoolSnapshot
 from winnow.params import StorageParams
-from winnow.records import Candidates, FileResult, ModelRecord
+from winnow.records import Candidates, FileResult, ModelRecord, ObjectRows
 from winnow.stores import Stores
 
 
@@ -59,8 +59,8 @@ def reembed_shards(
     *,
     embedder: embedding.Embedder,
     decode_workers: int | None,
-) -> tuple[Candidates, list[FileResult], int]:
-    """Embed the shards not staged yet, staging each; return samples, file results, reused."""
+) -> tuple[Candidates, list[FileResult], int, ObjectRows | None]:
+    """Embed the shards not staged yet, staging each; return samples, files, reused, objects."""
     progress = Progress(len(plan.shards), unit="shards", description="re-embed")
     embed = functools.partial(
         training.embed_reembed_shards,
@@ -78,7 +78,7 @@ def reembed_shards(
         on_resume=lambda ids, frames: progress.resumed(len(ids), frames=frames),
         on_shard=lambda r: progress.advance(1, items=len(r.candidates), note=_dropped(r.files)),
     )
-    return done.candidates, done.files, len(done.reused)
+    return done.candidates, done.files, len(done.reused), done.objects
 
 
 def _dropped(files: list[FileResult]) -> str:
@@ -88,10 +88,17 @@ def _dropped(files: list[FileResult]) -> str:
 
 @task(name="commit-reembed", cache_policy=NO_CACHE, **STORAGE_RETRIES)
 def commit_reembed(
-    stores: Stores, plan: training.ReembedPlan, *, run_id: str, samples: Candidates
+    stores: Stores,
+    plan: training.ReembedPlan,
+    *,
+    run_id: str,
+    samples: Candidates,
+    objects: ObjectRows | None = None,
 ) -> int:
     """One atomic commit: the new model and every sample's new embedding; files and tags kept."""
-    version = training.commit_reembed(stores.pool, plan, run_id=run_id, samples=samples)
+    version = training.commit_reembed(
+        stores.pool, plan, run_id=run_id, samples=samples, objects=objects
+    )
     get_run_logger().info(
         "datapool %s: committed version %d: model %s, %d samples re-embedded",
         stores.pool.url,

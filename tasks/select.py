@@ -15,7 +15,7 @@ from winnow.datapool import PoolSnapshot
 from winnow.embedding import Embedder
 from winnow.engine import embed_keys
 from winnow.media import FrameOptions
-from winnow.records import Candidates, FileResult
+from winnow.records import Candidates, FileResult, ObjectRows
 from winnow.stores import Stores
 from winnow.summary import fmt_coverage, fmt_number
 
@@ -25,6 +25,7 @@ def select_samples(
     stores: Stores,
     snapshot: PoolSnapshot,
     candidates: Candidates,
+    objects: ObjectRows | None = None,
     *,
     config: selection.SelectionConfig,
     against_dataset: bool = True,
@@ -53,6 +54,7 @@ def select_samples(
         embed_texts=embed_texts,
         device=device,
         files=files,
+        objects=objects,
     )
     result = picked.selection
     against = "the dataset" if len(picked.dataset) else "the nearest other pick"

@@ -19,7 +19,8 @@ from tasks.upload import publish_pending
 from winnow import embedding, runs
 from winnow.datapool import PoolSnapshot, plan_hash
 from winnow.media import FrameOptions
-from winnow.params import StorageParams
+from winnow.objects import ObjectOptions
+from winnow.params import CurateParams, StorageParams
 from winnow.stores import Stores
 from winnow.training import recorded_source
 
@@ -30,19 +31,11 @@ def current_run_id() -> str:
 
 
 @task(name="start-run", cache_policy=NO_CACHE, **STORAGE_RETRIES)
-def start_curate(
-    source: str,
-    output: str,
-    storage: StorageParams,
-    *,
-    tag_name: str | None,
-    embedding_options: embedding.EmbeddingOptions,
-    frames: FrameOptions,
-    parameters: dict,
-) -> runs.Started:
+def start_curate(params: CurateParams) -> runs.Started:
     """Connect, load the pool, publish a dead run's exports, check the tag name and model."""
     began = time.perf_counter()
-    stores = connect(source, output, storage)
+    source, tag_name, embedding_options = params.source, params.tag_name, params.embedding
+    stores = connect(source, params.output_url, params.storage)
     snapshot = load_snapshot(stores)
     publish_pending(stores, snapshot)  # of a run that died after its commit
     snapshot.check_new_tag(tag_name or snapshot.next_tag_name())
@@ -60,11 +53,17 @@ def start_curate(
         stores=stores,
         snapshot=snapshot,
         model=model,
-        parameters=parameters,
+        parameters=params.public_dict(),
         source=source,
-        plan_hash=plan_hash(model, frames.plan_dict()),
+        plan_hash=plan_hash(model, _plan(params.frames, params.objects)),
         began_at=began,
     )
+
+
+def _plan(frames: FrameOptions, objects: ObjectOptions | None) -> dict:
+    """What the run's shards are staged under: frame sampling, and crops when it has objects."""
+    crops = objects.plan_dict() if objects is not None else None
+    return frames.plan_dict() if crops is None else {**frames.plan_dict(), "objects": crops}
 
 
 def open_pool(

@@ -44,6 +44,7 @@ from winnow.records import (
     Candidates,
     FileResult,
     ModelRecord,
+    ObjectRows,
     Selection,
     Shard,
     TagRecord,
@@ -73,6 +74,10 @@ INDEX = "index"
 # The shot table (`records.SHOTS_SCHEMA`): one row per shot of each video whose cuts were looked
 # for; optional like `dataset` (absent in manifests written before it, and until a run has shots).
 SHOTS = "shots"
+# The objects table (`records.objects_schema`): boxes on frames with their crops' embeddings
+# (`objects.predictions`); optional like `shots`. Pools written before it load unchanged and
+# gain it at the first commit that has objects.
+OBJECTS = "objects"
 # The `files` table as stored: a file result plus the run that processed it.
 _POOL_FILES_SCHEMA = FILES_SCHEMA.append(pa.field("run_id", pa.string()))
 
@@ -147,7 +152,12 @@ class Manifest:
                 raise ValueError(f"unknown format {raw.get('format')!r}")
             model = ModelRecord(**raw["model"]) if raw.get("model") else None
             parts = {t: list(raw["parts"].get(t, [])) for t in TABLES}
-            for optional in (DATASET, INDEX, SHOTS):  # absent in manifests written before them
+            for optional in (
+                DATASET,
+                INDEX,
+                SHOTS,
+                OBJECTS,
+            ):  # absent in manifests written before them
                 if optional in raw["parts"]:
                     parts[optional] = list(raw["parts"][optional])
             return cls(
@@ -421,6 +431,24 @@ class PoolSnapshot:
             return Candidates.empty(self.model.dim if self.model else 0)
         return Candidates.from_arrow(_keep_last(pa.concat_tables(tables), "sample_id"))
 
+    def objects(self, sample_ids: Iterable[str] | None = None) -> ObjectRows:
+        """The objects (all, or those whose parent frame is among `sample_ids`), embedded.
+
+        Rows with the same object id (a file reprocessed) keep the latest. Empty for pools
+        without objects (written before them, or never given predictions).
+        """
+        parts = self.manifest.parts.get(OBJECTS, []) if self.manifest else []
+        wanted = None if sample_ids is None else pa.array(sorted(set(sample_ids)), pa.string())
+        tables = []
+        for key in parts:
+            table = _read_parquet(_get(self.store, key))
+            if wanted is not None:
+                table = table.filter(pc.is_in(table.column("sample_id"), value_set=wanted))
+            tables.append(table)
+        if not tables:
+            return ObjectRows.empty(self.model.dim if self.model else 0)
+        return ObjectRows.from_arrow(_keep_last(pa.concat_tables(tables), "object_id"))
+
     def shots(self, keys: Iterable[str] | None = None) -> pa.Table:
         """The shot table (`records.SHOTS_SCHEMA`), of the given keys only when given.
 
@@ -451,11 +479,13 @@ class Resumed:
         candidates: Samples of the shards already staged, one part per shard.
         files: File results of the shards already staged.
         todo: Shards still to decode and embed.
+        objects: Objects of the shards already staged, one part per shard.
     """
 
     candidates: list[Candidates] = field(default_factory=list)
     files: list[FileResult] = field(default_factory=list)
     todo: list[Shard] = field(default_factory=list)
+    objects: list[ObjectRows] = field(default_factory=list)
 
 
 def plan_hash(model: ModelRecord, frames: dict) -> str:
@@ -466,6 +496,15 @@ def plan_hash(model: ModelRecord, frames: dict) -> str:
     """
     text = json.dumps({"model": asdict(model), "frames": frames}, sort_keys=True)
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _run_objects(
+    objects: ObjectRows | None, dim: int, run_id: str, replace_samples: bool
+) -> ObjectRows:
+    """A run's objects as committed: stamped with the run (a re-embed keeps their runs)."""
+    if objects is None or not len(objects):
+        return ObjectRows.empty(max(dim, 1))
+    return objects if replace_samples else objects.with_run_id(run_id)
 
 
 def _keep_last(table: pa.Table, column: str) -> pa.Table:
@@ -579,16 +618,52 @@ class Datapool:
     def _staged_key(plan_hash: str, shard_id: str) -> str:
         return f"staging/{plan_hash}/shard-{shard_id}.parquet"
 
+    @staticmethod
+    def _objects_key(plan_hash: str, shard_id: str) -> str:
+        return f"staging/{plan_hash}/shard-{shard_id}.objects.parquet"
+
+    def load_staged_objects(self, plan_hash: str, shard_id: str) -> ObjectRows | None:
+        """A staged shard's objects (empty when it has none), or None when they are torn."""
+        key = self._staged_key(plan_hash, shard_id)
+        try:
+            meta = _read_parquet(self.store.get(key)).schema.metadata or {}
+            if int(meta.get(b"winnow.objects", b"0")) == 0:
+                return ObjectRows.empty()
+            return ObjectRows.from_arrow(
+                _read_parquet(self.store.get(self._objects_key(plan_hash, shard_id)))
+            )
+        except NotFound:
+            return None
+        except (pa.ArrowException, ValueError, KeyError, TypeError) as exc:
+            _log.warning("staged objects of shard %s cannot be read (%s)", shard_id, exc)
+            return None
+
     def stage_shard(
-        self, plan_hash: str, shard_id: str, candidates: Candidates, files: list[FileResult]
+        self,
+        plan_hash: str,
+        shard_id: str,
+        candidates: Candidates,
+        files: list[FileResult],
+        objects: ObjectRows | None = None,
     ) -> None:
         """Store a finished shard so a crashed or losing run need not redo it.
 
         One object holds the shard's samples (rows) and file results (metadata), so a shard is
-        either staged whole or not at all.
+        either staged whole or not at all. Its objects, if any, are put first beside it
+        (`shard-<id>.objects.parquet`) and counted in its metadata: a shard whose objects are
+        missing is torn and decoded again.
         """
         table = candidates.to_arrow()
-        meta = {b"winnow.files": json.dumps([asdict(f) for f in files]).encode()}
+        n_objects = 0 if objects is None else len(objects)
+        if n_objects:
+            assert objects is not None
+            self.store.put(
+                self._objects_key(plan_hash, shard_id), _write_parquet(objects.to_arrow())
+            )
+        meta = {
+            b"winnow.files": json.dumps([asdict(f) for f in files]).encode(),
+            b"winnow.objects": str(n_objects).encode(),
+        }
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
         self.store.put(self._staged_key(plan_hash, shard_id), _write_parquet(table))
 
@@ -627,11 +702,17 @@ class Datapool:
             loaded = (
                 self.load_staged(plan_hash, shard.shard_id) if shard.shard_id in staged else None
             )
+            objects = ObjectRows.empty()
+            if loaded is not None and any(f.boxes for f in shard.files):
+                found = self.load_staged_objects(plan_hash, shard.shard_id)
+                loaded = None if found is None else loaded
+                objects = found if found is not None else objects
             if loaded is None:
                 out.todo.append(shard)
             else:
                 out.candidates.append(loaded[0])
                 out.files.extend(loaded[1])
+                out.objects.append(objects)
         return out
 
     def staged_shard_ids(self, plan_hash: str) -> set[str]:
@@ -640,7 +721,11 @@ class Datapool:
         try:
             for info in self.store.list(f"staging/{plan_hash}"):
                 name = info.key.rsplit("/", 1)[-1]
-                if name.startswith("shard-") and name.endswith(".parquet"):
+                if (
+                    name.startswith("shard-")
+                    and name.endswith(".parquet")
+                    and not name.endswith(".objects.parquet")
+                ):
                     out.add(name[len("shard-") : -len(".parquet")])
         except NotFound:  # the pool's folder does not exist before its first write
             return set()
@@ -648,7 +733,9 @@ class Datapool:
 
     def clear_staged(self, plan_hash: str, shard_ids: Iterable[str]) -> None:
         """Delete staged shards (after they were committed)."""
-        self.store.delete(self._staged_key(plan_hash, s) for s in shard_ids)
+        ids = list(shard_ids)
+        self.store.delete(self._staged_key(plan_hash, s) for s in ids)
+        self.store.delete(self._objects_key(plan_hash, s) for s in ids)
 
     # -- committing --------------------------------------------------------------------------
 
@@ -662,6 +749,7 @@ class Datapool:
         tag: TagRecord | None,
         model: ModelRecord,
         replace_samples: bool = False,
+        objects: ObjectRows | None = None,
     ) -> int:
         """Atomically add one run's files, samples and tag on top of `base`.
 
@@ -675,7 +763,9 @@ class Datapool:
             replace_samples: Start the samples table afresh with this run's samples (used
                 when the pool is re-embedded with a new model); files and tags are kept, and
                 the samples keep their run ids (the runs that found them). Older versions still
-                name the old samples parts, so they stay readable.
+                name the old samples parts, so they stay readable. The objects table is
+                started afresh with it.
+            objects: The run's objects (boxes on its frames), with embeddings.
 
         Returns:
             The new version.
@@ -695,16 +785,17 @@ class Datapool:
             "samples": (samples if replace_samples else samples.with_run_id(run_id)).to_arrow(),
             "tags": tags_to_arrow([tag] if tag else []),
             SHOTS: shots_to_arrow(files),
+            OBJECTS: _run_objects(objects, model.dim, run_id, replace_samples).to_arrow(),
         }
         old_parts = base.manifest.parts if base.manifest else {t: [] for t in TABLES}
         dataset_previous, tables[DATASET] = self._dataset_rows(
             base, tables["samples"], tag, replace_samples
         )
         parts: dict[str, list[str]] = {}
-        for name in (*TABLES, DATASET, SHOTS):
+        for name in (*TABLES, DATASET, SHOTS, OBJECTS):
             if name == DATASET:
                 previous = dataset_previous
-            elif name == "samples" and replace_samples:
+            elif name in ("samples", OBJECTS) and replace_samples:
                 previous = []
             else:
                 previous = list(old_parts.get(name, []))
@@ -726,6 +817,9 @@ class Datapool:
         counts["files"] = counts.get("files", 0) + len(files)
         counts["samples"] = (0 if replace_samples else counts.get("samples", 0)) + len(samples)
         counts["tags"] = counts.get("tags", 0) + (1 if tag else 0)
+        if objects is not None and len(objects) or OBJECTS in counts:
+            n_objects = 0 if objects is None else len(objects)
+            counts[OBJECTS] = (0 if replace_samples else counts.get(OBJECTS, 0)) + n_objects
         index_info, index_keys = _pool_index.update_for_commit(
             self.store,
             base.manifest,

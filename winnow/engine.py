@@ -42,12 +42,15 @@ from winnow.device import decode_threads
 from winnow.embedding import Embedder, default_decode_workers
 from winnow.errors import ConfigError, DecodeError, NotFound, StorageError, WinnowError
 from winnow.media import FrameOptions
+from winnow.objects._crops import ObjectBatch
+from winnow.objects._options import CropSettings
 from winnow.outputs._names import output_name_problem
 from winnow.records import (
     Candidates,
     FileRef,
     FileResult,
     FrameBatch,
+    ObjectRows,
     SampleColumns,
     Shard,
     kind_of,
@@ -67,11 +70,13 @@ class ShardResult:
         candidates: Embedded frames of its `ok` files, in file order then frame order.
         files: One result per file of the shard, in the shard's file order (for a time range
             of a video, the range's result: `records.merge_file_results` makes the file's).
+        objects: Embedded object crops of its files' boxes (`FileRef.boxes`), file by file.
     """
 
     shard: Shard
     candidates: Candidates
     files: list[FileResult]
+    objects: ObjectRows = field(default_factory=ObjectRows.empty)
 
 
 @dataclass
@@ -80,6 +85,7 @@ class EngineStats:
 
     Attributes:
         frames: Frames embedded.
+        objects: Object crops embedded (in the same batches as the frames).
         files: Files finished (any status).
         batches: Model calls.
         partial_batches: Model calls with fewer than `batch_size` frames.
@@ -94,6 +100,7 @@ class EngineStats:
     """
 
     frames: int = 0
+    objects: int = 0
     files: int = 0
     batches: int = 0
     partial_batches: int = 0
@@ -117,6 +124,7 @@ def embed_shards(
     stats: EngineStats | None = None,
     on_progress: Callable[[EngineStats], None] | None = None,
     progress_every_s: float = 2.0,
+    crops: CropSettings | None = None,
 ) -> Iterator[ShardResult]:
     """Decode and embed every file of every shard, streaming.
 
@@ -140,6 +148,8 @@ def embed_shards(
             far, `files` finished) at most every `progress_every_s` while frames keep coming,
             also in the middle of one long video.
         progress_every_s: Seconds between `on_progress` calls.
+        crops: How the boxes of files that have them (`FileRef.boxes`) are cut; their crops
+            are embedded in the same batches as the frames. None: boxes are ignored.
 
     Yields:
         One `ShardResult` per shard, in order. Bad media never stops the run: such files get
@@ -177,6 +187,7 @@ def embed_shards(
         stats=stats if stats is not None else EngineStats(),
         on_progress=on_progress,
         progress_every_s=progress_every_s,
+        crops=crops,
     )
 
 
@@ -291,6 +302,7 @@ def _decode_one(
     put: Any,
     acquire: Any,
     denied: _ReadRefusals | None = None,
+    crops: CropSettings | None = None,
 ) -> bool:
     """Decode one file into messages; False if the run was stopped meanwhile."""
     ref = task.ref
@@ -317,13 +329,14 @@ def _decode_one(
                 options=options,
                 chunk_frames=chunk_frames,
                 threads=threads,
+                crops=crops,
             )
             try:
                 for item in items:
-                    if isinstance(item, FrameBatch):
+                    if isinstance(item, (FrameBatch, ObjectBatch)):
                         if not acquire(len(item)):
                             return False
-                        put(("frames", task, item))
+                        put(("frames" if isinstance(item, FrameBatch) else "objects", task, item))
                         if budget is not None and time.monotonic() - start > budget:
                             put(("file", task, _over_time(ref, budget)))
                             break
@@ -406,6 +419,7 @@ class _ThreadDecoders:
         options: FrameOptions,
         chunk_frames: int,
         budget: _FrameBudget,
+        crops: CropSettings | None = None,
     ) -> None:
         self.out: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self.workers = workers
@@ -423,6 +437,7 @@ class _ThreadDecoders:
             "put": self.out.put,
             "acquire": budget.acquire,
             "denied": _ReadRefusals(),
+            "crops": crops,
         }
         self._threads = [
             threading.Thread(
@@ -474,11 +489,12 @@ class _Chunk:
     """A decoded chunk waiting for (or in) the model."""
 
     task: _Task
-    batch: FrameBatch | None  # dropped as soon as its last frame has gone into a batch
+    batch: FrameBatch | ObjectBatch | None  # dropped once its last frame has gone into a batch
     meta: dict[str, np.ndarray]
     n: int
     taken: int = 0  # frames already put into a batch
     left: int = 0  # frames not yet embedded (room is released when it reaches 0)
+    objects: ObjectRows | None = None  # an object batch's rows (its crops are the pixels)
 
 
 @dataclass
@@ -487,11 +503,12 @@ class _Shard:
     files: list[FileResult | None]
     parts: list[list[Candidates]]
     outstanding: list[int]  # frames of each file received but not yet embedded
+    objects: list[list[ObjectRows]]
 
     @classmethod
     def of(cls, shard: Shard) -> _Shard:
         n = len(shard.files)
-        return cls(shard, [None] * n, [[] for _ in range(n)], [0] * n)
+        return cls(shard, [None] * n, [[] for _ in range(n)], [0] * n, [[] for _ in range(n)])
 
     def done(self) -> bool:
         return all(f is not None for f in self.files) and not any(self.outstanding)
@@ -505,7 +522,18 @@ class _Shard:
             for p in file_parts
         ]
         candidates = Candidates.concat(parts) if parts else Candidates.empty(dim)
-        return ShardResult(shard=self.shard, candidates=candidates, files=files)
+        objects = [
+            o
+            for result, file_objects in zip(files, self.objects, strict=True)
+            if result.status == "ok"
+            for o in file_objects
+        ]
+        return ShardResult(
+            shard=self.shard,
+            candidates=candidates,
+            files=files,
+            objects=ObjectRows.concat(objects) if objects else ObjectRows.empty(dim),
+        )
 
 
 def _embed_shards(
@@ -519,6 +547,7 @@ def _embed_shards(
     stats: EngineStats,
     on_progress: Callable[[EngineStats], None] | None,
     progress_every_s: float,
+    crops: CropSettings | None,
 ) -> Iterator[ShardResult]:
     start = time.perf_counter()
     batch_size = embedder.batch_size
@@ -537,6 +566,7 @@ def _embed_shards(
         "size": embedder.input_size,
         "options": frames,
         "chunk_frames": max(1, min(_MAX_CHUNK, batch_size)),
+        "crops": crops,
     }
     decoders = _ThreadDecoders(tasks, budget=_FrameBudget(batch_size * prefetch_batches), **common)
     # The model runs in its own thread too, so the caller's work between shards (staging each
@@ -679,9 +709,12 @@ class _ModelLoop:
 
     def receive(self, message: tuple) -> None:
         tag = message[0]
-        if tag == "frames":
+        if tag in ("frames", "objects"):
             task, batch = message[1], message[2]
-            chunk = _Chunk(task, batch, batch.meta_dict(), len(batch), left=len(batch))
+            if tag == "frames":
+                chunk = _Chunk(task, batch, batch.meta_dict(), len(batch), left=len(batch))
+            else:
+                chunk = _Chunk(task, batch, {}, len(batch), left=len(batch), objects=batch.rows)
             self.pending.append(chunk)
             self.pending_frames += chunk.n
             self.states[task.shard_pos].outstanding[task.file_pos] += chunk.n
@@ -743,16 +776,23 @@ class _ModelLoop:
         emb = handle.result()
         self.stats.model_s += time.perf_counter() - t0
         offset = 0
+        objects = 0
         for chunk, lo, hi in pieces:
             n = hi - lo
-            meta = SampleColumns(**{k: v[lo:hi] for k, v in chunk.meta.items()})
             state = self.states[chunk.task.shard_pos]
-            state.parts[chunk.task.file_pos].append(
-                Candidates.from_frames(meta, emb[offset : offset + n])
-            )
+            if chunk.objects is not None:
+                rows = chunk.objects.take(slice(lo, hi)).with_embedding(emb[offset : offset + n])
+                state.objects[chunk.task.file_pos].append(rows)
+                objects += n
+            else:
+                meta = SampleColumns(**{k: v[lo:hi] for k, v in chunk.meta.items()})
+                state.parts[chunk.task.file_pos].append(
+                    Candidates.from_frames(meta, emb[offset : offset + n])
+                )
             state.outstanding[chunk.task.file_pos] -= n
             offset += n
             chunk.left -= n
             if chunk.left == 0:
                 self.decoders.release(chunk.n)
-        self.stats.frames += offset
+        self.stats.frames += offset - objects
+        self.stats.objects += objects

@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from winnow.backbones import OPEN_CLIP
 from winnow.embedding import POOL_WEIGHTS, EmbeddingOptions, pool_model_key
 from winnow.media import FrameOptions
+from winnow.objects import ObjectOptions
 from winnow.records import NAME_RE
 from winnow.scale import ScaleOptions
-from winnow.selection import SelectionConfig
+from winnow.selection import OBJECT_COLUMNS, SelectionConfig
 from winnow.storage import sibling_url
 
 # A name the user gives: a tag, a trained model's id (a letter or digit, then up to 99 of
@@ -148,6 +149,7 @@ class CurateParams(BaseModel):
     process_all: ProcessAll = False
     tag_name: TagName = None
     frames: FrameOptions = Field(default_factory=FrameOptions)
+    objects: ObjectOptions = Field(default_factory=ObjectOptions)
     embedding: EmbeddingOptions = Field(default_factory=EmbeddingOptions)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     storage: StorageParams = Field(default_factory=StorageParams)
@@ -166,6 +168,19 @@ class CurateParams(BaseModel):
             raise ValueError(f"source {self.source!r} names no bucket")
         if self.output and self.output.rstrip("/") == self.source.rstrip("/"):
             raise ValueError("output must differ from source (outputs would be rediscovered)")
+        return self
+
+    @model_validator(mode="after")
+    def _objects_for_object_strategies(self) -> CurateParams:
+        # caught here, before any work: object units and columns need boxes on the frames
+        needs = self.selection.needs().columns
+        wanted = [c for c in OBJECT_COLUMNS if c in needs and self.selection.predictions is None]
+        if (self.selection.unit == "object" or wanted) and not self.objects.enabled:
+            what = "selection.unit object" if self.selection.unit == "object" else wanted[0]
+            raise ValueError(
+                f"{what} needs objects: set objects.predictions to the detector's boxes (a "
+                "table, COCO JSON, or objects.format yolo with objects.classes)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from winnow.datapool import PoolSnapshot
 from winnow.errors import ConfigError
-from winnow.records import Candidates, FileResult, ModelRecord, TagRecord
+from winnow.records import Candidates, FileResult, ModelRecord, ObjectRows, TagRecord
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,14 @@ class PendingCommit:
         tag: The run's tag (None when nothing was selected).
         files: Every file of the run (ok, corrupt or skipped).
         candidates: Every candidate of the run, with embeddings.
+        objects: The run's objects (boxes on its frames), with embeddings; None: none.
     """
 
     snapshot: PoolSnapshot
     tag: TagRecord | None
     files: list[FileResult]
     candidates: Candidates
+    objects: ObjectRows | None = None
 
 
 @dataclass(frozen=True)

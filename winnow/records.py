@@ -16,6 +16,8 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from winnow.objects._boxes import Box
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 """What a name users give must match: tag names and trained models' ids (1–100 characters)."""
 
@@ -60,6 +62,8 @@ class FileRef:
             `pts_seconds` of its frames); None: at the start. Set by `plan_shards` when it
             splits a long video into ranges that workers decode at once.
         end_s: The range ends before this time; None: at the end of the file.
+        boxes: Predicted boxes on the file's frames (`objects.predictions`): each sampled frame
+            that has boxes is also cut into object crops at full resolution. Empty: no objects.
     """
 
     key: str
@@ -68,6 +72,14 @@ class FileRef:
     kind: FileKind
     start_s: float | None = None
     end_s: float | None = None
+    boxes: tuple[Box, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Shard plans travel as JSON (child runs, Dask): boxes come back as dicts in lists.
+        if self.boxes and not isinstance(self.boxes[0], Box):
+            object.__setattr__(self, "boxes", tuple(Box(**b) for b in self.boxes))
+        elif not isinstance(self.boxes, tuple):
+            object.__setattr__(self, "boxes", tuple(self.boxes))
 
     @property
     def is_range(self) -> bool:
@@ -96,8 +108,15 @@ class Shard:
         for f in files:
             # A time range adds its bounds (whole files hash as they always have).
             span = f"\0{f.start_s!r}\0{f.end_s!r}" if f.is_range else ""
-            h.update(f"{f.key}\0{f.fingerprint}{span}\n".encode())
+            # Boxes add their digest: new predictions for a file are a new shard to stage.
+            boxes = f"\0{_boxes_digest(f.boxes)}" if f.boxes else ""
+            h.update(f"{f.key}\0{f.fingerprint}{span}{boxes}\n".encode())
         return h.hexdigest()
+
+
+def _boxes_digest(boxes: tuple[Box, ...]) -> str:
+    text = repr([dataclasses.astuple(b) for b in boxes])
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -123,6 +142,9 @@ class FileResult:
         shots_detected: True when cuts were looked for (`frames.detect_shots`/`per_shot`).
         cuts: (frame index, seconds) of the first frame of every shot after the first.
         duration_s: Seconds from the first frame to the end of the last one looked at.
+        objects: Object crops cut from the file's frames (`FileRef.boxes`).
+        objects_skipped: Boxes not used, as (reason, count) pairs (`objects._boxes` reasons:
+            outside the frame, too small, on a frame not sampled).
 
     The fields after `height` are not columns of the `files` table: they travel with staged
     shards and feed the run summary and the pool's `shots` table (`shots_to_arrow`).
@@ -144,11 +166,16 @@ class FileResult:
     shots_detected: bool = False
     cuts: tuple[tuple[int, float], ...] = ()
     duration_s: float = 0.0
+    objects: int = 0
+    objects_skipped: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         # Staged shards store results as JSON: lists come back where tuples went in.
         object.__setattr__(
             self, "frames_rejected", tuple((str(r), int(n)) for r, n in self.frames_rejected)
+        )
+        object.__setattr__(
+            self, "objects_skipped", tuple((str(r), int(n)) for r, n in self.objects_skipped)
         )
         object.__setattr__(self, "cuts", tuple((int(i), float(t)) for i, t in self.cuts))
 
@@ -190,11 +217,11 @@ def merge_file_results(results: list[FileResult]) -> list[FileResult]:
     return [parts[0] if len(parts) == 1 else _merge_ranges(parts) for parts in groups.values()]
 
 
-def total_rejected(results: list[FileResult]) -> dict[str, int]:
-    """Frames dropped by `frames.quality` over several results, by reason."""
+def total_rejected(results: list[FileResult], field: str = "frames_rejected") -> dict[str, int]:
+    """Frames dropped by `frames.quality` (or boxes not used: `objects_skipped`), by reason."""
     total: dict[str, int] = {}
     for r in results:
-        for reason, n in r.frames_rejected:
+        for reason, n in getattr(r, field):
             total[reason] = total.get(reason, 0) + n
     return total
 
@@ -228,6 +255,8 @@ def _merge_ranges(parts: list[FileResult]) -> FileResult:
         shots_detected=any(p.shots_detected for p in parts),
         cuts=tuple(sorted(c for p in parts for c in p.cuts)),
         duration_s=max(p.duration_s for p in parts),
+        objects=sum(p.objects for p in parts),
+        objects_skipped=tuple(sorted(total_rejected(parts, "objects_skipped").items())),
     )
 
 
@@ -555,6 +584,8 @@ class Selection:
         delta: Ball radius δ of a coverage strategy (chosen or given); None without one.
         clips: The picked clips with `unit: clip` (their frames are the picks; the counts and
             measures above are of clips), else empty.
+        objects: The picked objects with `unit: object` (their frames, each once, are the
+            picks; the counts and measures above are of objects), else empty.
     """
 
     picks: tuple[Pick, ...]
@@ -568,6 +599,7 @@ class Selection:
     stop_reason: str = "exhausted"
     delta: float | None = None
     clips: tuple[ClipPick, ...] = ()
+    objects: tuple[ObjectPick, ...] = ()
 
     @property
     def sample_ids(self) -> list[str]:
@@ -633,3 +665,204 @@ def tags_from_arrow(table: pa.Table) -> list[TagRecord]:
     """Convert a `TAGS_SCHEMA` table back to tags."""
     rows = table.select(TAGS_SCHEMA.names).to_pylist()
     return [TagRecord(**{**row, "sample_ids": tuple(row["sample_ids"] or ())}) for row in rows]
+
+
+# -- objects ------------------------------------------------------------------------------------
+
+OBJECT_STRING_COLUMNS = ("object_id", "sample_id", "key", "fingerprint", "label")
+OBJECT_NUMERIC_COLUMNS: dict[str, np.dtype] = {
+    "frame_index": np.dtype(np.int64),
+    "pts_seconds": np.dtype(np.float64),
+    "x": np.dtype(np.float32),
+    "y": np.dtype(np.float32),
+    "w": np.dtype(np.float32),
+    "h": np.dtype(np.float32),
+    "score": np.dtype(np.float32),
+}
+
+
+@dataclass
+class ObjectRows:
+    """Objects (boxes on frames) with their crops' embeddings: rows of the pool's `objects` table.
+
+    Attributes:
+        object_id: Stable ids (`objects.object_id_for`: file, fingerprint, frame, pixel box).
+        sample_id: The parent frame's sample id (a row of `samples`).
+        key: Source key of the file.
+        fingerprint: Fingerprint of the file.
+        label: Predicted class name.
+        frame_index: The parent frame's index.
+        pts_seconds: The parent frame's presentation time.
+        x: Left edge in pixels of the full-size frame (after rotation), clipped to the frame.
+        y: Top edge, likewise.
+        w: Width in pixels (after clipping).
+        h: Height in pixels (after clipping).
+        score: Detector confidence (NaN when the predictions have none).
+        probabilities: Object array: each row's class probabilities (float32 array, possibly
+            empty), in the order of the predictions' classes.
+        embedding: float16 (N, D) L2-normalised embeddings of the crops; (N, 0) before the model.
+        run_id: The run that produced each row (empty string before commit).
+    """
+
+    object_id: np.ndarray
+    sample_id: np.ndarray
+    key: np.ndarray
+    fingerprint: np.ndarray
+    label: np.ndarray
+    frame_index: np.ndarray
+    pts_seconds: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+    h: np.ndarray
+    score: np.ndarray
+    probabilities: np.ndarray
+    embedding: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float16))
+    run_id: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+
+    def __len__(self) -> int:
+        return len(self.object_id)
+
+    @classmethod
+    def empty(cls, dim: int = 0) -> ObjectRows:
+        """No objects, with embeddings of width `dim`."""
+        cols: dict[str, Any] = {n: np.array([], dtype=object) for n in OBJECT_STRING_COLUMNS}
+        cols.update({n: np.array([], dtype=dt) for n, dt in OBJECT_NUMERIC_COLUMNS.items()})
+        return cls(
+            **cols,
+            probabilities=np.array([], dtype=object),
+            embedding=np.zeros((0, dim), np.float16),
+            run_id=np.array([], dtype=object),
+        )
+
+    @classmethod
+    def from_rows(cls, rows: list[dict[str, Any]]) -> ObjectRows:
+        """Objects from dicts holding every column but `embedding` and `run_id`."""
+        if not rows:
+            return cls.empty()
+        cols: dict[str, Any] = {
+            n: np.array([r[n] for r in rows], dtype=object) for n in OBJECT_STRING_COLUMNS
+        }
+        cols.update(
+            {
+                n: np.array([r[n] for r in rows], dtype=dt)
+                for n, dt in OBJECT_NUMERIC_COLUMNS.items()
+            }
+        )
+        probs = np.empty(len(rows), dtype=object)
+        probs[:] = [np.asarray(r["probabilities"], np.float32) for r in rows]
+        return cls(
+            **cols,
+            probabilities=probs,
+            embedding=np.zeros((len(rows), 0), np.float16),
+            run_id=np.full(len(rows), "", dtype=object),
+        )
+
+    def with_embedding(self, embedding: np.ndarray) -> ObjectRows:
+        """A copy carrying these embeddings (N, D)."""
+        if len(embedding) != len(self):
+            raise ValueError(f"{len(embedding)} embeddings for {len(self)} objects")
+        return dataclasses.replace(self, embedding=np.asarray(embedding, np.float16))
+
+    def with_run_id(self, run_id: str) -> ObjectRows:
+        """A copy whose rows all carry `run_id`."""
+        return dataclasses.replace(self, run_id=np.full(len(self), run_id, dtype=object))
+
+    def take(self, indices: np.ndarray | list[int] | slice) -> ObjectRows:
+        """Rows at `indices` (or a slice), in that order."""
+        idx = indices if isinstance(indices, slice) else np.asarray(indices, dtype=np.int64)
+        return ObjectRows(**{f.name: getattr(self, f.name)[idx] for f in dataclasses.fields(self)})
+
+    @classmethod
+    def concat(cls, parts: list[ObjectRows]) -> ObjectRows:
+        """Concatenate row-wise (all parts must share the embedding width)."""
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty()
+        out: dict[str, np.ndarray] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "probabilities":
+                probs = np.empty(sum(len(p) for p in parts), dtype=object)
+                probs[:] = [v for p in parts for v in p.probabilities]
+                out[f.name] = probs
+            else:
+                out[f.name] = np.concatenate([getattr(p, f.name) for p in parts])
+        return cls(**out)
+
+    def boxes(self) -> np.ndarray:
+        """float32 (N, 4): x, y, w, h in pixels."""
+        return np.stack([self.x, self.y, self.w, self.h], axis=1).astype(np.float32)
+
+    def to_arrow(self) -> pa.Table:
+        """Arrow table with `objects_schema(dim)`."""
+        dim = self.embedding.shape[1] if self.embedding.ndim == 2 else 0
+        schema = objects_schema(dim)
+        arrays = []
+        for f in schema:
+            if f.name == "embedding":
+                flat = pa.array(np.ascontiguousarray(self.embedding, np.float16).reshape(-1))
+                arrays.append(pa.FixedSizeListArray.from_arrays(flat, dim))
+            elif f.name == "probabilities":
+                arrays.append(
+                    pa.array([np.asarray(p).tolist() for p in self.probabilities], f.type)
+                )
+            else:
+                arrays.append(pa.array(getattr(self, f.name), type=f.type))
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table) -> ObjectRows:
+        """Inverse of `to_arrow`."""
+        dim = table.schema.field("embedding").type.list_size if table.num_columns else 0
+        if table.num_rows == 0:
+            return cls.empty(max(dim, 0))
+        cols: dict[str, Any] = {
+            n: np.array(table.column(n).to_pylist(), dtype=object)
+            for n in (*OBJECT_STRING_COLUMNS, "run_id")
+        }
+        for name, dt in OBJECT_NUMERIC_COLUMNS.items():
+            cols[name] = table.column(name).to_numpy().astype(dt, copy=False)
+        probs = np.empty(table.num_rows, dtype=object)
+        probs[:] = [
+            np.asarray(v or [], np.float32) for v in table.column("probabilities").to_pylist()
+        ]
+        emb = table.column("embedding").combine_chunks()
+        values = emb.values.to_numpy(zero_copy_only=False).astype(np.float16, copy=False)
+        return cls(**cols, probabilities=probs, embedding=values.reshape(-1, dim))
+
+
+def objects_schema(dim: int) -> pa.Schema:
+    """Schema of the datapool's `objects` table for embeddings of width `dim`."""
+    fields = [(name, pa.string()) for name in OBJECT_STRING_COLUMNS]
+    fields += [(name, pa.from_numpy_dtype(dt)) for name, dt in OBJECT_NUMERIC_COLUMNS.items()]
+    fields += [
+        ("probabilities", pa.list_(pa.float32())),
+        ("embedding", pa.list_(pa.float16(), dim)),
+        ("run_id", pa.string()),
+    ]
+    return pa.schema(fields)
+
+
+@dataclass(frozen=True)
+class ObjectPick:
+    """A picked object (`selection.unit: object`): a box on a frame, and why.
+
+    Attributes:
+        object_id: The object's id.
+        sample_id: Its frame's sample id (the frame is the pick that gets labelled).
+        key: The file.
+        frame_index: The frame.
+        box: (x, y, w, h) in pixels of the full-size frame.
+        label: Predicted class.
+        score: Detector confidence (NaN when unknown).
+        reason: Why it was picked.
+    """
+
+    object_id: str
+    sample_id: str
+    key: str
+    frame_index: int
+    box: tuple[float, float, float, float]
+    label: str
+    score: float
+    reason: str

@@ -30,12 +30,14 @@ from winnow.clips import clip_units, group_clips
 from winnow.datapool import PoolSnapshot
 from winnow.discover import Discovery
 from winnow.errors import ConfigError, PoolConflict
+from winnow.objects._units import frame_probabilities, select_objects
 from winnow.records import (
     SHOTS_SCHEMA,
     Candidates,
     ClipPick,
     FileResult,
     ModelRecord,
+    ObjectRows,
     Selection,
     Shard,
     shots_to_arrow,
@@ -90,11 +92,14 @@ class Discovered:
         discovery: New, known and ignored files.
         shards: The decode+embed work, in plan order.
         done_at: `time.perf_counter()` when discovery ended.
+        predictions_bad: Rows of `objects.predictions` not used, by reason (their boxes are
+            attached to the shards' files).
     """
 
     discovery: Discovery
     shards: tuple[Shard, ...]
     done_at: float = field(default_factory=time.perf_counter)
+    predictions_bad: dict[str, int] = field(default_factory=dict)
 
     @property
     def new(self) -> bool:
@@ -113,6 +118,7 @@ class Embedded:
         resumed: Shards reused from an earlier attempt (staged).
         scaled: What the GPU pool's child runs or Dask did, in one line ("" when nothing).
         done_at: `time.perf_counter()` when the candidates were ready.
+        objects: The run's objects (boxes on the candidates' frames), embedded.
     """
 
     candidates: Candidates
@@ -121,6 +127,7 @@ class Embedded:
     resumed: int = 0
     scaled: str = ""
     done_at: float = field(default_factory=time.perf_counter)
+    objects: ObjectRows = field(default_factory=ObjectRows.empty)
 
 
 def start_summary(
@@ -142,6 +149,8 @@ def start_summary(
     last = started.done_at
     if discovered is not None:
         summary.record_discovery(discovered.discovery, seconds=discovered.done_at - last)
+        if discovered.predictions_bad:
+            summary.record_predictions(discovered.predictions_bad)
         last = discovered.done_at
     if embedded is not None and discovered is not None:  # the run decoded these files
         summary.record_files(embedded.files, shards=embedded.shards, resumed=embedded.resumed)
@@ -167,12 +176,15 @@ class Picked:
             search against the pool (`scope: pool`: the pool's index, or an exact scan without
             one); None otherwise (searching the whole pool only for the report would cost a
             read of the whole index every run).
+        objects: Every object on the picked frames (their pre-annotations, crops in the
+            report); empty without objects.
     """
 
     selection: Selection
     dataset: np.ndarray
     pool_duplicates: tuple[PoolDuplicate, ...] = ()
     pool_nearest: index.Nearest | None = None
+    objects: ObjectRows = field(default_factory=ObjectRows.empty)
 
 
 def _select_clips(
@@ -277,6 +289,7 @@ def select_against_pool(
     embed_texts: Callable[[Sequence[str]], np.ndarray] | None = None,
     device: str = "auto",
     files: Sequence[FileResult] = (),
+    objects: ObjectRows | None = None,
 ) -> Picked:
     """Select among candidates with the pool's dataset as already chosen (the one entry point).
 
@@ -297,6 +310,10 @@ def select_against_pool(
         device: Where distances are computed.
         files: The run's own files, whose shots (`unit: clip`) the pool does not hold yet; the
             pool's shots of the other videos are read from `snapshot`.
+        objects: The run's objects (boxes on the candidates' frames), which the pool does not
+            hold yet; None: the pool's objects of the candidates' frames (re-selection). They
+            are the units of `unit: object`, give a frame's `probabilities` column (its
+            objects' vectors, for `uncertainty`), and the picked frames' objects are returned.
 
     Returns:
         The selection and the dataset's embeddings.
@@ -333,6 +350,15 @@ def select_against_pool(
                 if q is not None
             ]
         )
+    if objects is None:
+        objects = snapshot.objects(candidates.sample_id)
+    if "probabilities" in needs.columns and len(objects):
+        columns = dict(columns or {})
+        columns.setdefault("probabilities", frame_probabilities(candidates, objects))
+    if config.unit == "object":
+        held = snapshot.objects(existing.sample_id) if len(existing) else ObjectRows.empty(dim)
+        result = _select_objects(candidates, objects, existing, held, config, queries, device)
+        return Picked(selection=result, dataset=dataset, objects=_on(objects, result))
     if config.unit == "clip":
         result = _select_clips(
             snapshot,
@@ -343,7 +369,7 @@ def select_against_pool(
             device=device,
             shots=shots_to_arrow(list(files)),
         )
-        return Picked(selection=result, dataset=dataset)
+        return Picked(selection=result, dataset=dataset, objects=_on(objects, result))
     keep, dropped, found = np.arange(len(candidates)), (), None
     if config.near_duplicate_scope == "pool" and config.near_duplicate_distance is not None:
         keep, dropped, found = _drop_pool_duplicates(
@@ -370,6 +396,37 @@ def select_against_pool(
         dataset=dataset,
         pool_duplicates=dropped,
         pool_nearest=None if found is None else found.take(result.indices),
+        objects=_on(objects, result),
+    )
+
+
+def _on(objects: ObjectRows, selection: Selection) -> ObjectRows:
+    """The objects on the selection's picked frames."""
+    if not len(objects) or not selection.picks:
+        return objects.take([])
+    picked = set(selection.sample_ids)
+    return objects.take(np.flatnonzero([s in picked for s in objects.sample_id]))
+
+
+def _select_objects(
+    candidates: Candidates,
+    objects: ObjectRows,
+    existing: Candidates,
+    held: ObjectRows,
+    config: SelectionConfig,
+    queries: np.ndarray | None,
+    device: str,
+) -> Selection:
+    """`unit: object`: the candidates' objects (not on the dataset's frames) against `held`."""
+    members = set(existing.sample_id.tolist())
+    mine = objects.take(np.flatnonzero([s not in members for s in objects.sample_id]))
+    if not len(mine):
+        raise ConfigError(
+            "selection.unit object: none of the candidates' frames has an object; set "
+            "objects.predictions to the detector's boxes for these files (or use unit frame)"
+        )
+    return select_objects(
+        mine, candidates, held=held, config=config, queries=queries, device=device
     )
 
 
@@ -389,6 +446,8 @@ class Ending:
             committed (reselect).
         may_rebase: After a lost commit race: rebase and select again (up to
             `COMMIT_ATTEMPTS` commits), or fail.
+        objects: The run's objects, committed with its rows (curate); None where the pool
+            holds them (reselect: read from the pool when needed).
     """
 
     tag_name: str | None
@@ -396,6 +455,7 @@ class Ending:
     files: list[FileResult]
     new_rows: bool = True
     may_rebase: bool = True
+    objects: ObjectRows | None = None
 
     @property
     def attempts(self) -> int:
@@ -408,7 +468,8 @@ class Steps:
     """The steps of an ending, as the orchestrator runs them.
 
     Attributes:
-        select: (base snapshot, candidates) -> the picks against its dataset.
+        select: (base snapshot, candidates, objects) -> the picks against its dataset (objects:
+            the run's, or None for the pool's).
         upload: (tag, candidates, picked, files, summary) -> what was written (frames to the
             output, the tag's files staged in the pool).
         commit: (pending commit, attempt) -> the new version, or None when another run
@@ -417,7 +478,7 @@ class Steps:
         publish: (tag) -> copy the committed tag's staged files to `tags/<tag>/`.
     """
 
-    select: Callable[[PoolSnapshot, Candidates], Picked]
+    select: Callable[[PoolSnapshot, Candidates, ObjectRows | None], Picked]
     upload: Callable[[str, Candidates, Picked, list[FileResult], RunSummary], outputs.Exported]
     commit: Callable[[rebase.PendingCommit, int], int | None]
     reload: Callable[[], PoolSnapshot]
@@ -472,7 +533,7 @@ def finish_run(
         tag = ending.tag_name or base.next_tag_name()
         base.check_new_tag(tag)
         clock = time.perf_counter()
-        picked = steps.select(base, ending.candidates)
+        picked = steps.select(base, ending.candidates, ending.objects)
         summary.record_picks(
             picked.selection,
             dataset_samples=len(picked.dataset),
@@ -530,7 +591,9 @@ def _pending(
         selection=selection,
     )
     if ending.new_rows:
-        return rebase.PendingCommit(base, new_tag, ending.files, ending.candidates)
+        return rebase.PendingCommit(
+            base, new_tag, ending.files, ending.candidates, objects=ending.objects
+        )
     dim = ending.candidates.embedding.shape[1]
     return rebase.PendingCommit(base, new_tag, [], Candidates.empty(dim))
 
@@ -558,7 +621,12 @@ def _rebase(
         len(rebased.candidates),
     )
     summary.record_rebase(rebased)
-    return replace(ending, files=rebased.files, candidates=rebased.candidates), newer
+    objects = ending.objects
+    if objects is not None and len(objects):  # the dropped frames' objects go with them
+        kept = set(rebased.candidates.sample_id.tolist())
+        objects = objects.take(np.flatnonzero([s in kept for s in objects.sample_id]))
+    ending = replace(ending, files=rebased.files, candidates=rebased.candidates, objects=objects)
+    return ending, newer
 
 
 def local_steps(
@@ -589,9 +657,10 @@ def local_steps(
             return None
 
     return Steps(
-        select=lambda base, candidates: select_against_pool(
+        select=lambda base, candidates, objects: select_against_pool(
             base,
             candidates,
+            objects=objects,
             config=config,
             against_dataset=against_dataset,
             read_named=stores.read_named,
@@ -634,6 +703,7 @@ def upload_picks(
         summary=summary,
         exports=outputs.staged_exports(stores.pool.store, run_id),
         pool_nearest=picked.pool_nearest,
+        objects=picked.objects,
     )
 
 
@@ -657,6 +727,7 @@ def commit_attempt(
         samples=pending.candidates,
         tag=pending.tag,
         model=started.model,
+        objects=pending.objects,
     )
     if staged:
         stores.pool.clear_staged(started.plan_hash, staged)

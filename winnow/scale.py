@@ -37,6 +37,7 @@ from winnow.datapool import Datapool
 from winnow.embedding import Embedder, EmbeddingOptions
 from winnow.errors import ConfigError, NotFound
 from winnow.media import FrameOptions
+from winnow.objects import CropSettings
 from winnow.records import FileRef, Shard
 from winnow.storage import ObjectStore
 
@@ -179,12 +180,14 @@ class EmbedJob:
         source: URL of the raw data (children connect to it with their own credentials).
         frames: How video frames are sampled.
         embedding: The model and its decode settings.
+        crops: How boxes on the files (`FileRef.boxes`) are cut; None: no objects.
     """
 
     plan_hash: str
     source: str
     frames: FrameOptions
     embedding: EmbeddingOptions
+    crops: CropSettings | None = None
 
     def describe(self, group: Group, *, group_id: str | None = None) -> GroupSpec:
         """The description of `group` a child reads (named `group_id`, default the group's)."""
@@ -195,6 +198,7 @@ class EmbedJob:
             shards=group.shards,
             frames=self.frames.model_dump(mode="json"),
             embedding=self.embedding.model_dump(mode="json"),
+            crops=asdict(self.crops) if self.crops is not None else None,
         )
 
 
@@ -209,6 +213,7 @@ class GroupSpec:
         shards: The shards.
         frames: `FrameOptions` as JSON data.
         embedding: `EmbeddingOptions` as JSON data.
+        crops: `CropSettings` as JSON data; None: no objects.
     """
 
     plan_hash: str
@@ -217,6 +222,12 @@ class GroupSpec:
     shards: tuple[Shard, ...]
     frames: dict
     embedding: dict
+    crops: dict | None = None
+
+    @property
+    def crop_settings(self) -> CropSettings | None:
+        """How the group's boxes are cut (None: no objects)."""
+        return CropSettings(**self.crops) if self.crops is not None else None
 
     @property
     def frame_options(self) -> FrameOptions:
@@ -592,6 +603,7 @@ def stage_group(
         embedder=embedder,
         decode_workers=options.decode_workers,
         prefetch_batches=options.prefetch_batches,
+        crops=spec.crop_settings,
     )
     done = staging.embed_and_stage(
         pool,

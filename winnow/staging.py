@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from winnow.datapool import Datapool
-from winnow.records import Candidates, FileResult, Shard, merge_file_results
+from winnow.records import Candidates, FileResult, ObjectRows, Shard, merge_file_results
 
 if TYPE_CHECKING:
     from winnow.engine import ShardResult
@@ -40,6 +40,8 @@ class Staged:
             ones', each in plan order; None when the caller did not collect them.
         files: Their file results, one per file (a long video's time ranges merged by
             `records.merge_file_results`); empty when not collected.
+        objects: Their objects (boxes cut from their frames), in the same order; None when
+            not collected.
         staged: Ids of the shards embedded and staged by this call, in order.
         reused: Ids of the planned shards found staged already.
         frames: Samples embedded by this call.
@@ -48,6 +50,7 @@ class Staged:
 
     candidates: Candidates | None = None
     files: list[FileResult] = field(default_factory=list)
+    objects: ObjectRows | None = None
     staged: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     frames: int = 0
@@ -100,25 +103,31 @@ def embed_and_stage(
     started = time.perf_counter()
     parts: list[Candidates] = []
     files: list[FileResult] = []
+    objects: list[ObjectRows] = []
     if collect:
         resumed = pool.resume(plan_hash, shards)
         todo, parts, files = resumed.todo, resumed.candidates, resumed.files
+        objects = resumed.objects
     else:
         todo = unstaged(pool, plan_hash, shards)
     todo_ids = {s.shard_id for s in todo}
     out = Staged(reused=[s.shard_id for s in shards if s.shard_id not in todo_ids])
     on_resume(out.reused, sum(len(c) for c in parts))
     for result in embed(todo):
-        pool.stage_shard(plan_hash, result.shard.shard_id, result.candidates, result.files)
+        pool.stage_shard(
+            plan_hash, result.shard.shard_id, result.candidates, result.files, result.objects
+        )
         out.staged.append(result.shard.shard_id)
         out.frames += len(result.candidates)
         if collect:
             parts.append(result.candidates)
             files.extend(result.files)
+            objects.append(result.objects)
         on_shard(result)
     if collect:
         out.candidates = Candidates.concat(parts) if parts else Candidates.empty(dim)
         out.files = merge_file_results(files)
+        out.objects = ObjectRows.concat(objects) if objects else ObjectRows.empty(dim)
     out.seconds = round(time.perf_counter() - started, 3)
     return out
 

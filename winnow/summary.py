@@ -82,6 +82,9 @@ class RunSummary:
             None.
         quality_rejects: Reason → frames dropped by `frames.quality` before the model.
         shots: Shots found in the run's videos (None when shots were not looked for).
+        objects: Objects cut from the run's frames (None when the run had no predictions).
+        objects_skipped: Reason → predicted boxes (or rows) not used: unreadable rows, unknown
+            files or classes, boxes outside the frame, too small, on frames not sampled.
         shards: Shards of decode+embed work planned.
         shards_resumed: Shards reused from an interrupted earlier attempt (staged).
         commit_attempts: Datapool commits tried (0 when nothing was committed, 1 normally; each
@@ -95,6 +98,8 @@ class RunSummary:
         selected: Frames picked.
         selected_clips: Clips picked (`selection.unit: clip`; their frames are `selected`), or
             None when frames were the unit.
+        selected_objects: Objects picked (`selection.unit: object`; their frames, each once,
+            are `selected`), or None.
         removed_duplicates: Candidates dropped as exact or near duplicates.
         removed_thresholds: Candidates dropped by metadata thresholds.
         coverage_before: Coverage radius of the dataset over this run's candidates, before.
@@ -133,6 +138,8 @@ class RunSummary:
     video_frames: tuple[int, int, int] | None = None
     quality_rejects: dict[str, int] = field(default_factory=dict)
     shots: int | None = None
+    objects: int | None = None
+    objects_skipped: dict[str, int] = field(default_factory=dict)
     shards: int = 0
     shards_resumed: int = 0
     commit_attempts: int = 0
@@ -142,6 +149,7 @@ class RunSummary:
     dataset_samples: int = 0
     selected: int = 0
     selected_clips: int | None = None
+    selected_objects: int | None = None
     removed_duplicates: int = 0
     removed_thresholds: int = 0
     coverage_before: float = float("nan")
@@ -206,12 +214,23 @@ class RunSummary:
             self.quality_rejects = total_rejected(videos)
         shot_files = [f for f in files if f.shots_detected and f.status == "ok"]
         self.shots = sum(len(f.cuts) + 1 for f in shot_files) if shot_files else None
+        if any(f.objects or f.objects_skipped for f in files):
+            self.objects = sum(f.objects for f in files)
+            for reason, n in total_rejected(files, "objects_skipped").items():
+                self.objects_skipped[reason] = self.objects_skipped.get(reason, 0) + n
+
+    def record_predictions(self, bad: dict[str, int]) -> None:
+        """Count the rows of the predictions that could not be used, by reason."""
+        self.objects = self.objects or 0
+        for reason, n in bad.items():
+            self.objects_skipped[reason] = self.objects_skipped.get(reason, 0) + n
 
     def record_selection(self, selection: Selection, *, dataset_samples: int) -> None:
         """Take the select stage's counts, coverage and distances."""
         self.dataset_samples = dataset_samples
         self.selected = len(selection.picks)
         self.selected_clips = len(selection.clips) if selection.clips else None
+        self.selected_objects = len(selection.objects) if selection.objects else None
         self.removed_duplicates = selection.n_removed_duplicates
         self.removed_thresholds = selection.n_removed_thresholds
         self.coverage_before = selection.coverage_before
@@ -336,6 +355,17 @@ def summary_rows(summary: RunSummary) -> list[Row]:
             else []
         ),
         *([("shots found", s.shots)] if s.shots is not None else []),
+        *([("objects (boxes cut from frames)", s.objects)] if s.objects is not None else []),
+        *(
+            [
+                (
+                    "boxes not used",
+                    ", ".join(f"{reason} {n}" for reason, n in sorted(s.objects_skipped.items())),
+                )
+            ]
+            if s.objects_skipped
+            else []
+        ),
         ("shards (reused from an interrupted attempt)", f"{s.shards} ({s.shards_resumed})"),
         *([("decoded and embedded by", s.scaled_out)] if s.scaled_out else []),
         # Shown only after a lost race (the run rebased onto the winner and selected again).
@@ -366,7 +396,7 @@ def summary_rows(summary: RunSummary) -> list[Row]:
         ("removed by thresholds", s.removed_thresholds),
         (
             "selected",
-            s.selected if s.selected_clips is None else f"{s.selected} ({s.selected_clips} clips)",
+            _selected(s),
         ),
         ("stopped by", s.stop_reason or "n/a"),
         *([("coverage ball radius δ", fmt_number(s.delta))] if s.delta is not None else []),
@@ -381,6 +411,15 @@ def summary_rows(summary: RunSummary) -> list[Row]:
     return [Row("files", k, str(v)) for k, v in files] + [
         Row("selection", k, str(v)) for k, v in selection
     ]
+
+
+def _selected(s: RunSummary) -> str | int:
+    """Frames picked, and the clips or objects they came from."""
+    if s.selected_clips is not None:
+        return f"{s.selected} ({s.selected_clips} clips)"
+    if s.selected_objects is not None:
+        return f"{s.selected} frames ({s.selected_objects} objects)"
+    return s.selected
 
 
 def _ignored(summary: RunSummary) -> str:

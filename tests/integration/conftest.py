@@ -99,3 +99,28 @@ def kill_at_marker(script: str, markers: Path, args: list[str], *, what: str) ->
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     return proc.returncode
+
+
+def write_predictions(store: Any, files: dict[str, tuple[int, int]], key: str = "preds.csv") -> str:
+    """Write a predictions CSV for `files` (key → (width, height)): two boxes on frame 0 each.
+
+    A `car` box in the top-left and a `person` box lower right, in pixels, with scores and
+    class probabilities (`prob_car`, `prob_person`) that differ from file to file. Returns its
+    key in `store` (a CSV, so discovery ignores it as not media).
+    """
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        ["filename", "frame_index", "x", "y", "w", "h", "label", "score"]
+        + ["prob_car", "prob_person"]
+    )
+    for n, (name, (w, h)) in enumerate(sorted(files.items())):
+        p = 0.55 + 0.4 * ((n * 7) % 10) / 10
+        writer.writerow([name, 0, w * 0.1, h * 0.1, w * 0.3, h * 0.4, "car", p, p, 1 - p])
+        q = 0.5 + 0.45 * ((n * 3) % 10) / 10
+        writer.writerow([name, 0, w * 0.5, h * 0.4, w * 0.3, h * 0.5, "person", q, 1 - q, q])
+    store.put(key, out.getvalue().encode())
+    return key

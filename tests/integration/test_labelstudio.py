@@ -29,12 +29,16 @@ from flows.cli import app
 from tests.integration.conftest import run
 from winnow import demo
 from winnow.datapool import Datapool
+from winnow.outputs import labelstudio_labels_config
+from winnow.outputs._exports import _labelstudio_json
+from winnow.records import ObjectRows
 from winnow.storage import LocalStore
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api"), pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 ENV_SCRIPT = Path(__file__).with_name("labelstudio_env.sh")
 VENV = Path(os.environ.get("WINNOW_LABELSTUDIO_VENV", "/tmp/winnow-labelstudio-venv"))
+NAN = float("nan")
 TOKEN = "winnow0test0token0000000000000000000001"  # 40 characters, a legacy API token
 LABEL_CONFIG = (
     '<View><Image name="image" value="$image"/>'
@@ -177,6 +181,7 @@ def _source(root: Path) -> Path:
     return root
 
 
+@pytest.mark.usefixtures("prefect_api")
 def test_a_runs_label_studio_export_imports_and_every_image_is_served(labelstudio, tmp_path):
     source = _source(tmp_path / "raw")
     output = tmp_path / "out"
@@ -241,3 +246,102 @@ def test_a_runs_label_studio_export_imports_and_every_image_is_served(labelstudi
         f"label studio ready after {labelstudio.ready_after_s:.0f} s; "
         f"{len(tasks)} tasks imported and served ({len(gif_frames)} GIF frames)"
     )
+
+
+# Two images of different sizes (one with a key URLs must quote), boxes in pixels of each.
+OBJECT_IMAGES = {
+    "street.png": ((160, 90), [((16, 9, 48, 45), "car", 0.9), ((100, 0, 60, 90), "person", NAN)]),
+    "b & c.png": ((64, 48), [((0.5, 1.25, 10.5, 20), "person", 0.25)]),
+}
+
+
+def _object_rows(tmp_path: Path) -> list[dict]:
+    """Export rows of local PNGs, each with its objects, as `_labelstudio_json` takes them."""
+    folder = tmp_path / "objects"
+    folder.mkdir()
+    rows = []
+    for n, (name, ((width, height), boxes)) in enumerate(OBJECT_IMAGES.items()):
+        pixels = np.random.default_rng(n).integers(0, 255, (height, width, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / name)
+        objects = ObjectRows.from_rows(
+            [
+                {
+                    "object_id": f"{n}{i}" + "0" * 22,
+                    "sample_id": f"sample-{n}",
+                    "key": name,
+                    "fingerprint": "fp",
+                    "label": label,
+                    "frame_index": 0,
+                    "pts_seconds": 0.0,
+                    **dict(zip("xywh", box, strict=True)),
+                    "score": score,
+                    "probabilities": [],
+                }
+                for i, (box, label, score) in enumerate(boxes)
+            ]
+        )
+        rows.append(
+            {
+                "url": (folder / name).as_uri(),
+                "sample_id": f"sample-{n}",
+                "key": name,
+                "frame_index": 0,
+                "filename": name,
+                "width": width,
+                "height": height,
+                "objects": objects,
+            }
+        )
+    return rows
+
+
+def _regions(result: list[dict]) -> list[tuple[str, list[float]]]:
+    return sorted(
+        (r["value"]["rectanglelabels"][0], [r["value"][k] for k in ("x", "y", "width", "height")])
+        for r in result
+    )
+
+
+def test_object_boxes_import_as_label_studio_predictions(labelstudio, tmp_path):
+    rows = _object_rows(tmp_path)
+    tasks = json.loads(_labelstudio_json(rows, "objects"))
+    assert [len(t["predictions"][0]["result"]) for t in tasks] == [2, 1]
+
+    labelstudio.wait_ready()
+    config = labelstudio_labels_config(["car", "person"])
+    project = labelstudio.json(
+        "POST", "/api/projects", {"title": "objects", "label_config": config}
+    )
+    pid = project["id"]
+    labelstudio.json(
+        "POST",
+        "/api/storages/localfiles",
+        {"project": pid, "path": str(tmp_path), "title": "objects", "use_blob_urls": False},
+    )
+    imported = labelstudio.json("POST", f"/api/projects/{pid}/import", tasks)
+    assert (imported["task_count"], imported["prediction_count"]) == (2, 2)
+
+    listed = labelstudio.json("GET", f"/api/tasks?project={pid}&page_size=100")["tasks"]
+    by_sample = {t["meta"]["sample_id"]: t for t in listed}
+    for row in rows:
+        stored = by_sample[row["sample_id"]]
+        (prediction,) = labelstudio.json("GET", f"/api/predictions?task={stored['id']}")
+        assert prediction["model_version"] == "winnow"
+        (width, height), boxes = OBJECT_IMAGES[row["key"]]
+        expected = sorted(
+            (label, [100 * x / width, 100 * y / height, 100 * w / width, 100 * h / height])
+            for (x, y, w, h), label, _ in boxes
+        )
+        exported = next(t for t in tasks if t["meta"]["sample_id"] == row["sample_id"])
+        exported_result = exported["predictions"][0]["result"]
+        got = _regions(prediction["result"])
+        for want in (expected, _regions(exported_result)):
+            assert [label for label, _ in got] == [label for label, _ in want]
+            np.testing.assert_allclose([v for _, v in got], [v for _, v in want], atol=1e-6)
+        assert sorted(r["id"] for r in prediction["result"]) == sorted(
+            r["id"] for r in exported_result
+        )
+        assert all(r["original_width"] == width for r in prediction["result"])
+        status, body = labelstudio.call("GET", stored["data"]["image"])
+        assert status == 200 and body == (tmp_path / "objects" / row["key"]).read_bytes()
+    print(f"label studio ready after {labelstudio.ready_after_s:.0f} s; 2 tasks, 3 boxes")

@@ -15,6 +15,8 @@ from winnow.media._images import _decode_image
 from winnow.media._options import FrameOptions
 from winnow.media._sniff import _header_size
 from winnow.media._video import _decode_video
+from winnow.objects._crops import ObjectBatch
+from winnow.objects._options import CropSettings
 from winnow.records import FileRef, FileResult, FrameBatch
 
 
@@ -26,7 +28,8 @@ def decode_file(
     options: FrameOptions,
     chunk_frames: int = 64,
     threads: int | None = None,
-) -> Iterator[FrameBatch | FileResult]:
+    crops: CropSettings | None = None,
+) -> Iterator[FrameBatch | ObjectBatch | FileResult]:
     """Decode one image or video file into model-size frames.
 
     `ref.kind` picks the decoder; an image whose content is an animated GIF has its frames
@@ -51,10 +54,15 @@ def decode_file(
             video's length.
         threads: Codec threads for a video; None: `device.decode_threads(1)` (all the
             cores). Callers decoding several videos at once pass `decode_threads(n)`.
+        crops: With boxes on the file (`ref.boxes`): each kept frame that has boxes is also
+            converted at full size and its boxes cut into crops (`objects.Cropper`), yielded
+            as an `ObjectBatch` as soon as the frame is decoded (maybe before the chunk that
+            holds the frame); the result counts the objects and the boxes skipped. None:
+            boxes are ignored. Animated GIFs ignore boxes.
 
     Yields:
-        `FrameBatch` chunks of at most `chunk_frames` frames in presentation order, then
-        exactly one `FileResult` as the last item.
+        `FrameBatch` chunks (and `ObjectBatch`es) of at most `chunk_frames` frames in
+        presentation order, then exactly one `FileResult` as the last item.
 
     Raises:
         ConfigError: If `size` or `chunk_frames` is not positive (before anything is yielded).
@@ -69,9 +77,15 @@ def decode_file(
     if ref.kind == "image":
         if _is_animated_gif(path):  # frames sampled like a video's; its result says `video`
             return _decode_gif(path, ref, size=size, options=options, chunk_frames=chunk_frames)
-        return _decode_image(path, ref, size=size)
+        return _decode_image(path, ref, size=size, crops=crops)
     return _decode_video(
-        path, ref, size=size, options=options, chunk_frames=chunk_frames, threads=threads
+        path,
+        ref,
+        size=size,
+        options=options,
+        chunk_frames=chunk_frames,
+        threads=threads,
+        crops=crops,
     )
 
 

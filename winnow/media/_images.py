@@ -16,6 +16,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from winnow.errors import DecodeError, UnsupportedMediaError
 from winnow.media._sniff import _file_size, _not_an_image, _reason
 from winnow.media._stats import _Chunks
+from winnow.objects._crops import Cropper, ObjectBatch
+from winnow.objects._options import CropSettings
 from winnow.records import FileRef, FileResult, FrameBatch
 
 pillow_heif.register_heif_opener()
@@ -44,7 +46,9 @@ def load_image(path: Path) -> np.ndarray:
         raise DecodeError(f"{path.name}: damaged image: {exc}") from exc
 
 
-def _decode_image(path: Path, ref: FileRef, *, size: int) -> Iterator[FrameBatch | FileResult]:
+def _decode_image(
+    path: Path, ref: FileRef, *, size: int, crops: CropSettings | None = None
+) -> Iterator[FrameBatch | ObjectBatch | FileResult]:
     if _file_size(path) == 0:
         yield FileResult.for_ref(ref, status="corrupt", error="zero-byte file")
         return
@@ -62,8 +66,18 @@ def _decode_image(path: Path, ref: FileRef, *, size: int) -> Iterator[FrameBatch
     )
     assert batch is not None
     yield batch
+    found: dict = {}
+    if crops is not None and ref.boxes:
+        cropper = Cropper(ref, crops, size)
+        if cropper.wants(0, 0.0):
+            objects = cropper.cut(
+                load_image(path), index=0, seconds=0.0, sample_id=str(batch.sample_id[0])
+            )
+            if objects is not None:
+                yield objects
+        found = cropper.result(whole_file=True)
     yield FileResult.for_ref(
-        ref, status="ok", frames_total=1, frames_sampled=1, width=width, height=height
+        ref, status="ok", frames_total=1, frames_sampled=1, width=width, height=height, **found
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -31,7 +32,9 @@ from winnow.media._gate import _Gate
 from winnow.media._options import FrameOptions
 from winnow.media._sniff import _file_size, _reason, _sniff
 from winnow.media._stats import _Chunks
-from winnow.records import EMPTY_RANGE, FileRef, FileResult, FrameBatch
+from winnow.objects._crops import Cropper, ObjectBatch
+from winnow.objects._options import CropSettings
+from winnow.records import EMPTY_RANGE, FileRef, FileResult, FrameBatch, sample_id_for
 
 # Container formats that FFmpeg opens as one-frame "videos" but that are still images.
 _IMAGE_DEMUXERS = frozenset({"image2", "gif", "apng", "webp", "ico", "tiff", "bmp"})
@@ -54,7 +57,8 @@ def _decode_video(
     options: FrameOptions,
     chunk_frames: int,
     threads: int | None = None,
-) -> Iterator[FrameBatch | FileResult]:
+    crops: CropSettings | None = None,
+) -> Iterator[FrameBatch | ObjectBatch | FileResult]:
     if _file_size(path) == 0:
         yield FileResult.for_ref(ref, status="corrupt", error="zero-byte file")
         return
@@ -83,6 +87,7 @@ def _decode_video(
                     options=options,
                     threads=threads or _decode_threads(),
                     span=(ref.start_s, ref.end_s),
+                    cropper=Cropper(ref, crops, size) if crops and ref.boxes else None,
                 )
         except Exception as exc:  # per-file boundary: the codec cannot be set up
             refusal = ("corrupt", f"not decodable: {_reason(exc)}")
@@ -101,15 +106,22 @@ def _decode_video(
                 except Exception as exc:  # per-file boundary: the decoder broke mid-stream
                     error = _reason(exc)
                     break
+                objects = frame.pop("objects", None)
                 batch = chunks.add(**frame)
                 if batch is not None:
                     yield batch
+                if objects is not None:
+                    yield objects
         finally:
             frames.close()
         batch = chunks.flush()
         if batch is not None:
             yield batch
-    yield _video_result(ref, decoder, chunks.count, error)
+    result = _video_result(ref, decoder, chunks.count, error)
+    if decoder.cropper is not None:
+        whole = not decoder.ranged and decoder.complete
+        result = dataclasses.replace(result, **decoder.cropper.result(whole_file=whole))
+    yield result
 
 
 def probe_duration(path: Path) -> float | None:
@@ -305,8 +317,10 @@ class _VideoDecoder:
         options: FrameOptions,
         threads: int,
         span: tuple[float | None, float | None] = (None, None),
+        cropper: Cropper | None = None,
     ) -> None:
         self.path, self.container, self.stream = path, container, stream
+        self.cropper = cropper  # cuts the boxes of kept frames at full size
         self.size, self.options = size, options
         self.start_s, self.end_s = span
         self.ranged = self.start_s is not None or self.end_s is not None
@@ -393,6 +407,16 @@ class _VideoDecoder:
         if not forced and not gate.quality_ok(converted):
             return None
         gate.kept(frame, seconds)
+        cropper = self.cropper
+        if cropper is not None and gate.emit and cropper.wants(index, seconds):
+            rgb = frame.to_ndarray(format="rgb24")  # full size: only for frames with boxes
+            turns = _quarter_turns(frame)
+            rgb = np.rot90(rgb, turns) if turns else rgb
+            ref = cropper.ref
+            sample_id = sample_id_for(ref.key, ref.fingerprint, index)
+            converted["objects"] = cropper.cut(
+                rgb, index=index, seconds=seconds, sample_id=sample_id
+            )
         return converted
 
     def _sequential(self) -> Iterator[dict[str, Any]]:

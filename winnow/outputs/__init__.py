@@ -27,7 +27,8 @@ One module a concern:
 _names.py     frame_name, export_name, tag_keys: every name in the output store
 _frames.py    picked video frames re-decoded at full size, PNG encoding, report thumbnails
 _clips.py     clip_name, cut_clip (MP4 by stream copy or re-encode), clips.csv, Label Studio video tasks, strips
-_exports.py   filenames.txt, samples.csv, labelstudio.json, members.csv/.parquet
+_exports.py   filenames.txt, samples.csv, labelstudio.json, members.csv/.parquet, COCO
+_objects.py   objects: Label Studio pre-annotations and config, COCO JSON, objects.csv, cards
 _plot.py      render_embedding_plot: the 2-D PCA picture
 _report.py    render_report: the HTML report and its sections
 _upload.py    upload_selection: all of the above for one tag, and what it wrote (Exported)
@@ -52,6 +53,15 @@ from winnow.outputs._names import (
     frame_name,
     tag_keys,
 )
+from winnow.outputs._objects import (
+    BOX_COLOUR,
+    OBJECTS_CSV_COLUMNS,
+    coco_json,
+    labelstudio_labels_config,
+    labelstudio_predictions,
+    object_card_png,
+    objects_csv,
+)
 from winnow.outputs._plot import MAX_PLOT_POINTS, render_embedding_plot
 from winnow.outputs._publish import (
     EXPORT_STAGING,
@@ -64,6 +74,7 @@ from winnow.outputs._report import links_note, render_report
 from winnow.outputs._upload import Exported, upload_selection
 
 __all__ = [
+    "BOX_COLOUR",
     "EXPORT_FILES",
     "EXPORT_STAGING",
     "EXPORT_FORMATS",
@@ -71,16 +82,22 @@ __all__ = [
     "LABELSTUDIO_LOCAL_FILES",
     "MEMBERS_COLUMNS",
     "MAX_PLOT_POINTS",
+    "OBJECTS_CSV_COLUMNS",
     "PNG_COMPRESS_LEVEL",
     "REPORT_THUMBNAILS",
     "SAMPLES_CSV_COLUMNS",
     "TAGS_PREFIX",
     "THUMBNAIL_PX",
     "Exported",
+    "coco_json",
     "export_name",
     "export_tag",
     "frame_name",
     "labelstudio_image",
+    "labelstudio_labels_config",
+    "labelstudio_predictions",
+    "object_card_png",
+    "objects_csv",
     "publish_exports",
     "render_embedding_plot",
     "links_note",

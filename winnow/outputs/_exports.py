@@ -1,4 +1,7 @@
-"""The tag's export files: `filenames.txt`, `samples.csv`, members CSV/Parquet, Label Studio.
+"""The tag's export files: `filenames.txt`, `samples.csv`, members CSV/Parquet, Label Studio, COCO.
+
+Label Studio tasks of frames with objects carry their predicted boxes as `predictions`
+(pre-annotations, `_objects.py`); the `coco` format holds the members and those boxes.
 
 Label Studio reads a task's `image` from an URL it can fetch. What the export's `image` holds:
 
@@ -29,6 +32,8 @@ import pyarrow.parquet as pq
 
 from winnow.errors import ConfigError
 from winnow.outputs._names import export_name
+from winnow.outputs._objects import coco_json, labelstudio_predictions
+from winnow.records import ObjectRows, TagRecord
 from winnow.storage import ObjectStore
 
 if TYPE_CHECKING:
@@ -40,6 +45,7 @@ EXPORT_FORMATS = {
     "csv": "members as CSV (as members.csv)",
     "parquet": "members and embeddings as Parquet (as members.parquet)",
     "labelstudio": "Label Studio import tasks (as labelstudio.json)",
+    "coco": "COCO detection JSON: the members and their predicted boxes",
 }
 
 SAMPLES_CSV_COLUMNS = (
@@ -208,8 +214,10 @@ def labelstudio_image(url: str, *, document_root: str = "/") -> str:
 
 
 def _labelstudio_json(rows: list[dict[str, Any]], tag: str, *, document_root: str = "/") -> bytes:
-    tasks = [
-        {
+    """Label Studio tasks; a row with `objects` (its frame's, non-empty) gets `predictions`."""
+    tasks = []
+    for r in rows:
+        task: dict[str, Any] = {
             "data": {"image": labelstudio_image(r["url"], document_root=document_root)},
             "meta": {
                 "key": r["key"],
@@ -219,9 +227,24 @@ def _labelstudio_json(rows: list[dict[str, Any]], tag: str, *, document_root: st
                 "filename": r["filename"],
             },
         }
-        for r in rows
-    ]
+        objects = r.get("objects")
+        if objects is not None and len(objects):
+            task["predictions"] = labelstudio_predictions(
+                objects, width=int(r["width"]), height=int(r["height"])
+            )
+        tasks.append(task)
     return json.dumps(tasks, indent=1, ensure_ascii=False).encode("utf-8")
+
+
+def _with_objects(rows: list[dict[str, Any]], objects: ObjectRows) -> list[dict[str, Any]]:
+    """Set each row's `objects`: the objects on its frame (rows without any get none)."""
+    by_sample: dict[str, list[int]] = {}
+    for i, sid in enumerate(objects.sample_id):
+        by_sample.setdefault(str(sid), []).append(i)
+    for row in rows:
+        if row["sample_id"] in by_sample:
+            row["objects"] = objects.take(by_sample[row["sample_id"]])
+    return rows
 
 
 def export_tag(
@@ -242,7 +265,9 @@ def export_tag(
     Args:
         snapshot: The datapool snapshot holding the tag.
         tag: The tag's name.
-        fmt: One of `EXPORT_FORMATS`: `filenames`, `csv`, `parquet` or `labelstudio`.
+        fmt: One of `EXPORT_FORMATS`: `filenames`, `csv`, `parquet`, `labelstudio` (tasks
+            carry the members' predicted boxes as pre-annotations) or `coco` (the members and
+            their predicted boxes).
         cumulative: Include the tag's ancestors (the dataset up to the tag).
         output: The run's output store (where the frame PNGs are); needed for `labelstudio`.
         open_source: Opens a tag's source URL (from its parameters), for links to images;
@@ -255,7 +280,8 @@ def export_tag(
     Raises:
         ConfigError: If the format is unknown, or `labelstudio` lacks `output`/`open_source`.
         NotFound: If the tag (or an ancestor) is not in the pool.
-        ValueError: If a local file lies outside `document_root`.
+        ValueError: If a local file lies outside `document_root`, or a member with objects
+            has no size (`labelstudio`).
     """
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(
@@ -265,6 +291,24 @@ def export_tag(
     while cumulative and chain[-1].parent:
         chain.append(snapshot.tag(chain[-1].parent))
     members = [(t, s) for t in reversed(chain) for s in t.sample_ids]
+    rows = _member_rows(snapshot, members)
+    if fmt == "filenames":
+        return _filenames_txt(rows)
+    if fmt == "csv":
+        return _members_csv(rows)
+    if fmt == "parquet":
+        return _members_parquet(rows)
+    if fmt == "coco":
+        return coco_json(rows, snapshot.objects([r["sample_id"] for r in rows]))
+    rows = _with_links(rows, output=output, open_source=open_source)
+    rows = _with_objects(rows, snapshot.objects([r["sample_id"] for r in rows]))
+    return _labelstudio_json(rows, tag, document_root=document_root)
+
+
+def _member_rows(
+    snapshot: PoolSnapshot, members: list[tuple[TagRecord, str]]
+) -> list[dict[str, Any]]:
+    """One row per (tag, sample id) member: its metadata, exported name and embedding."""
     samples = snapshot.samples([s for _, s in members])
     files = snapshot.files
     keys = files.column("key").to_pylist()
@@ -294,15 +338,7 @@ def export_tag(
                 "source": json.loads(record.parameters or "{}").get("source"),
             }
         )
-    if fmt == "filenames":
-        return _filenames_txt(rows)
-    if fmt == "csv":
-        return _members_csv(rows)
-    if fmt == "parquet":
-        return _members_parquet(rows)
-    return _labelstudio_json(
-        _with_links(rows, output=output, open_source=open_source), tag, document_root=document_root
-    )
+    return rows
 
 
 def _with_links(

@@ -24,6 +24,8 @@ EXPORT_FILES = {
 OPTIONAL_EXPORT_FILES = {
     "clips_csv": "clips.csv",
     "labelstudio_clips": "labelstudio_clips.json",
+    "objects_csv": "objects.csv",
+    "coco": "coco.json",
 }
 
 # The tag names the flow accepts (winnow/params.py): one safe path component.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
 import urllib.parse
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,11 @@ text-align:center;color:#666}.nb img{width:44px;height:44px;object-fit:cover;mar
 .card .none{height:80px;display:flex;align-items:center;justify-content:center;color:#999;
 background:#eee;margin-bottom:4px}
 .plot img{max-width:100%;border:1px solid #ddd}.warn{color:#a33}
+.objects{display:flex;flex-wrap:wrap;gap:10px}.object{border:1px solid #ddd;border-radius:4px;
+padding:6px;font-size:12px;background:#fafafa;max-width:100%}
+.object img{display:block;max-width:100%;margin-bottom:4px}
+.object .none{width:160px;height:80px;display:flex;align-items:center;justify-content:center;
+color:#999;background:#eee;margin-bottom:4px}
 """
 
 
@@ -68,6 +74,7 @@ def render_report(
     picks: list[dict],
     plot_png: bytes | None,
     clips: list[dict] | None = None,
+    objects: list[dict] | None = None,
 ) -> str:
     """Render the run's self-contained HTML report.
 
@@ -83,6 +90,9 @@ def render_report(
         plot_png: The embedding plot to embed, or None.
         clips: One dict per picked clip (`unit: clip`): `file`, `start_s`, `end_s`, `clip`,
             `frames`, `mode`, `reason`, `url`, `strip` (JPEG bytes) and `error`.
+        objects: One dict per picked object (`unit: object`), in pick order: `object_id`,
+            `key`, `frame_index`, `label`, `score` (NaN: unknown), `box` (x, y, w, h pixels),
+            `reason` and `card_png` (PNG bytes from `object_card_png`, or None).
 
     Returns:
         The HTML document.
@@ -106,6 +116,7 @@ def render_report(
     parts += _report_coverage(summary)
     parts += _report_plot(summary, plot_png)
     parts += _report_clips(clips or [])
+    parts += _report_objects(objects or [])
     parts += _report_picks(picks, summary.selected or len(picks))
     parts += _report_problems(summary, picks)
     parts += _report_outputs(summary, picks)
@@ -200,6 +211,38 @@ def _report_clips(clips: list[dict]) -> list[str]:
             + (f'<div class="warn">not exported: {_e(error)}</div>' if error else "")
             + "</div>"
         )
+    return out
+
+
+def _report_objects(objects: list[dict]) -> list[str]:
+    """A card per picked object (its frame with the box, and the crop), label, score and why."""
+    if not objects:
+        return []
+    shown = objects[:REPORT_THUMBNAILS]
+    note = f"first {len(shown)} of {len(objects)}" if len(shown) < len(objects) else len(objects)
+    out = [
+        f'<h2>Objects</h2><p class="muted">{_e(note)} picked, in pick order: the frame with the '
+        "predicted box, and the crop at full resolution.</p>",
+        '<div class="objects">',
+    ]
+    for rank, obj in enumerate(shown):
+        card = obj.get("card_png")
+        img = (
+            f'<img alt="object {rank + 1}" src="{_data_uri("image/png", card)}">'
+            if card
+            else '<div class="none">no preview</div>'
+        )
+        x, y, w, h = (float(v) for v in obj["box"])
+        score = float(obj["score"])
+        out.append(
+            f'<div class="object" title="{_e(obj["object_id"])}">{img}'
+            f"<div>#{rank + 1} <b>{_e(obj['label'])}</b>"
+            + ("" if math.isnan(score) else f" · score {score:.2f}")
+            + f"</div><div><code>{_e(obj['key'])}</code> frame {_e(obj['frame_index'])} · "
+            f"box {x:.0f}, {y:.0f}, {w:.0f}×{h:.0f} px</div>"
+            f'<div class="muted">{_e(obj["reason"])}</div></div>'
+        )
+    out.append("</div>")
     return out
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from winnow.errors import ConfigError, DecodeError, NotFound
+from winnow.errors import ConfigError, DecodeError, NotFound, UnsupportedMediaError
+from winnow.media import load_image
 from winnow.outputs._clips import (
     clip_name,
     clip_strip,
@@ -28,9 +29,10 @@ from winnow.outputs._exports import (
 from winnow.outputs._frames import REPORT_THUMBNAILS, _image_thumbnails, _write_frames
 from winnow.outputs._names import export_name, tag_keys
 from winnow.outputs._neighbours import exact_duplicates, nearest_unpicked
+from winnow.outputs._objects import coco_json, object_card_png, objects_csv
 from winnow.outputs._plot import render_embedding_plot
 from winnow.outputs._report import render_report
-from winnow.records import Candidates, ClipPick, FileResult, Selection
+from winnow.records import Candidates, ClipPick, FileResult, ObjectRows, Selection
 from winnow.storage import ObjectStore
 from winnow.summary import RunSummary, visible
 
@@ -76,6 +78,7 @@ def upload_selection(
     workers: int = 8,
     exports: ObjectStore | None = None,
     pool_nearest: Any = None,
+    objects: ObjectRows | None = None,
 ) -> Exported:
     """Write the selected samples and the tag's exports to the output store.
 
@@ -105,6 +108,9 @@ def upload_selection(
         exports: Where the `tags/<tag>/` files are written (default: `output` itself).
         pool_nearest: Each pick's nearest pool sample (`winnow.index.Nearest`, in pick order),
             shown in the report; None: not shown.
+        objects: The objects on the picked frames: Label Studio pre-annotations
+            (`rectanglelabels`), `objects.csv` and `coco.json` under `tags/<tag>/`, and the
+            picked objects' crops on their frames in the report. None or empty: no objects.
 
     Returns:
         The names, URLs and output keys written.
@@ -144,6 +150,7 @@ def upload_selection(
         workers=workers,
         exports=output if exports is None else exports,
         pool_nearest=pool_nearest,
+        objects=objects if objects is not None and len(objects) else None,
     )
 
 
@@ -161,8 +168,11 @@ def _upload_selection(
     workers: int,
     exports: ObjectStore,
     pool_nearest: Any,
+    objects: ObjectRows | None,
 ) -> Exported:
     rows = _pick_rows(candidates, selection, files)
+    if objects is not None:
+        _add_objects(rows, objects)
     _add_neighbours(rows, candidates, selection, files)
     if pool_nearest is not None:
         for pos, row in enumerate(rows):
@@ -200,6 +210,13 @@ def _upload_selection(
         exports.put(keys["clips_csv"], clips_csv(ok))
         exports.put(keys["labelstudio_clips"], labelstudio_video_tasks(ok, tag))
         missing.update({c["clip"]: f"{c['file']}: {c['error']}" for c in clips if c["error"]})
+    cards: list[dict[str, Any]] = []
+    if objects is not None:
+        keys.update(tag_keys(tag, optional=True))
+        reasons = {o.object_id: o.reason for o in selection.objects}
+        exports.put(keys["objects_csv"], objects_csv(objects, picked=reasons))
+        exports.put(keys["coco"], coco_json(exported_rows, objects))
+        cards = _object_cards(selection, rows, source=source, output=output)
 
     picked = np.zeros(len(candidates), dtype=bool)
     picked[selection.indices] = True
@@ -214,7 +231,7 @@ def _upload_selection(
 
     links = {name: output.link(key) for name, key in keys.items()}
     summary.outputs = dict(links)
-    report = render_report(summary=summary, picks=rows, plot_png=plot, clips=clips)
+    report = render_report(summary=summary, picks=rows, plot_png=plot, clips=clips, objects=cards)
     exports.put(keys["report"], report.encode("utf-8"))
     return Exported(
         filenames=[r["filename"] for r in rows],
@@ -254,6 +271,68 @@ def _export_clips(
                 if not row["url"]:
                     row["error"] = str(reason)
     return rows
+
+
+def _add_objects(rows: list[dict[str, Any]], objects: ObjectRows) -> None:
+    """Give each pick row the objects on its frame (its Label Studio pre-annotations)."""
+    by_frame: dict[str, list[int]] = {}
+    for i, sid in enumerate(objects.sample_id):
+        by_frame.setdefault(str(sid), []).append(i)
+    for row in rows:
+        found = by_frame.get(row["sample_id"])
+        if found:
+            row["objects"] = objects.take(found)
+
+
+def _object_cards(
+    selection: Selection,
+    rows: list[dict[str, Any]],
+    *,
+    source: ObjectStore,
+    output: ObjectStore,
+) -> list[dict[str, Any]]:
+    """The report's picked objects (at most `REPORT_THUMBNAILS`), each on its full-size frame.
+
+    The frame is read back from the exported PNG (videos) or the source image; one that cannot
+    be read gives a card without a picture.
+    """
+    by_id = {r["sample_id"]: r for r in rows}
+    frames: dict[str, np.ndarray | None] = {}
+    cards = []
+    for pick in selection.objects[:REPORT_THUMBNAILS]:
+        row = by_id.get(pick.sample_id)
+        if row is not None and pick.sample_id not in frames:
+            frames[pick.sample_id] = _full_frame(row, source=source, output=output)
+        rgb = frames.get(pick.sample_id)
+        cards.append(
+            {
+                "object_id": pick.object_id,
+                "key": pick.key,
+                "frame_index": pick.frame_index,
+                "label": pick.label,
+                "score": pick.score,
+                "box": pick.box,
+                "reason": pick.reason,
+                "card_png": None
+                if rgb is None
+                else object_card_png(rgb, pick.box, label=pick.label, score=pick.score),
+            }
+        )
+    return cards
+
+
+def _full_frame(
+    row: dict[str, Any], *, source: ObjectStore, output: ObjectStore
+) -> np.ndarray | None:
+    if row["error"] is not None:
+        return None
+    store, key = (output, row["filename"]) if row["kind"] == "video" else (source, row["key"])
+    try:
+        with store.local_copy(key) as path:
+            return load_image(Path(path))
+    except (NotFound, DecodeError, UnsupportedMediaError, ConfigError) as exc:
+        logger.warning("object crops of %s not shown: %s", visible(key), exc)
+        return None
 
 
 def _clip_row(clip: ClipPick) -> dict[str, Any]:

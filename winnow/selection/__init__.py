@@ -23,7 +23,7 @@ from winnow.selection._config import SelectionConfig, Strategy
 from winnow.selection._distances import DEFAULT_BLOCK_ROWS, coverage_radius, nearest_distances
 from winnow.selection._kcenter import kcenter_greedy
 from winnow.selection._objectives import Inputs, Objective, Units
-from winnow.selection._predictions import KNOWN_COLUMNS, join_predictions
+from winnow.selection._predictions import KNOWN_COLUMNS, OBJECT_COLUMNS, join_predictions
 from winnow.selection._registry import BaseStrategy, Needs, Scorer, register, unregister
 from winnow.selection._select import select
 from winnow.selection._strategies import (
@@ -37,10 +37,12 @@ from winnow.selection._strategies import (
     TypicalityStrategy,
     WeightsStrategy,
 )
+from winnow.selection._uncertainty import UncertaintyStrategy
 
 __all__ = [
     "DEFAULT_BLOCK_ROWS",
     "KNOWN_COLUMNS",
+    "OBJECT_COLUMNS",
     "BalanceStrategy",
     "BaseStrategy",
     "CoverageStrategy",
@@ -56,6 +58,7 @@ __all__ = [
     "Strategy",
     "ThresholdStrategy",
     "TypicalityStrategy",
+    "UncertaintyStrategy",
     "Units",
     "WeightsStrategy",
     "coverage_radius",

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator,
 from pydantic_core import core_schema
 
 from winnow.selection import _registry, _strategies  # noqa: F401 (registers the built-ins)
-from winnow.selection._predictions import KNOWN_COLUMNS, _predictions_format
+from winnow.selection._predictions import KNOWN_COLUMNS, OBJECT_COLUMNS, _predictions_format
 from winnow.selection._registry import Needs
 from winnow.selection._strategies import DiversityStrategy, HerdingStrategy
 
@@ -139,13 +139,17 @@ class SelectionConfig(BaseModel):
         "(embeddings averaged per sequence); n_samples and proportion then count frames, "
         "rounded down to whole sequences. Incomplete tails and single images are not eligible.",
     )
-    unit: Literal["frame", "clip"] = Field(
+    unit: Literal["frame", "clip", "object"] = Field(
         "frame",
-        description="What is picked: `frame`, or `clip` — a shot of a video (from the pool's "
+        description="What is picked: `frame`; `clip` — a shot of a video (from the pool's "
         "shot table, `frames.detect_shots`), or a window of clip_seconds inside a longer shot; "
         "its embedding is the mean of its kept frames', the dataset's clips count as already "
         "chosen, n_samples and proportion count clips, and every frame of a picked clip "
-        "becomes a member of the tag. Images are not clips.",
+        "becomes a member of the tag. Images are not clips. `object` — a box from "
+        "objects.predictions, embedded from its crop: the strategies rank objects, the "
+        "objects of the dataset's frames count as already chosen, a picked object's frame is "
+        "labelled whole (so all its objects count as chosen from then on), and n_samples and "
+        "proportion count frames to label.",
     )
     clip_seconds: float = Field(
         10.0,
@@ -206,16 +210,17 @@ class SelectionConfig(BaseModel):
         if self.predictions is None:
             for s in self.strategies:
                 for column in s.needs().columns:
-                    if column in KNOWN_COLUMNS:
+                    if column in KNOWN_COLUMNS or column in OBJECT_COLUMNS:
                         continue
                     raise ValueError(
                         f"{s.type} strategy uses column {column!r}, which is not a metadata "
-                        f"column ({', '.join(KNOWN_COLUMNS)}); set `predictions` to a CSV/"
-                        "Parquet file that has it, or fix the name"
+                        f"column ({', '.join(KNOWN_COLUMNS)}) nor an object column "
+                        f"({', '.join(OBJECT_COLUMNS)}, from objects.predictions); set "
+                        "`predictions` to a CSV/Parquet file that has it, or fix the name"
                     )
         else:
             _predictions_format(self.predictions, error=ValueError)
-        if self.unit == "clip":
+        if self.unit in ("clip", "object"):
             clash = [
                 name
                 for name, on in (
@@ -227,8 +232,8 @@ class SelectionConfig(BaseModel):
             ]
             if clash:
                 raise ValueError(
-                    f"unit clip cannot be combined with {', '.join(clash)}: they work on "
-                    "single frames (use unit frame)"
+                    f"unit {self.unit} cannot be combined with {', '.join(clash)}: they work "
+                    "on single frames (use unit frame)"
                 )
         length = self.selected_sequence_length
         if length and self.n_samples is not None and self.n_samples < length:

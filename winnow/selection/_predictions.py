@@ -19,6 +19,10 @@ from winnow.records import META_COLUMNS, STRING_COLUMNS, Candidates
 KNOWN_COLUMNS = tuple(META_COLUMNS) + STRING_COLUMNS
 """Per-candidate columns every run has (metadata from decoding); predictions add more."""
 
+OBJECT_COLUMNS = ("label", "score", "probabilities")
+"""Per-candidate columns of a run with objects (`objects.predictions`): an object's predicted
+label, score and class probabilities (a frame's `probabilities`: its objects' vectors)."""
+
 
 def _predictions_format(name: str, *, error: type[Exception] = ConfigError) -> str:
     path = name.split("?", 1)[0].split("#", 1)[0].lower()

@@ -21,7 +21,9 @@ from PIL import Image
 from winnow import media
 from winnow.datapool import PoolSnapshot
 from winnow.errors import ConfigError, DecodeError, NotFound, WinnowError
-from winnow.records import Candidates, FileRef
+from winnow.objects import CropSettings
+from winnow.objects._crops import Cropper, ObjectBatch
+from winnow.records import Candidates, FileRef, ObjectRows
 from winnow.storage import ObjectStore
 
 T = TypeVar("T")
@@ -96,12 +98,15 @@ class FileFrames:
         rows: Rows of the caller's samples these frames belong to, in the same order.
         pixels: uint8 (len(rows), size, size, 3), or None when the file could not be read.
         error: Why it could not be read (vanished, changed, undecodable), else None.
+        objects: Crops of the file's boxes (`FileRef.boxes`) on these frames, cut from the
+            full-size frames (`read_frames(crops=...)`), else None.
     """
 
     key: str
     rows: np.ndarray
     pixels: np.ndarray | None
     error: str | None = None
+    objects: ObjectBatch | None = None
 
 
 def read_frames(
@@ -112,6 +117,7 @@ def read_frames(
     size: int,
     workers: int = 1,
     check_fingerprints: bool = False,
+    crops: CropSettings | None = None,
 ) -> Iterator[FileFrames]:
     """Read every sample's frame again from the source, file by file.
 
@@ -123,6 +129,7 @@ def read_frames(
         workers: Files read in parallel (threads; PyAV and Pillow release the GIL).
         check_fingerprints: Refuse a file whose current fingerprint differs from the sample's
             (it changed since it was embedded; the next curate run reprocesses it).
+        crops: Cut the boxes of each file (`FileRef.boxes`) on its samples' frames.
 
     Yields:
         One `FileFrames` per file, in order of each file's first sample. Bad or missing files
@@ -145,6 +152,7 @@ def read_frames(
             ref=files.get(key),
             size=size,
             check=check_fingerprints,
+            crops=crops,
         )
 
     yield from ordered_map(one, list(groups.items()), workers=workers)
@@ -159,6 +167,7 @@ def _read_file(
     ref: FileRef | None,
     size: int,
     check: bool,
+    crops: CropSettings | None = None,
 ) -> FileFrames:
     kind = ref.kind if ref is not None else "image"
     expected = str(samples.fingerprint[rows[0]])
@@ -169,12 +178,13 @@ def _read_file(
                 return FileFrames(key, rows, None, "vanished from the source")
             if now != expected:
                 return FileFrames(key, rows, None, f"changed since it was embedded ({now})")
+        targets = [(int(samples.frame_index[r]), float(samples.pts_seconds[r])) for r in rows]
         with source.local_copy(key) as path:
             if kind == "image":
-                frame = _squash(media.load_image(Path(path)), size)
-                return FileFrames(key, rows, np.repeat(frame[None], len(rows), axis=0))
-            targets = [(int(samples.frame_index[r]), float(samples.pts_seconds[r])) for r in rows]
-            found = dict(media.extract_frames(Path(path), targets))
+                full = media.load_image(Path(path))
+                found = {t[0]: full for t in targets}
+            else:
+                found = dict(media.extract_frames(Path(path), targets))
     except NotFound:
         return FileFrames(key, rows, None, "vanished from the source")
     except DecodeError as exc:
@@ -187,7 +197,29 @@ def _read_file(
     if missing:
         return FileFrames(key, rows, None, f"frames {missing[:5]} not found again")
     pixels = np.stack([_squash(found[t[0]], size) for t in targets])
-    return FileFrames(key, rows, pixels)
+    objects = None
+    if crops is not None and ref is not None and ref.boxes:
+        objects = _cut(Cropper(ref, crops, size), found, targets, samples.sample_id[rows])
+    return FileFrames(key, rows, pixels, objects=objects)
+
+
+def _cut(
+    cropper: Cropper,
+    found: dict[int, np.ndarray],
+    targets: list[tuple[int, float]],
+    sample_ids: np.ndarray,
+) -> ObjectBatch | None:
+    """The crops of the boxes on the given full-size frames, in one batch."""
+    batches = [
+        cropper.cut(found[index], index=index, seconds=seconds, sample_id=str(sid))
+        for (index, seconds), sid in zip(targets, sample_ids, strict=True)
+        if cropper.wants(index, seconds)
+    ]
+    batches = [b for b in batches if b is not None]
+    if not batches:
+        return None
+    rows = ObjectRows.concat([b.rows for b in batches])
+    return ObjectBatch(rows, np.concatenate([b.pixels for b in batches]))
 
 
 def current_fingerprint(source: ObjectStore, key: str) -> str | None:

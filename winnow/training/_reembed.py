@@ -19,15 +19,25 @@ file is reprocessed as such by the next curate run.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from winnow.datapool import Datapool, PoolSnapshot, plan_hash
 from winnow.embedding import Embedder, default_decode_workers
 from winnow.engine import ShardResult
-from winnow.records import Candidates, FileRef, FileResult, ModelRecord, Shard, kind_of
+from winnow.objects import Box, CropSettings, ObjectOptions
+from winnow.records import (
+    Candidates,
+    FileRef,
+    FileResult,
+    ModelRecord,
+    ObjectRows,
+    Shard,
+    kind_of,
+)
 from winnow.storage import ObjectStore
 from winnow.training._frames import file_refs, read_frames
 
@@ -47,6 +57,8 @@ class ReembedPlan:
         superseded: Samples of an earlier processing of a file that was reprocessed since
             (their content is gone from the source); they are dropped.
         rows: Shard id -> rows of `samples` in that shard.
+        crops: How the files' boxes (the pool's objects, attached to the shards' files) are
+            cut again; None when the pool has no objects.
     """
 
     base: PoolSnapshot
@@ -56,6 +68,7 @@ class ReembedPlan:
     samples: Candidates
     superseded: int = 0
     rows: dict[str, np.ndarray] = field(default_factory=dict)
+    crops: CropSettings | None = None
 
 
 def plan_reembed(snapshot: PoolSnapshot, model: ModelRecord, *, shard_files: int) -> ReembedPlan:
@@ -80,31 +93,73 @@ def plan_reembed(snapshot: PoolSnapshot, model: ModelRecord, *, shard_files: int
     )
     superseded = int((~current).sum())
     samples = samples.take(np.flatnonzero(current))
+    boxes = _pool_boxes(snapshot.objects(samples.sample_id))
+    crops = _crop_settings(snapshot) if boxes else None
     by_key: dict[str, list[int]] = {}
     for i, key in enumerate(samples.key):
         by_key.setdefault(str(key), []).append(i)
     shards, rows = [], {}
     for chunk in _chunks_by_run(snapshot, by_key, shard_files):
         files = tuple(
-            refs.get(k) or FileRef(key=k, fingerprint="", size_bytes=0, kind=kind_of(k) or "image")
+            replace(
+                refs.get(k)
+                or FileRef(key=k, fingerprint="", size_bytes=0, kind=kind_of(k) or "image"),
+                boxes=boxes.get(k, ()),
+            )
             for k in chunk
         )
         h = hashlib.blake2b(digest_size=10)
         for ref in files:
             indices = sorted(int(samples.frame_index[i]) for i in by_key[ref.key])
-            h.update(f"{ref.key}\0{ref.fingerprint}\0{indices}\n".encode())
+            objects = f"\0{len(ref.boxes)}" if ref.boxes else ""  # the same boxes: same objects
+            h.update(f"{ref.key}\0{ref.fingerprint}\0{indices}{objects}\n".encode())
         shard = Shard(index=len(shards), shard_id=h.hexdigest(), files=files)
         shards.append(shard)
         rows[shard.shard_id] = np.array([i for k in chunk for i in by_key[k]], dtype=np.int64)
     return ReembedPlan(
         base=snapshot,
         model=model,
-        plan_hash=plan_hash(model, _PLAN_KIND),
+        plan_hash=plan_hash(model, _plan_kind(crops)),
         shards=tuple(shards),
         samples=samples,
         superseded=superseded,
         rows=rows,
+        crops=crops,
     )
+
+
+def _plan_kind(crops: CropSettings | None) -> dict:
+    return _PLAN_KIND if crops is None else {**_PLAN_KIND, "objects": asdict(crops)}
+
+
+def _pool_boxes(objects: ObjectRows) -> dict[str, tuple[Box, ...]]:
+    """The pool's objects as boxes (pixels, by frame index) per file, to be cut again."""
+    out: dict[str, list[Box]] = {}
+    for i in range(len(objects)):
+        out.setdefault(str(objects.key[i]), []).append(
+            Box(
+                frame_index=int(objects.frame_index[i]),
+                pts_seconds=None,
+                x=float(objects.x[i]),
+                y=float(objects.y[i]),
+                w=float(objects.w[i]),
+                h=float(objects.h[i]),
+                normalised=False,
+                label=str(objects.label[i]),
+                score=float(objects.score[i]),
+                probabilities=tuple(objects.probabilities[i].tolist()),
+            )
+        )
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _crop_settings(snapshot: PoolSnapshot) -> CropSettings:
+    """The crop settings of the pool's latest tag made with objects (defaults without one)."""
+    for tag in reversed(snapshot.tags):
+        objects = json.loads(tag.parameters or "{}").get("objects") or {}
+        if objects.get("predictions") or objects.get("format") == "yolo":
+            return ObjectOptions.model_validate(objects).crops() or CropSettings()
+    return CropSettings()
 
 
 def _chunks_by_run(
@@ -161,6 +216,7 @@ def embed_reembed_shards(
         refs = {f.key: f for f in shard.files}
         parts: list[Candidates] = []
         results: list[FileResult] = []
+        objects: list[ObjectRows] = []
         # Frames wait here until a full batch is ready: one model call serves many files.
         waiting: list[tuple[Candidates, np.ndarray]] = []
         waiting_frames = 0
@@ -172,11 +228,14 @@ def embed_reembed_shards(
             size=embedder.input_size,
             workers=workers,
             check_fingerprints=True,
+            crops=plan.crops,
         ):
             ref = refs[got.key]
             if got.pixels is None:
                 results.append(FileResult.for_ref(ref, status="skipped", error=got.error))
                 continue
+            if got.objects is not None:
+                objects.append(got.objects.rows.with_embedding(embedder.embed(got.objects.pixels)))
             waiting.append((sub.take(got.rows), got.pixels))
             waiting_frames += len(got.pixels)
             results.append(FileResult.for_ref(ref, status="ok", frames_sampled=len(got.rows)))
@@ -185,7 +244,8 @@ def embed_reembed_shards(
                 waiting, waiting_frames = [], 0
         parts.extend(_embed_waiting(embedder, waiting))
         candidates = Candidates.concat(parts) if parts else Candidates.empty(dim)
-        yield ShardResult(shard=shard, candidates=candidates, files=results)
+        found = ObjectRows.concat(objects) if objects else ObjectRows.empty(dim)
+        yield ShardResult(shard=shard, candidates=candidates, files=results, objects=found)
 
 
 def _embed_waiting(embedder: Embedder, waiting: list[tuple[Candidates, np.ndarray]]) -> list:
@@ -200,7 +260,14 @@ def _embed_waiting(embedder: Embedder, waiting: list[tuple[Candidates, np.ndarra
     return out
 
 
-def commit_reembed(pool: Datapool, plan: ReembedPlan, *, run_id: str, samples: Candidates) -> int:
+def commit_reembed(
+    pool: Datapool,
+    plan: ReembedPlan,
+    *,
+    run_id: str,
+    samples: Candidates,
+    objects: ObjectRows | None = None,
+) -> int:
     """Switch the pool to the new model in one atomic commit, then drop the staged shards.
 
     Args:
@@ -208,6 +275,8 @@ def commit_reembed(pool: Datapool, plan: ReembedPlan, *, run_id: str, samples: C
         plan: The plan the samples were embedded under (its base is the commit's parent).
         run_id: The re-embed run's id.
         samples: Every re-embedded sample (the new samples table).
+        objects: Every re-embedded object (the new objects table; the pool's objects whose
+            frames were dropped are dropped with them).
 
     Returns:
         The new version.
@@ -224,6 +293,7 @@ def commit_reembed(pool: Datapool, plan: ReembedPlan, *, run_id: str, samples: C
         tag=None,
         model=plan.model,
         replace_samples=True,
+        objects=objects,
     )
     pool.clear_staged(plan.plan_hash, [s.shard_id for s in plan.shards])
     return version

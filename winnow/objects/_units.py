@@ -1,0 +1,219 @@
+"""`selection.unit: object`: objects as the units selection ranks, frames as what gets labelled.
+
+An object unit is a row of `Candidates` built from an object: its id, its file and frame, its
+box size as width and height, its parent frame's image statistics, and its crop's embedding.
+The strategies rank objects with the columns `label`, `score` and `probabilities`.
+
+Labelling is by frame: a picked object's frame is labelled whole, so all of its objects count
+as chosen from then on. `select_objects` therefore picks in rounds: each round asks `select`
+for as many objects as frames are still wanted, with the dataset's objects and every object of
+the frames picked so far held as chosen; each new frame among the picks (in pick order) is
+taken until the budget is met or a round brings no new frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from winnow.records import Candidates, ObjectPick, ObjectRows, Pick, Selection
+from winnow.selection import SelectionConfig, select
+
+MAX_ROUNDS = 8
+"""Rounds of `select_objects`; most budgets are met in two or three."""
+
+
+def object_units(objects: ObjectRows, frames: Candidates | None = None) -> Candidates:
+    """Objects as selection units (sample_id = object id; content hash = object id).
+
+    Args:
+        objects: The objects, embedded.
+        frames: Their parent frames, for the image statistics (brightness, contrast,
+            sharpness); NaN where a parent is not among them.
+    """
+    n = len(objects)
+    stats = {
+        name: np.full(n, np.nan, np.float32) for name in ("brightness", "contrast", "sharpness")
+    }
+    if frames is not None and len(frames):
+        row_of = {sid: i for i, sid in enumerate(frames.sample_id)}
+        rows = np.array([row_of.get(s, -1) for s in objects.sample_id], np.int64)
+        hit = rows >= 0
+        for name, values in stats.items():
+            values[hit] = getattr(frames, name)[rows[hit]]
+    return Candidates(
+        sample_id=objects.object_id.astype(object),
+        key=objects.key.astype(object),
+        fingerprint=objects.fingerprint.astype(object),
+        content_hash=objects.object_id.astype(object),
+        frame_index=objects.frame_index.astype(np.int64),
+        pts_seconds=objects.pts_seconds.astype(np.float64),
+        width=np.round(objects.w).astype(np.int32),
+        height=np.round(objects.h).astype(np.int32),
+        **stats,
+        embedding=objects.embedding,
+        run_id=objects.run_id if len(objects.run_id) == n else np.full(n, "", dtype=object),
+    )
+
+
+def object_columns(objects: ObjectRows) -> dict[str, np.ndarray]:
+    """`label`, `score` and `probabilities` (one vector per object, as a list of one)."""
+    probs = np.empty(len(objects), dtype=object)
+    probs[:] = [[p.tolist()] if len(p) else [] for p in objects.probabilities]
+    return {
+        "label": objects.label.astype(object),
+        "score": objects.score.astype(np.float64),
+        "probabilities": probs,
+    }
+
+
+def frame_probabilities(frames: Candidates, objects: ObjectRows) -> np.ndarray:
+    """Per frame, the class-probability vectors of its objects (for `uncertainty` at unit frame)."""
+    by_frame: dict[str, list[list[float]]] = {}
+    for sid, p in zip(objects.sample_id, objects.probabilities, strict=True):
+        if len(p):
+            by_frame.setdefault(str(sid), []).append(p.tolist())
+    out = np.empty(len(frames), dtype=object)
+    out[:] = [by_frame.get(str(s), []) for s in frames.sample_id]
+    return out
+
+
+def frame_budget(config: SelectionConfig, n_frames: int) -> int | None:
+    """Frames to label: `n_samples`, or `proportion` of the frames that have objects."""
+    budgets = []
+    if config.n_samples is not None:
+        budgets.append(config.n_samples)
+    if config.proportion is not None:
+        budgets.append(max(1, round(config.proportion * n_frames)))
+    return min(budgets) if budgets else None
+
+
+def select_objects(
+    objects: ObjectRows,
+    frames: Candidates,
+    *,
+    held: ObjectRows,
+    config: SelectionConfig,
+    queries: np.ndarray | None = None,
+    device: str = "auto",
+) -> Selection:
+    """Pick objects in rounds until the frame budget is met; the picks are their frames.
+
+    Args:
+        objects: The candidate objects (embedded).
+        frames: The candidate frames the objects lie on (other frames are never picked).
+        held: Objects already chosen: those of the dataset's frames.
+        config: The selection (its stopping rules count frames, `min_distance` objects).
+        queries: As `select`.
+        device: As `select`.
+
+    Returns:
+        A `Selection` whose picks are frames (rows of `frames`, each once, in the order their
+        first object was picked) and whose `objects` are the picked objects; counts and
+        measures are of objects.
+    """
+    dim = frames.embedding.shape[1] if frames.embedding.ndim == 2 else 0
+    row_of = {sid: i for i, sid in enumerate(frames.sample_id)}
+    on_frame = np.array([s in row_of for s in objects.sample_id], bool)
+    objects = objects.take(np.flatnonzero(on_frame))
+    units = object_units(objects, frames)
+    columns = object_columns(objects)
+    budget = frame_budget(config, len(set(objects.sample_id.tolist())))
+    chosen_frames: list[str] = []
+    frame_picks: list[Pick] = []
+    object_picks: list[ObjectPick] = []
+    first: Selection | None = None
+    last: Selection | None = None
+    held_emb = held.embedding.astype(np.float32).reshape(len(held), -1 if len(held) else dim)
+    for _ in range(MAX_ROUNDS):
+        want = None if budget is None else budget - len(chosen_frames)
+        if want is not None and want <= 0:
+            break
+        taken = set(chosen_frames)
+        open_rows = np.flatnonzero([s not in taken for s in objects.sample_id])
+        if not len(open_rows):
+            break
+        closed = np.flatnonzero([s in taken for s in objects.sample_id])
+        dataset = np.concatenate([held_emb, units.embedding[closed].astype(np.float32)])
+        round_config = config.model_copy(update={"n_samples": want, "proportion": None})
+        result = select(
+            units.take(open_rows),
+            dataset=dataset,
+            config=round_config,
+            columns={k: v[open_rows] for k, v in columns.items()},
+            queries=queries,
+            device=device,
+        )
+        first = first or result
+        last = result
+        new = _take_frames(result, open_rows, objects, row_of, chosen_frames, want)
+        frame_picks += new[0]
+        object_picks += new[1]
+        if not new[0] or want is None:
+            break
+    return _selection(first, last, frame_picks, object_picks, n_units=len(units))
+
+
+def _take_frames(
+    result: Selection,
+    open_rows: np.ndarray,
+    objects: ObjectRows,
+    row_of: dict[str, int],
+    chosen: list[str],
+    want: int | None,
+) -> tuple[list[Pick], list[ObjectPick]]:
+    """The frames of a round's picks (new ones, in pick order, up to `want`) and their objects."""
+    frames, picked = [], []
+    boxes = objects.boxes()
+    for p in result.picks:
+        i = int(open_rows[p.index])
+        sid = str(objects.sample_id[i])
+        if sid not in chosen:
+            if want is not None and len(frames) >= want:
+                continue
+            chosen.append(sid)
+            label = str(objects.label[i])
+            frames.append(
+                dataclasses.replace(
+                    p, sample_id=sid, index=row_of[sid], reason=f"{label}: {p.reason}"
+                )
+            )
+        picked.append(
+            ObjectPick(
+                object_id=str(objects.object_id[i]),
+                sample_id=sid,
+                key=str(objects.key[i]),
+                frame_index=int(objects.frame_index[i]),
+                box=tuple(float(v) for v in boxes[i]),  # type: ignore[arg-type]
+                label=str(objects.label[i]),
+                score=float(objects.score[i]),
+                reason=p.reason,
+            )
+        )
+    return frames, picked
+
+
+def _selection(
+    first: Selection | None,
+    last: Selection | None,
+    frames: list[Pick],
+    objects: list[ObjectPick],
+    *,
+    n_units: int,
+) -> Selection:
+    if first is None or last is None:
+        return Selection(picks=(), n_candidates=n_units)
+    distances = [p.distance for p in frames if math.isfinite(p.distance)]
+    return dataclasses.replace(
+        last,
+        picks=tuple(frames),
+        objects=tuple(objects),
+        n_candidates=first.n_candidates,
+        n_removed_duplicates=first.n_removed_duplicates,
+        n_removed_thresholds=first.n_removed_thresholds,
+        coverage_before=first.coverage_before,
+        mean_pick_distance=float(np.mean(distances)) if distances else float("nan"),
+        mean_random_distance=first.mean_random_distance,
+    )
