@@ -35,6 +35,14 @@ with random weights (speed does not depend on their values):
     .venv/bin/python bench/throughput.py --quick \
         --model resnet18,timm:vit_small_patch14_dinov2.lvd142m,open_clip:ViT-B-32/laion2b_s34b_b79k
 
+With `--objects N` it measures what object crops cost instead: the same videos with N boxes
+on every `--boxed-every`-th frame (default 4), decoded and embedded by the engine (resnet18) with
+crops (`objects.padding` 0.1) and without, interleaved in rounds; the extra seconds divided by
+the objects cut give the cost of one object (its frame converted at full size, the crop cut and
+resized, and its share of the model), next to the engine's seconds per frame:
+
+    .venv/bin/python bench/throughput.py --objects 3 --quick
+
 The last line of output is one JSON object.
 """
 
@@ -169,6 +177,78 @@ def _decode_all(folder: Path, refs: list, size: int) -> np.ndarray:
             if not isinstance(item, FileResult)
         ]
     )
+
+
+def _bench_objects(args) -> None:  # noqa: ANN001
+    """Engine seconds with and without crops of N boxes on every k-th frame (`--objects`)."""
+    import dataclasses
+
+    from winnow import engine, media
+    from winnow.embedding import EmbeddingOptions, load_embedder
+    from winnow.objects import Box, CropSettings
+    from winnow.records import Shard
+
+    tmp = Path(tempfile.mkdtemp(prefix="winnow-bench-objects-"))
+    try:
+        _, store, refs, plain = _video_shards(tmp, args)
+        w, h = args.width, args.height
+        boxes = tuple(
+            Box(i, None, w * (0.05 + 0.3 * b), h * 0.3, w * 0.2, h * 0.4, False, "car", 0.9)
+            for i in range(0, args.frames, args.boxed_every)
+            for b in range(args.objects)
+        )
+        boxed = [dataclasses.replace(r, boxes=boxes) for r in refs]
+        with_boxes = [Shard(i, Shard.id_for((r,)), (r,)) for i, r in enumerate(boxed)]
+        embedder = load_embedder(
+            EmbeddingOptions(weights="none", input_size=args.input_size, device=args.device)
+        )
+        times: dict[str, list[float]] = defaultdict(list)
+        counts = {}
+        for r in range(args.rounds):
+            for name in ["plain", "objects"] if r % 2 == 0 else ["objects", "plain"]:
+                stats = engine.EngineStats()
+                shards = with_boxes if name == "objects" else plain
+                crops = CropSettings(padding=0.1) if name == "objects" else None
+                t0 = time.perf_counter()
+                for _ in engine.embed_shards(
+                    shards,
+                    source=store,
+                    frames=media.FrameOptions(),
+                    embedder=embedder,
+                    stats=stats,
+                    crops=crops,
+                ):
+                    pass
+                times[name].append(time.perf_counter() - t0)
+                counts[name] = (stats.frames, stats.objects)
+                _log(f"round {r}: {name} {times[name][-1]:.2f} s, {counts[name]}")
+        plain_s, objects_s = _median(times["plain"]), _median(times["objects"])
+        frames, objects = counts["objects"]
+        extra = objects_s - plain_s
+        print(
+            json.dumps(
+                {
+                    "mode": "objects",
+                    "videos": args.videos,
+                    "frames": frames,
+                    "objects": objects,
+                    "boxes_per_boxed_frame": args.objects,
+                    "boxed_every": args.boxed_every,
+                    "resolution": f"{w}x{h}",
+                    "input_size": args.input_size,
+                    "rounds": args.rounds,
+                    "engine_plain_s": round(plain_s, 3),
+                    "engine_objects_s": round(objects_s, 3),
+                    "ms_per_frame": round(1000 * plain_s / frames, 3),
+                    "ms_per_object": round(1000 * extra / objects, 3) if objects else None,
+                    "object_vs_frame_cost": round(extra / objects / (plain_s / frames), 3)
+                    if objects
+                    else None,
+                }
+            )
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _rss_mb() -> float:
@@ -307,7 +387,15 @@ def main() -> None:
     )
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the models")
+    parser.add_argument("--objects", type=int, default=0, help="boxes a boxed frame (see above)")
+    parser.add_argument("--boxed-every", type=int, default=4, help="every k-th frame has boxes")
     args = parser.parse_args()
+    if args.objects:
+        args.videos = args.videos or 2
+        args.frames = args.frames or (48 if args.quick else 150)
+        args.rounds = args.rounds or (2 if args.quick else 4)
+        _bench_objects(args)
+        return
     if args.model:
         args.videos = args.videos or 2
         args.frames = args.frames or (48 if args.quick else 96)

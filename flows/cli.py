@@ -307,7 +307,14 @@ Quality = Annotated[
     bool | None,
     typer.Option("--quality", help="Drop dark, overexposed, flat, letterboxed frames."),
 ]
-Unit = Annotated[str | None, typer.Option(help="What is picked: frame (default) or clip.")]
+Unit = Annotated[str | None, typer.Option(help="What is picked: frame (default), clip or object.")]
+Predictions = Annotated[
+    str | None,
+    typer.Option(
+        help="Object predictions (objects.predictions): a table (.csv, .parquet, .jsonl) or COCO "
+        ".json of boxes on the files; each box becomes an object sample (see README, Objects)."
+    ),
+]
 
 # `winnow run` option → flow parameter (dotted: nested).
 _RUN_FIELDS = {
@@ -320,6 +327,7 @@ _RUN_FIELDS = {
     **{n: f"frames.{n}" for n in ("max_frames_per_video", "min_change", "per_shot")},
     "detect_shots": "frames.detect_shots",
     "quality": "frames.quality",
+    "predictions": "objects.predictions",
     **{f"scale_{n}": f"scale.{n}" for n in ("mode", "runs", "address")},
 }
 
@@ -348,6 +356,7 @@ def run(
     per_shot: PerShot = None,
     detect_shots: DetectShots = None,
     quality: Quality = None,
+    predictions: Predictions = None,
     scale_mode: ScaleMode = None,
     scale_runs: ScaleRuns = None,
     scale_address: ScaleAddress = None,
@@ -518,7 +527,9 @@ def export(
             "--format",
             help="filenames: one exported name per line (frames as PNG names, images as source "
             "keys); csv: one row per member; parquet: the same with embeddings (needs --out); "
-            "labelstudio: Label Studio import tasks.",
+            "labelstudio: Label Studio import tasks (with the members' objects as rectanglelabels "
+            "pre-annotations); coco: COCO detection JSON of the members and their predicted "
+            "boxes.",
         ),
     ] = "filenames",
     out: Annotated[

@@ -148,6 +148,36 @@ class Pool:
         frame = frame.sort_values("sample_id", key=lambda s: s.map(order))
         return frame.reset_index(drop=True)
 
+    def objects(self, tag: str | None = None, *, embeddings: bool = False) -> pd.DataFrame:
+        """Objects (boxes on frames, `objects.predictions`) with their parent frame.
+
+        One row per object: its id, box (x, y, w, h in full-size pixels), label, score and
+        class probabilities, and its frame: `sample_id`, `key`, `frame_index`, `pts_seconds`,
+        plus the frame's `width` and `height` (`frame_width`, `frame_height`). Empty for pools
+        without objects.
+
+        Args:
+            tag: Only the objects on this tag's frames (what labelling the tag labels).
+            embeddings: Include the crops' `embedding` column.
+
+        Raises:
+            NotFound: If there is no such tag.
+        """
+        ids = list(self.snapshot.tag(tag).sample_ids) if tag is not None else None
+        objects = self.snapshot.objects(ids).to_arrow()
+        if not embeddings:
+            objects = objects.drop_columns(["embedding"])
+        frame = objects.to_pandas()
+        parents = self.snapshot.samples(frame["sample_id"].unique().tolist())
+        sizes = pd.DataFrame(
+            {
+                "sample_id": parents.sample_id,
+                "frame_width": parents.width,
+                "frame_height": parents.height,
+            }
+        )
+        return frame.merge(sizes, on="sample_id", how="left")
+
     def dataset(self, *, embeddings: bool = False) -> pd.DataFrame:
         """The samples of the dataset: the union of every tag's members."""
         return _frame(self.snapshot.dataset(), embeddings=embeddings)

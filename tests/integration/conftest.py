@@ -101,6 +101,26 @@ def kill_at_marker(script: str, markers: Path, args: list[str], *, what: str) ->
     return proc.returncode
 
 
+def media_sizes(root: Path) -> dict[str, tuple[int, int]]:
+    """Key → (width, height) of every image and video below a local folder."""
+    import av
+    from PIL import Image
+
+    from winnow.records import kind_of
+
+    out = {}
+    for path in sorted(root.rglob("*")):
+        key = path.relative_to(root).as_posix()
+        if kind_of(key) == "image":
+            with Image.open(path) as im:
+                out[key] = im.size
+        elif kind_of(key) == "video":
+            with av.open(str(path)) as container:
+                ctx = container.streams.video[0].codec_context
+                out[key] = (ctx.width, ctx.height)
+    return out
+
+
 def write_predictions(store: Any, files: dict[str, tuple[int, int]], key: str = "preds.csv") -> str:
     """Write a predictions CSV for `files` (key → (width, height)): two boxes on frame 0 each.
 

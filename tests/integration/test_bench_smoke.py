@@ -278,3 +278,32 @@ def test_embedding_quality_quick_values_are_sane():
             for picks in ("kcenter", "random"):
                 assert 0 < cells[k][picks] <= 1, (model, k, picks)
             assert 0 <= cells[k]["random_std"] < 0.5
+
+
+def test_objects_quick_reports_gains_and_rare_objects_per_budget():
+    result = _result(_bench("objects.py", "--quick"))
+    for key in ("object_vs_frame_gain_k20", "object_vs_frame_gain_k50"):
+        assert _number(result[key]) and -1 <= result[key] <= 1, key
+    assert result["rare_objects_vs_random_k20"] is None or _number(
+        result["rare_objects_vs_random_k20"]
+    )
+    assert set(result["targets"]) == {
+        "object_vs_frame_gain_k20_ge_0.05",
+        "object_vs_frame_gain_k50_ge_0.05",
+        "rare_objects_vs_random_k20_ge_2",
+    }
+    assert set(result["results"]) == {"10", "20", "50"}
+    for k, row in result["results"].items():
+        assert set(row) == {
+            "random_frames",
+            "frame_default",
+            "object_default",
+            "object_margin_diversity",
+        }
+        for name, cell in row.items():
+            assert cell["frames"] == int(k), (k, name)  # the budget counts frames
+            assert 0 <= cell["accuracy_unlabelled"] <= cell["accuracy"] <= 1, (k, name)
+            assert 0 <= cell["rare_labelled"] <= result["rare_objects"], (k, name)
+    assert result["objects"] > result["frames"] == 120
+    assert _seconds(result["wall_s"])
+    _assert_finite(result)

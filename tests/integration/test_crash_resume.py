@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import media_sizes, write_predictions
 from winnow import demo
 from winnow.datapool import Datapool
 from winnow.errors import NotFound
@@ -53,6 +54,7 @@ PARAMS = {
     "embedding": {"weights": "none", "input_size": 64, "batch_size": 16},
     "selection": {"n_samples": 10},
     "shard_files": 1,
+    "objects": {"predictions": "preds.csv"},  # crops staged beside the shards, committed once
 }
 
 # Runs `winnow run ARGS...` with probes: argv is STAGE MARKERS_DIR STORE_CLASS ARGS..., where
@@ -207,6 +209,7 @@ def _pool_state(output: ObjectStore) -> dict:
         "samples": sorted(snap.samples().sample_id),
         "tags": [(t.name, t.sample_ids) for t in snap.tags],
         "shots": sorted(map(str, snap.shots().select(["key", "shot", "frames"]).to_pylist())),
+        "objects": sorted(snap.objects().object_id),
     }
 
 
@@ -225,6 +228,7 @@ def source(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("crash") / "raw"
     store = LocalStore(root)
     demo.write_demo_files(store, n_videos=5, n_images=2, frames_per_video=90, width=160, height=96)
+    write_predictions(store, media_sizes(root))  # before the corrupt files: no boxes there
     demo.write_corrupt_files(store)
     return root
 
@@ -237,6 +241,7 @@ def reference(source, tmp_path_factory) -> tuple[dict, dict]:
     assert summary["video_frames"][2] > 0  # change-aware sampling skipped frames
     state = _pool_state(clean)
     assert len(state["shots"]) == 5  # one shot per video (no cuts in the demo's videos)
+    assert len(state["objects"]) == 14 == summary["objects"]  # two boxes on 5 videos, 2 images
     return summary, state
 
 
@@ -250,7 +255,7 @@ def _assert_killed_at(stage: str, markers: Path, crashed: ObjectStore, n_shards:
     keys = _keys(crashed)
     staged_reports = _matching(keys, r"pool/staging/exports/[^/]+/tags/run-0001/report\.html")
     published = _matching(keys, r"tags/[^/]+/.+")
-    staged = len(_matching(keys, r"pool/staging/[^/]+/shard-[^/]+\.parquet"))
+    staged = len(_matching(keys, r"pool/staging/[^/]+/shard-[0-9a-f]+\.parquet"))  # not objects
     parts = sorted(k.rsplit("/", 1)[1] for k in _matching(keys, r"pool/parts/[^/]+/[^/]+\.parquet"))
     versions = sorted(k.rsplit("/", 1)[1] for k in _matching(keys, r"pool/versions/[^/]+\.json"))
     hint = "pool/latest" in keys

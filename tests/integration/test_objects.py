@@ -272,6 +272,14 @@ def test_reselect_and_reembed_work_on_objects(tmp_path):
     objects = {"predictions": "preds.csv"}
     run(str(raw), str(out), **FAST, objects=objects, selection={"n_samples": 2})
     before = _objects_of(LocalStore(out))
+    from winnow.api import open_pool
+
+    table = open_pool(str(out)).objects("run-0001")  # the notebook API: objects with frames
+    assert set(table.sample_id) == set(
+        Datapool(LocalStore(out).child("pool")).load().tags[0].sample_ids
+    ) & set(before.sample_id)
+    assert {"x", "y", "w", "h", "label", "key", "frame_index", "frame_width"} <= set(table.columns)
+    assert (table.x + table.w <= table.frame_width).all()
 
     params = ReselectParams.model_validate(
         {"output": str(out), "selection": {"n_samples": 2, "unit": "object"}}

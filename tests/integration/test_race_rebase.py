@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import media_sizes, write_predictions
 from winnow import demo
 from winnow.datapool import Datapool
 from winnow.storage import LocalStore
@@ -31,6 +32,7 @@ PARAMS = {
     "embedding": {"weights": "none", "input_size": 64, "batch_size": 16},
     "selection": {"n_samples": 4},
     "shard_files": 2,
+    "objects": {"predictions": "preds.csv"},  # a rebase drops the winner's files' objects too
 }
 
 # `winnow run ARGS...` whose first commit waits for a `go` file: argv is MARKERS_DIR ARGS...
@@ -97,6 +99,7 @@ def test_the_run_that_loses_the_commit_race_rebases_and_commits(tmp_path):
     keys = demo.write_demo_files(
         LocalStore(source), n_videos=6, n_images=0, frames_per_video=30, width=160, height=96
     )
+    write_predictions(LocalStore(source), media_sizes(source))
     b_keys, a_keys = keys[:4], keys[2:]  # both find keys[2:4]
     overlap = set(a_keys) & set(b_keys)
     (tmp_path / "b.txt").write_text("\n".join(b_keys))
@@ -162,6 +165,12 @@ def test_the_run_that_loses_the_commit_race_rebases_and_commits(tmp_path):
     assert len(samples) == len(set(samples.sample_id))  # no sample twice
     overlap_runs = {r for k, r in zip(samples.key, samples.run_id, strict=True) if k in overlap}
     assert overlap_runs == {a["run_id"]}  # the overlap's frames are A's only
+    objects = snap.objects()  # two boxes on frame 0 of every video, each committed once
+    assert len(objects) == len(set(objects.object_id)) == 2 * len(keys)
+    assert {r for k, r in zip(objects.key, objects.run_id, strict=True) if k in overlap} == {
+        a["run_id"]
+    }
+    assert set(objects.sample_id) <= set(samples.sample_id)
     tag_a, tag_b = snap.tags
     assert (tag_a.name, tag_b.name, tag_b.parent) == ("run-0001", "run-0002", "run-0001")
     assert tag_a.run_id == a["run_id"] and tag_b.run_id == b["run_id"]

@@ -121,6 +121,10 @@ def select_objects(
     units = object_units(objects, frames)
     columns = object_columns(objects)
     budget = frame_budget(config, len(set(objects.sample_id.tolist())))
+    if budget is not None and uses_default_strategies(config) and len(objects):
+        return herd_frames(
+            objects, frames, held=held, budget=budget, seed=config.seed, device=device
+        )
     chosen_frames: list[str] = []
     frame_picks: list[Pick] = []
     object_picks: list[ObjectPick] = []
@@ -216,4 +220,145 @@ def _selection(
         coverage_before=first.coverage_before,
         mean_pick_distance=float(np.mean(distances)) if distances else float("nan"),
         mean_random_distance=first.mean_random_distance,
+    )
+
+
+# -- the object-level default: herding over frames --------------------------------------------
+
+MAX_GAIN_CELLS = 50_000_000
+"""Most (evaluation object × frame) kernel cells held at once; fewer evaluation rows above it."""
+
+
+def uses_default_strategies(config: SelectionConfig) -> bool:
+    """Whether the config leaves the strategies at their default (then frame herding runs)."""
+    return "strategies" not in config.model_fields_set
+
+
+def herd_frames(
+    objects: ObjectRows,
+    frames: Candidates,
+    *,
+    held: ObjectRows,
+    budget: int,
+    seed: int = 0,
+    scale: float = 1.0,
+    device: str = "auto",
+) -> Selection:
+    """Kernel herding whose picks are frames (the object-level default).
+
+    Each step labels the frame whose objects most raise how well the labelled objects
+    represent all the candidate objects.
+
+    # Algorithm: MaxHerding (the default strategy's kernel coverage, arXiv 2407.12212) with
+    # groups. Evaluation rows E: the candidate objects (a seeded sample of `herding.EVAL_ROWS`
+    # above it, fewer when E × frames would pass `MAX_GAIN_CELLS`). Gaussian kernel with σ
+    # from `auto_bandwidth` (the k-center radius of the budget in objects: frames × the mean
+    # objects per frame). cover(e) = max kernel of e to the held objects (the dataset's frames');
+    # M(e, f) = max kernel of e to the objects of frame f (a scatter-max). Each step picks the
+    # frame with the largest Σ_e max(0, M(e, f) − cover(e)), then cover = max(cover, M(·, f)).
+    # The objective is monotone submodular: the greedy is within 1 − 1/e of the best set of
+    # `budget` frames. Cost O(E × frames) a step.
+
+    Args:
+        objects: The candidate objects (embedded), each on a row of `frames`.
+        frames: The candidate frames.
+        held: Objects already labelled (those of the dataset's frames).
+        budget: Frames to pick.
+        seed: Seed of the evaluation sample.
+        scale: Multiplier of the automatic bandwidth.
+        device: Where the kernel is computed.
+
+    Returns:
+        A `Selection` of frames (rows of `frames`, in pick order) whose `objects` are every
+        object on the picked frames, each with its own gain.
+    """
+    import torch
+
+    from winnow.device import resolve_device
+    from winnow.selection._herding import EVAL_ROWS, auto_bandwidth
+
+    dev = resolve_device(device)
+    x = torch.from_numpy(objects.embedding.astype(np.float32)).to(dev)
+    fid, frame_ids = np.unique(objects.sample_id.astype(str), return_inverse=True)
+    n_frames = len(fid)
+    limit = max(256, min(EVAL_ROWS, MAX_GAIN_CELLS // max(1, n_frames)))
+    rng = np.random.default_rng([seed, 31])
+    rows = np.arange(len(x)) if len(x) <= limit else np.sort(rng.choice(len(x), limit, False))
+    xe = x[torch.from_numpy(rows).to(dev)]
+    held_emb = held.embedding.astype(np.float32).reshape(len(held), x.shape[1])
+    hx = torch.from_numpy(held_emb).to(dev)
+    d0 = _min_sqdist(x, hx)
+    per_frame = len(x) / max(1, n_frames)
+    sigma = auto_bandwidth(x, d0, math.ceil(budget * per_frame), scale=scale, seed=seed)
+    gamma = 1.0 / (2 * sigma * sigma)
+    cover = torch.exp(-_min_sqdist(xe, hx) * gamma)
+    index = torch.from_numpy(frame_ids).to(dev)
+    gains = torch.zeros(len(x), dtype=torch.float32, device=dev)  # each object's own gain
+    best = torch.zeros((len(xe), n_frames), dtype=torch.float32, device=dev)
+    for lo in range(0, len(x), 4096):
+        k = torch.exp(-torch.cdist(xe, x[lo : lo + 4096]).square_() * gamma)
+        gains[lo : lo + 4096] = (k - cover[:, None]).clamp_min_(0).sum(0)
+        idx = index[lo : lo + 4096].expand(len(xe), -1)
+        best.scatter_reduce_(1, idx, k, reduce="amax")
+    chosen: list[int] = []
+    frame_gain: list[float] = []
+    for _ in range(min(budget, n_frames)):
+        gain = (best - cover[:, None]).clamp_min_(0).sum(0)
+        if chosen:
+            gain[chosen] = -1.0
+        j = int(torch.argmax(gain))
+        chosen.append(j)
+        frame_gain.append(float(gain[j]) / len(xe))
+        cover = torch.maximum(cover, best[:, j])
+    return _herded(objects, frames, fid, chosen, frame_gain, gains.cpu().numpy() / len(xe))
+
+
+def _min_sqdist(x, centers):  # noqa: ANN001, ANN202 - torch tensors
+    """Squared distance of each row of x to its nearest center (inf without centers)."""
+    import torch
+
+    out = torch.full((len(x),), float("inf"), dtype=torch.float32, device=x.device)
+    for lo in range(0, len(centers), 4096):
+        d = torch.cdist(x, centers[lo : lo + 4096]).square_().amin(1)
+        torch.minimum(out, d, out=out)
+    return out
+
+
+def _herded(
+    objects: ObjectRows,
+    frames: Candidates,
+    fid: np.ndarray,
+    chosen: list[int],
+    frame_gain: list[float],
+    own_gain: np.ndarray,
+) -> Selection:
+    """The picked frames as a `Selection`, with every object on them as an `ObjectPick`."""
+    row_of = {sid: i for i, sid in enumerate(frames.sample_id)}
+    boxes = objects.boxes()
+    picks, picked = [], []
+    for j, g in zip(chosen, frame_gain, strict=True):
+        sid = str(fid[j])
+        mine = np.flatnonzero(objects.sample_id.astype(str) == sid)
+        mine = mine[np.argsort(-own_gain[mine], kind="stable")]
+        labels = ", ".join(str(objects.label[i]) for i in mine)
+        reason = f"herding over objects: the frame's {len(mine)} objects ({labels}) add {g:.3f}"
+        picks.append(
+            Pick(sample_id=sid, index=row_of[sid], distance=math.nan, score=g, reason=reason)
+        )
+        for i in mine:
+            picked.append(
+                ObjectPick(
+                    object_id=str(objects.object_id[i]),
+                    sample_id=sid,
+                    key=str(objects.key[i]),
+                    frame_index=int(objects.frame_index[i]),
+                    box=tuple(float(v) for v in boxes[i]),  # type: ignore[arg-type]
+                    label=str(objects.label[i]),
+                    score=float(objects.score[i]),
+                    reason=f"on a frame picked by herding over objects (own gain {own_gain[i]:.3f})",
+                )
+            )
+    stop = "n_samples" if len(picks) else "exhausted"
+    return Selection(
+        picks=tuple(picks), n_candidates=len(objects), stop_reason=stop, objects=tuple(picked)
     )

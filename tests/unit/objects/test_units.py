@@ -1,0 +1,103 @@
+"""`selection.unit: object` in the core: frame herding (the default) and rounds (any strategy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from winnow.objects._units import frame_probabilities, herd_frames, select_objects
+from winnow.records import Candidates, ObjectRows
+from winnow.selection import SelectionConfig
+
+DIM = 8
+
+
+def _frames(n: int) -> Candidates:
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(n, DIM)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    return Candidates(
+        sample_id=np.array([f"f{i}" for i in range(n)], dtype=object),
+        key=np.array([f"v{i}.png" for i in range(n)], dtype=object),
+        fingerprint=np.full(n, "fp", dtype=object),
+        content_hash=np.array([f"h{i}" for i in range(n)], dtype=object),
+        frame_index=np.zeros(n, np.int64),
+        pts_seconds=np.zeros(n),
+        width=np.full(n, 100, np.int32),
+        height=np.full(n, 100, np.int32),
+        brightness=np.full(n, 0.5, np.float32),
+        contrast=np.full(n, 0.2, np.float32),
+        sharpness=np.full(n, 10, np.float32),
+        embedding=emb.astype(np.float16),
+        run_id=np.full(n, "", dtype=object),
+    )
+
+
+def _objects(layout: list[list[int]], centres: np.ndarray, spread: float = 0.02) -> ObjectRows:
+    """Objects: frame i holds one object near centres[c] for each c in layout[i]."""
+    rng = np.random.default_rng(1)
+    rows, emb = [], []
+    for f, clusters in enumerate(layout):
+        for n, c in enumerate(clusters):
+            rows.append(
+                {"object_id": f"o{f}-{n}", "sample_id": f"f{f}", "key": f"v{f}.png"}
+                | {"fingerprint": "fp", "label": f"c{c}", "frame_index": 0, "pts_seconds": 0.0}
+                | {"x": 10.0 * n, "y": 0.0, "w": 10.0, "h": 10.0, "score": 0.9}
+                | {"probabilities": [0.5, 0.5] if c == 3 else [0.95, 0.05]}
+            )
+            v = centres[c] + rng.normal(scale=spread, size=DIM)
+            emb.append(v / np.linalg.norm(v))
+    return ObjectRows.from_rows(rows).with_embedding(np.array(emb, np.float16))
+
+
+CENTRES = np.eye(DIM, dtype=np.float32)[:6]
+# Frames 0-3 repeat cluster 0 (a parked car); frames 4 and 5 hold clusters 1-2 and 3-4-5.
+LAYOUT = [[0, 0], [0], [0, 0, 0], [0], [1, 2], [3, 4, 5]]
+
+
+def test_frame_herding_labels_the_frames_whose_objects_cover_the_most():
+    objects = _objects(LAYOUT, CENTRES)
+    result = herd_frames(objects, _frames(6), held=ObjectRows.empty(DIM), budget=3, device="cpu")
+    frames = [p.sample_id for p in result.picks]
+    assert len(frames) == 3 == len(set(frames))
+    # Herding weighs coverage by mass: one frame of the seven parked cars first, then the
+    # frame of three new clusters, then the two others; never a second parked-car frame.
+    assert frames[0] in {"f0", "f1", "f2", "f3"} and frames[1:] == ["f5", "f4"]
+    # every object of a picked frame is listed as picked, with its frame
+    assert sorted(o.sample_id for o in result.objects).count("f5") == 3
+    assert {o.sample_id for o in result.objects} == set(frames)
+
+
+def test_frame_herding_holds_the_dataset_objects():
+    objects = _objects(LAYOUT, CENTRES)
+    held = _objects([[0]], CENTRES)  # the dataset holds a parked car already
+    result = herd_frames(objects, _frames(6), held=held, budget=1, device="cpu")
+    assert result.picks[0].sample_id == "f5"  # not one of the seven parked cars
+
+
+@pytest.mark.parametrize("strategies", [["diversity"], [{"type": "uncertainty"}, "diversity"]])
+def test_rounds_meet_the_frame_budget_with_any_strategy(strategies):
+    objects = _objects(LAYOUT, CENTRES)
+    config = SelectionConfig(n_samples=3, unit="object", strategies=strategies)
+    result = select_objects(objects, _frames(6), held=ObjectRows.empty(DIM), config=config)
+    frames = [p.sample_id for p in result.picks]
+    assert len(frames) == 3 == len(set(frames))
+    assert {o.sample_id for o in result.objects} <= set(frames)
+    assert result.objects  # the objects that brought their frames
+    if strategies[0] != "diversity":  # uncertainty first: cluster 3's frame is the most unsure
+        assert frames[0] == "f5"
+
+
+def test_default_strategies_at_unit_object_run_frame_herding():
+    objects = _objects(LAYOUT, CENTRES)
+    config = SelectionConfig(n_samples=2, unit="object")
+    result = select_objects(objects, _frames(6), held=ObjectRows.empty(DIM), config=config)
+    assert [p.sample_id for p in result.picks][1:] == ["f5"]
+    assert result.picks[0].reason.startswith("herding over objects")
+
+
+def test_a_frame_gets_its_objects_probability_vectors():
+    objects = _objects(LAYOUT, CENTRES)
+    probs = frame_probabilities(_frames(6), objects)
+    assert [len(p) for p in probs] == [2, 1, 3, 1, 2, 3]
+    assert probs[5][0] == [0.5, 0.5]
