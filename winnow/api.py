@@ -167,6 +167,8 @@ class Pool:
         objects = self.snapshot.objects(ids).to_arrow()
         if not embeddings:
             objects = objects.drop_columns(["embedding"])
+        import pandas as pd
+
         frame = objects.to_pandas()
         parents = self.snapshot.samples(frame["sample_id"].unique().tolist())
         sizes = pd.DataFrame(

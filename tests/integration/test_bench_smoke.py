@@ -298,6 +298,7 @@ def test_objects_quick_reports_gains_and_rare_objects_per_budget():
             "random_frames",
             "frame_default",
             "object_default",
+            "object_balance_diversity",
             "object_margin_diversity",
         }
         for name, cell in row.items():

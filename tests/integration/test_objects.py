@@ -242,16 +242,24 @@ def _yolo(r: dict) -> str:
     return f"{n['x'] + n['w'] / 2} {n['y'] + n['h'] / 2} {n['w']} {n['h']}"
 
 
-def test_every_predictions_format_gives_the_same_objects(tmp_path):
+def test_every_predictions_format_gives_the_same_objects(backend, tmp_path):
+    from winnow.storage import open_store
+
+    source, output, storage, s3 = backend
     found = {}
     for fmt in ("csv", "parquet", "jsonl", "coco", "yolo"):
-        raw, out = tmp_path / fmt / "raw", tmp_path / fmt / "out"
+        raw = tmp_path / fmt / "raw"
         truth = {k: v for k, v in _scenes(raw).items() if k.endswith(".png")}
         (raw / "cam/drive.mp4").unlink()
         objects = _write(raw, fmt, truth)
-        summary = run(str(raw), str(out), **FAST, objects=objects, selection={"n_samples": 2})
+        src, out = open_store(f"{source}/{fmt}", s3), open_store(f"{output}/{fmt}", s3)
+        for path in sorted(raw.rglob("*.*")):
+            src.put(path.relative_to(raw).as_posix(), path.read_bytes())
+        summary = run(
+            src.url, out.url, storage, **FAST, objects=objects, selection={"n_samples": 2}
+        )
         assert summary["objects"] == 12 and not summary["objects_skipped"], (fmt, summary)
-        rows = Datapool(LocalStore(out).child("pool")).load().objects()
+        rows = Datapool(out.child("pool")).load().objects()
         # Ids hash the file's fingerprint (each format has its own copy): compare boxes.
         boxes = [tuple(np.round(b, 3)) for b in rows.boxes().tolist()]
         found[fmt] = sorted(zip(rows.key, boxes, rows.label, strict=True))
@@ -289,6 +297,17 @@ def test_reselect_and_reembed_work_on_objects(tmp_path):
     snap = Datapool(LocalStore(out).child("pool")).load()
     assert not set(snap.tags[0].sample_ids) & set(snap.tags[1].sample_ids)  # the dataset held
     assert set(snap.tags[1].sample_ids) <= set(before.sample_id)
+
+    # unit frame, ranked by its objects' uncertainty (the frames' probabilities column)
+    params = ReselectParams.model_validate(
+        {
+            "output": str(out),
+            "selection": {"n_samples": 1, "strategies": [{"type": "uncertainty"}]},
+        }
+    )
+    reselect(**{n: getattr(params, n) for n in ReselectParams.model_fields})
+    (_, _, third) = Datapool(LocalStore(out).child("pool")).load().tags
+    assert set(third.sample_ids) <= set(before.sample_id)  # a frame with objects
 
     new = {"weights": "none", "input_size": 48, "batch_size": 16, "seed": 3}
     params = ReembedParams.model_validate({"output": str(out), "embedding": new})

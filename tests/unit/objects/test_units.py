@@ -75,7 +75,13 @@ def test_frame_herding_holds_the_dataset_objects():
     assert result.picks[0].sample_id == "f5"  # not one of the seven parked cars
 
 
-@pytest.mark.parametrize("strategies", [["diversity"], [{"type": "uncertainty"}, "diversity"]])
+BALANCE = {"type": "balance", "column": "label", "target": {"c1": 1.0}}
+
+
+@pytest.mark.parametrize(
+    "strategies",
+    [["diversity"], [{"type": "uncertainty"}, "diversity"], [BALANCE, "diversity"]],
+)
 def test_rounds_meet_the_frame_budget_with_any_strategy(strategies):
     objects = _objects(LAYOUT, CENTRES)
     config = SelectionConfig(n_samples=3, unit="object", strategies=strategies)
@@ -84,8 +90,11 @@ def test_rounds_meet_the_frame_budget_with_any_strategy(strategies):
     assert len(frames) == 3 == len(set(frames))
     assert {o.sample_id for o in result.objects} <= set(frames)
     assert result.objects  # the objects that brought their frames
-    if strategies[0] != "diversity":  # uncertainty first: cluster 3's frame is the most unsure
+    first = strategies[0] if isinstance(strategies[0], dict) else {"type": strategies[0]}
+    if first["type"] == "uncertainty":  # cluster 3's frame is the most unsure
         assert frames[0] == "f5"
+    if first["type"] == "balance":  # the predicted label asked for
+        assert frames[0] == "f4"
 
 
 def test_default_strategies_at_unit_object_run_frame_herding():
