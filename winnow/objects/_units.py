@@ -230,8 +230,11 @@ MAX_GAIN_CELLS = 50_000_000
 
 
 def uses_default_strategies(config: SelectionConfig) -> bool:
-    """Whether the config leaves the strategies at their default (then frame herding runs)."""
-    return "strategies" not in config.model_fields_set
+    """Whether the config's strategies are the default ones (then frame herding runs).
+
+    Compared by value: a parameter form sends the defaults as given values.
+    """
+    return list(config.strategies) == list(SelectionConfig.model_fields["strategies"].default)
 
 
 def herd_frames(

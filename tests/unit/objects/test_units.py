@@ -103,6 +103,10 @@ def test_default_strategies_at_unit_object_run_frame_herding():
     result = select_objects(objects, _frames(6), held=ObjectRows.empty(DIM), config=config)
     assert [p.sample_id for p in result.picks][1:] == ["f5"]
     assert result.picks[0].reason.startswith("herding over objects")
+    # A parameter form sends the default strategies as values: still the default.
+    sent = SelectionConfig.model_validate(config.model_dump(mode="json"))
+    again = select_objects(objects, _frames(6), held=ObjectRows.empty(DIM), config=sent)
+    assert again.picks[0].reason.startswith("herding over objects")
 
 
 def test_a_frame_gets_its_objects_probability_vectors():
