@@ -36,6 +36,7 @@ bench: install  ## benchmarks; each prints one JSON line last
 	$(PY) bench/throughput.py
 	$(PY) bench/discover.py
 	$(PY) bench/video_sampling.py
+	$(PY) bench/objects.py
 
 lint: install
 	$(VENV)/bin/ruff check .

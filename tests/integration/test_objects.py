@@ -141,6 +141,9 @@ def test_objects_are_cut_at_full_size_picked_and_exported(backend, tmp_path):
     assert summary["objects"] == good
     assert summary["objects_skipped"] == REASONS
     assert summary["selected"] == 3 and summary["selected_objects"] >= 3
+    # the summary links the optional files this run wrote, and only those
+    assert {"objects_csv", "coco"} <= set(summary["outputs"])
+    assert not {"clips_csv", "labelstudio_clips"} & set(summary["outputs"])
 
     snap = Datapool(dst.child("pool")).load()
     objects = snap.objects()
@@ -342,3 +345,22 @@ def test_a_pool_made_before_objects_loads_and_gains_them(tmp_path):
     assert "objects" in after.manifest.parts and len(after.objects()) == 12
     assert after.tags[0].sample_ids == old_tag.sample_ids
     assert len(after.samples(old_tag.sample_ids)) == 3  # nothing already stored is lost
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(None, "not found"), (b"\x00\x01\x02 not a table", "cannot"), (b"a,b\n1,2\n", "filename")],
+)
+def test_an_unreadable_predictions_file_is_one_error_naming_it_before_any_decoding(
+    tmp_path, content, expected
+):
+    from winnow.errors import ConfigError
+
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    _image(raw / "a.png", LAYOUTS[0], seed=0)
+    if content is not None:
+        (raw / "preds.csv").write_bytes(content)
+    with pytest.raises(ConfigError, match="preds.csv") as failed:
+        run(str(raw), str(out), **FAST, objects={"predictions": "preds.csv"})
+    assert expected in str(failed.value)
+    assert not (out / "pool" / "staging").exists()  # nothing was decoded or staged

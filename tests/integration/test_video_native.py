@@ -56,6 +56,7 @@ def test_clips_are_picked_cut_to_playable_mp4_and_held_by_the_next_run(tmp_path)
     _video(raw / "cam" / "drive.mp4")
     summary = run(str(raw), str(out), **CLIPS)
     assert summary["selected_clips"] == 2 and summary["shots"] == 3
+    assert "clips_csv" in summary["outputs"] and "objects_csv" not in summary["outputs"]
     decoded, kept, unchanged = summary["video_frames"]
     assert decoded == 173 and kept + unchanged == 35  # 2 fps over 17.3 s
     # Shots of 6.0, 6.3 and 5.0 s; clip_seconds 5 cuts the first two in two windows each.

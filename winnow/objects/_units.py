@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from winnow.records import Candidates, ObjectPick, ObjectRows, Pick, Selection
-from winnow.selection import SelectionConfig, select
+from winnow.selection import SelectionConfig, nearest_distances, select
 
 MAX_ROUNDS = 8
 """Rounds of `select_objects`; most budgets are met in two or three."""
@@ -313,7 +313,50 @@ def herd_frames(
         chosen.append(j)
         frame_gain.append(float(gain[j]) / len(xe))
         cover = torch.maximum(cover, best[:, j])
-    return _herded(objects, frames, fid, chosen, frame_gain, gains.cpu().numpy() / len(xe))
+    result = _herded(objects, frames, fid, chosen, frame_gain, gains.cpu().numpy() / len(xe))
+    return _with_measures(result, objects, held_emb, frame_ids, chosen, seed=seed)
+
+
+def _with_measures(
+    result: Selection,
+    objects: ObjectRows,
+    held: np.ndarray,
+    frame_ids: np.ndarray,
+    chosen: list[int],
+    *,
+    seed: int,
+) -> Selection:
+    """The run's measures, over the candidate objects, as `select` gives them for units.
+
+    Coverage radius before (to the held objects) and after (the picked frames' objects added);
+    the picked frames' objects' mean distance to the held objects (without any: to the nearest
+    object of another picked frame), and the same for as many random frames (seeded).
+    """
+    x = objects.embedding.astype(np.float32)
+    d0 = nearest_distances(x, held, device="cpu")
+    if not chosen:
+        return result
+    on = np.isin(frame_ids, chosen)
+    after = np.minimum(d0, nearest_distances(x, x[on], device="cpu")).max()
+
+    def spread(picked: np.ndarray) -> float:
+        rows = np.isin(frame_ids, picked)
+        if len(held):
+            return float(d0[rows].mean())
+        if len(picked) < 2:
+            return math.nan
+        each = [nearest_distances(x[frame_ids == f], x[rows & (frame_ids != f)]) for f in picked]
+        return float(np.concatenate(each).mean())
+
+    rng = np.random.default_rng([seed, 1])
+    baseline = rng.choice(int(frame_ids.max()) + 1, size=len(chosen), replace=False)
+    return dataclasses.replace(
+        result,
+        coverage_before=float(d0.max()) if len(held) else math.inf,
+        coverage_after=float(after),
+        mean_pick_distance=spread(np.array(chosen)),
+        mean_random_distance=spread(baseline),
+    )
 
 
 def _min_sqdist(x, centers):  # noqa: ANN001, ANN202 - torch tensors

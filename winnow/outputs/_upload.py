@@ -206,13 +206,13 @@ def _upload_selection(
     clips = _export_clips(source=source, output=output, selection=selection)
     if clips:
         ok = [c for c in clips if c["error"] is None]
-        keys.update(tag_keys(tag, optional=True))
+        keys.update(_optional_keys(tag, "clips_csv", "labelstudio_clips"))
         exports.put(keys["clips_csv"], clips_csv(ok))
         exports.put(keys["labelstudio_clips"], labelstudio_video_tasks(ok, tag))
         missing.update({c["clip"]: f"{c['file']}: {c['error']}" for c in clips if c["error"]})
     cards: list[dict[str, Any]] = []
     if objects is not None:
-        keys.update(tag_keys(tag, optional=True))
+        keys.update(_optional_keys(tag, "objects_csv", "coco"))
         reasons = {o.object_id: o.reason for o in selection.objects}
         exports.put(keys["objects_csv"], objects_csv(objects, picked=reasons))
         exports.put(keys["coco"], coco_json(exported_rows, objects))
@@ -271,6 +271,11 @@ def _export_clips(
                 if not row["url"]:
                     row["error"] = str(reason)
     return rows
+
+
+def _optional_keys(tag: str, *names: str) -> dict[str, str]:
+    """The keys of the optional tag files a run writes (only those: the summary links them)."""
+    return {name: key for name, key in tag_keys(tag, optional=True).items() if name in names}
 
 
 def _add_objects(rows: list[dict[str, Any]], objects: ObjectRows) -> None:

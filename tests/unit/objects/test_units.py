@@ -66,6 +66,9 @@ def test_frame_herding_labels_the_frames_whose_objects_cover_the_most():
     # every object of a picked frame is listed as picked, with its frame
     assert sorted(o.sample_id for o in result.objects).count("f5") == 3
     assert {o.sample_id for o in result.objects} == set(frames)
+    # measures over the objects, as `select` gives them: no dataset, so coverage starts at inf
+    assert result.coverage_before == float("inf") and result.coverage_after < 0.1
+    assert result.mean_pick_distance >= result.mean_random_distance > 0  # spread, vs random
 
 
 def test_frame_herding_holds_the_dataset_objects():
