@@ -78,6 +78,9 @@ SHOTS = "shots"
 # (`objects.predictions`); optional like `shots`. Pools written before it load unchanged and
 # gain it at the first commit that has objects.
 OBJECTS = "objects"
+# The objects of the dataset's frames (same schema as `objects`), kept apart like `dataset` so
+# that a run seeding `unit: object` reads O(dataset) objects, not the pool's.
+DATASET_OBJECTS = "dataset_objects"
 # The `files` table as stored: a file result plus the run that processed it.
 _POOL_FILES_SCHEMA = FILES_SCHEMA.append(pa.field("run_id", pa.string()))
 
@@ -157,6 +160,7 @@ class Manifest:
                 INDEX,
                 SHOTS,
                 OBJECTS,
+                DATASET_OBJECTS,
             ):  # absent in manifests written before them
                 if optional in raw["parts"]:
                     parts[optional] = list(raw["parts"][optional])
@@ -447,6 +451,27 @@ class PoolSnapshot:
             tables.append(table)
         if not tables:
             return ObjectRows.empty(self.model.dim if self.model else 0)
+        return ObjectRows.from_arrow(_keep_last(pa.concat_tables(tables), "object_id"))
+
+    def dataset_objects(self) -> ObjectRows:
+        """The objects on the dataset's frames (what labelling the dataset labelled).
+
+        Reads only the `dataset_objects` table's parts (O(dataset)); a manifest written before
+        that table existed falls back to filtering every objects part.
+        """
+        ids = self.dataset_ids
+        dim = self.model.dim if self.model else 0
+        if not ids or self.manifest is None:
+            return ObjectRows.empty(dim)
+        if DATASET_OBJECTS not in self.manifest.parts:
+            return self.objects(ids)
+        wanted = pa.array(sorted(ids), pa.string())
+        tables = []
+        for key in self.manifest.parts[DATASET_OBJECTS]:
+            table = _read_parquet(_get(self.store, key))
+            tables.append(table.filter(pc.is_in(table.column("sample_id"), value_set=wanted)))
+        if not tables:
+            return ObjectRows.empty(dim)
         return ObjectRows.from_arrow(_keep_last(pa.concat_tables(tables), "object_id"))
 
     def shots(self, keys: Iterable[str] | None = None) -> pa.Table:
@@ -791,10 +816,15 @@ class Datapool:
         dataset_previous, tables[DATASET] = self._dataset_rows(
             base, tables["samples"], tag, replace_samples
         )
+        objects_previous, tables[DATASET_OBJECTS] = self._dataset_object_rows(
+            base, tables[OBJECTS], tag, replace_samples
+        )
         parts: dict[str, list[str]] = {}
-        for name in (*TABLES, DATASET, SHOTS, OBJECTS):
+        for name in (*TABLES, DATASET, SHOTS, OBJECTS, DATASET_OBJECTS):
             if name == DATASET:
                 previous = dataset_previous
+            elif name == DATASET_OBJECTS:
+                previous = objects_previous
             elif name in ("samples", OBJECTS) and replace_samples:
                 previous = []
             else:
@@ -892,6 +922,37 @@ class Datapool:
                 rows = older
             elif older.num_rows:
                 rows = pa.concat_tables([older.cast(rows.schema), rows])
+        return previous, rows
+
+    @staticmethod
+    def _dataset_object_rows(
+        base: PoolSnapshot, objects: pa.Table, tag: TagRecord | None, replace_samples: bool
+    ) -> tuple[list[str], pa.Table]:
+        """The `dataset_objects` parts a commit keeps and the rows it adds, as `_dataset_rows`.
+
+        The rows are this run's objects on frames that are dataset members after the commit,
+        plus the objects of the new tag's frames that this run did not bring (read from the
+        objects table: a re-selection). A re-embed starts the table afresh; on top of a
+        manifest written before the table existed (and with objects), it is built once.
+        """
+        tag_ids = set(tag.sample_ids) if tag else set()
+        members = base.dataset_ids | tag_ids
+        if not members:
+            return [], objects.schema.empty_table()
+        wanted = pa.array(sorted(members), pa.string())
+        rows = objects.filter(pc.is_in(objects.column("sample_id"), value_set=wanted))
+        if replace_samples or base.manifest is None:
+            return [], rows
+        here = set(rows.column("sample_id").to_pylist())  # frames whose objects this run holds
+        if DATASET_OBJECTS in base.manifest.parts:
+            previous = list(base.manifest.parts[DATASET_OBJECTS])
+            fetch = tag_ids - base.dataset_ids - here
+        else:  # an older manifest: build the table from the objects table, once
+            previous, fetch = [], members - here
+        if fetch and base.manifest.parts.get(OBJECTS):
+            older = base.objects(fetch).to_arrow()
+            if older.num_rows:
+                rows = pa.concat_tables([older.cast(rows.schema), rows]) if rows.num_rows else older
         return previous, rows
 
     def _compact(self, previous: list[str], table: pa.Table, key: str) -> None:

@@ -356,7 +356,7 @@ def select_against_pool(
         columns = dict(columns or {})
         columns.setdefault("probabilities", frame_probabilities(candidates, objects))
     if config.unit == "object":
-        held = snapshot.objects(existing.sample_id) if len(existing) else ObjectRows.empty(dim)
+        held = snapshot.dataset_objects() if len(existing) else ObjectRows.empty(dim)
         result = _select_objects(candidates, objects, existing, held, config, queries, device)
         return Picked(selection=result, dataset=dataset, objects=_on(objects, result))
     if config.unit == "clip":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 
@@ -206,3 +207,52 @@ def test_a_reprocessed_sample_keeps_its_latest_row(pool):
     assert list(back.sample_id) == list(second.sample_id)
     np.testing.assert_array_equal(back.embedding, second.embedding)
     assert set(back.run_id) == {"r2"}
+
+
+def _objects_on(cands, seed: int):
+    """Two objects on every frame of `cands` (8-d embeddings, as MODEL)."""
+    from winnow.records import ObjectRows
+
+    rows = [
+        {"object_id": f"{sid}-{n}", "sample_id": sid, "key": key, "fingerprint": "fp"}
+        | {"label": "car", "frame_index": 0, "pts_seconds": 0.0, "x": n, "y": 0.0, "w": 5.0}
+        | {"h": 5.0, "score": 0.5, "probabilities": [0.5, 0.5]}
+        for sid, key in zip(cands.sample_id, cands.key, strict=True)
+        for n in range(2)
+    ]
+    emb = np.random.default_rng(seed).normal(size=(len(rows), MODEL.dim)).astype(np.float16)
+    return ObjectRows.from_rows(rows).with_embedding(emb)
+
+
+def test_the_dataset_objects_are_read_from_their_own_table(pool, monkeypatch):
+    f1, c1 = make_run(["a.mp4"], seed=1)
+    o1 = _objects_on(c1, 1)
+    pool.commit(
+        pool.load(),
+        run_id="r1",
+        files=f1,
+        samples=c1,
+        tag=tag_for("t1", c1),
+        model=MODEL,
+        objects=o1,
+    )
+    # A pool made before the table: the next commit builds it from the objects table, once.
+    snap = pool.load()
+    legacy = dict(snap.manifest.parts)
+    legacy.pop("dataset_objects")
+    snap.manifest = dataclasses.replace(snap.manifest, parts=legacy)
+    assert sorted(snap.dataset_objects().object_id) == sorted(
+        snap.objects(c1.sample_id[:2]).object_id
+    )
+    f2, c2 = make_run(["b.mp4"], seed=2)
+    o2 = _objects_on(c2, 2)
+    tag = tag_for("t2", c2, "t1")
+    pool.commit(snap, run_id="r2", files=f2, samples=c2, tag=tag, model=MODEL, objects=o2)
+    snap = pool.load()
+    want = {f"{s}-{n}" for s in [*c1.sample_id[:2], *c2.sample_id[:2]] for n in range(2)}
+    read: list[str] = []
+    real_get = dp._get
+    monkeypatch.setattr(dp, "_get", lambda store, key: read.append(key) or real_get(store, key))
+    assert set(snap.dataset_objects().object_id) == want
+    assert read and all(k.endswith("dataset_objects.parquet") for k in read)  # O(dataset)
+    assert len(snap.objects()) == len(o1) + len(o2)
