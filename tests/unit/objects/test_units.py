@@ -117,3 +117,15 @@ def test_a_frame_gets_its_objects_probability_vectors():
     probs = frame_probabilities(_frames(6), objects)
     assert [len(p) for p in probs] == [2, 1, 3, 1, 2, 3]
     assert probs[5][0] == [0.5, 0.5]
+
+
+def test_rounds_hold_the_dataset_objects():
+    objects = _objects(LAYOUT, CENTRES)
+    config = SelectionConfig(n_samples=1, unit="object", strategies=["diversity"])
+    free = select_objects(objects, _frames(6), held=ObjectRows.empty(DIM), config=config)
+    assert free.coverage_before == float("inf")
+    # The dataset holds clusters 0-4: the one frame worth labelling is the one with cluster 5.
+    held = _objects([[0, 1, 2, 3, 4]], CENTRES)
+    result = select_objects(objects, _frames(6), held=held, config=config)
+    assert [p.sample_id for p in result.picks] == ["f5"]
+    assert result.coverage_before > 0.9 > result.coverage_after
