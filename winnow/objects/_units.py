@@ -5,10 +5,12 @@ box size as width and height, its parent frame's image statistics, and its crop'
 The strategies rank objects with the columns `label`, `score` and `probabilities`.
 
 Labelling is by frame: a picked object's frame is labelled whole, so all of its objects count
-as chosen from then on. `select_objects` therefore picks in rounds: each round asks `select`
-for as many objects as frames are still wanted, with the dataset's objects and every object of
-the frames picked so far held as chosen; each new frame among the picks (in pick order) is
-taken until the budget is met or a round brings no new frame.
+as chosen from then on. With the default strategies, `select_objects` runs `herd_frames`: the
+default's kernel coverage measured on the objects, each step picking a frame. With strategies
+of one's own it picks in rounds: each round asks `select` for as many objects as frames are
+still wanted, with the dataset's objects and every object of the frames picked so far held as
+chosen; each new frame among the picks (in pick order) is taken until the budget is met or a
+round brings no new frame.
 """
 
 from __future__ import annotations
@@ -99,7 +101,10 @@ def select_objects(
     queries: np.ndarray | None = None,
     device: str = "auto",
 ) -> Selection:
-    """Pick objects in rounds until the frame budget is met; the picks are their frames.
+    """Pick frames to label by their objects: herding over frames, or rounds of objects.
+
+    With the default strategies and a frame budget, `herd_frames`. Otherwise the strategies
+    rank objects in rounds until the frame budget is met (see the module's docstring).
 
     Args:
         objects: The candidate objects (embedded).
@@ -118,13 +123,13 @@ def select_objects(
     row_of = {sid: i for i, sid in enumerate(frames.sample_id)}
     on_frame = np.array([s in row_of for s in objects.sample_id], bool)
     objects = objects.take(np.flatnonzero(on_frame))
-    units = object_units(objects, frames)
-    columns = object_columns(objects)
     budget = frame_budget(config, len(set(objects.sample_id.tolist())))
     if budget is not None and uses_default_strategies(config) and len(objects):
         return herd_frames(
             objects, frames, held=held, budget=budget, seed=config.seed, device=device
         )
+    units = object_units(objects, frames)
+    columns = object_columns(objects)
     chosen_frames: list[str] = []
     frame_picks: list[Pick] = []
     object_picks: list[ObjectPick] = []
