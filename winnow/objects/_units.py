@@ -189,19 +189,22 @@ def _take_frames(
                     p, sample_id=sid, index=row_of[sid], reason=f"{label}: {p.reason}"
                 )
             )
-        picked.append(
-            ObjectPick(
-                object_id=str(objects.object_id[i]),
-                sample_id=sid,
-                key=str(objects.key[i]),
-                frame_index=int(objects.frame_index[i]),
-                box=tuple(float(v) for v in boxes[i]),  # type: ignore[arg-type]
-                label=str(objects.label[i]),
-                score=float(objects.score[i]),
-                reason=p.reason,
-            )
-        )
+        picked.append(_object_pick(objects, boxes, i, p.reason))
     return frames, picked
+
+
+def _object_pick(objects: ObjectRows, boxes: np.ndarray, i: int, reason: str) -> ObjectPick:
+    """Row `i` of the objects as a pick (`boxes`: `objects.boxes()`)."""
+    return ObjectPick(
+        object_id=str(objects.object_id[i]),
+        sample_id=str(objects.sample_id[i]),
+        key=str(objects.key[i]),
+        frame_index=int(objects.frame_index[i]),
+        box=tuple(float(v) for v in boxes[i]),  # type: ignore[arg-type]
+        label=str(objects.label[i]),
+        score=float(objects.score[i]),
+        reason=reason,
+    )
 
 
 def _selection(
@@ -396,19 +399,8 @@ def _herded(
         picks.append(
             Pick(sample_id=sid, index=row_of[sid], distance=math.nan, score=g, reason=reason)
         )
-        for i in mine:
-            picked.append(
-                ObjectPick(
-                    object_id=str(objects.object_id[i]),
-                    sample_id=sid,
-                    key=str(objects.key[i]),
-                    frame_index=int(objects.frame_index[i]),
-                    box=tuple(float(v) for v in boxes[i]),  # type: ignore[arg-type]
-                    label=str(objects.label[i]),
-                    score=float(objects.score[i]),
-                    reason=f"on a frame picked by herding over objects (own gain {own_gain[i]:.3f})",
-                )
-            )
+        own = "on a frame picked by herding over objects (own gain {:.3f})"
+        picked += [_object_pick(objects, boxes, i, own.format(own_gain[i])) for i in mine]
     stop = "n_samples" if len(picks) else "exhausted"
     return Selection(
         picks=tuple(picks), n_candidates=len(objects), stop_reason=stop, objects=tuple(picked)
