@@ -396,24 +396,30 @@ class PoolSnapshot:
             out.update(t.sample_ids)
         return out
 
+    def _rows(self, table: str, sample_ids: Iterable[str] | None, unique: str) -> pa.Table | None:
+        """The rows of one table's parts, each `unique` value's last row kept.
+
+        Only rows whose `sample_id` is among `sample_ids`, when given. None: no part.
+        """
+        parts = self.manifest.parts.get(table, []) if self.manifest else []
+        wanted = None if sample_ids is None else pa.array(sorted(set(sample_ids)), pa.string())
+        tables = []
+        for key in parts:
+            rows = _read_parquet(_get(self.store, key))
+            if wanted is not None:
+                rows = rows.filter(pc.is_in(rows.column("sample_id"), value_set=wanted))
+            tables.append(rows)
+        return _keep_last(pa.concat_tables(tables), unique) if tables else None
+
     def samples(self, sample_ids: Iterable[str] | None = None) -> Candidates:
         """Read samples (all, or only the given ids) with their embeddings.
 
         Rows with the same sample id (a file reprocessed by `process_all`) keep the latest.
         """
-        if self.manifest is None:
+        rows = self._rows("samples", sample_ids, "sample_id")
+        if rows is None:
             return Candidates.empty(self.model.dim if self.model else 0)
-        wanted = None if sample_ids is None else pa.array(sorted(set(sample_ids)), pa.string())
-        tables = []
-        for key in self.manifest.parts["samples"]:
-            table = _read_parquet(_get(self.store, key))
-            if wanted is not None:
-                table = table.filter(pc.is_in(table.column("sample_id"), value_set=wanted))
-            tables.append(table)
-        if not tables:
-            return Candidates.empty(self.model.dim if self.model else 0)
-        merged = pa.concat_tables(tables)
-        return Candidates.from_arrow(_keep_last(merged, "sample_id"))
+        return Candidates.from_arrow(rows)
 
     def dataset(self) -> Candidates:
         """The samples of the dataset (union of all tags), with embeddings.
@@ -426,14 +432,10 @@ class PoolSnapshot:
             return Candidates.empty(self.model.dim if self.model else 0)
         if self.manifest is None or DATASET not in self.manifest.parts:
             return self.samples(ids)
-        wanted = pa.array(sorted(ids), pa.string())
-        tables = []
-        for key in self.manifest.parts[DATASET]:
-            table = _read_parquet(_get(self.store, key))
-            tables.append(table.filter(pc.is_in(table.column("sample_id"), value_set=wanted)))
-        if not tables:
+        rows = self._rows(DATASET, ids, "sample_id")
+        if rows is None:
             return Candidates.empty(self.model.dim if self.model else 0)
-        return Candidates.from_arrow(_keep_last(pa.concat_tables(tables), "sample_id"))
+        return Candidates.from_arrow(rows)
 
     def objects(self, sample_ids: Iterable[str] | None = None) -> ObjectRows:
         """The objects (all, or those whose parent frame is among `sample_ids`), embedded.
@@ -441,17 +443,10 @@ class PoolSnapshot:
         Rows with the same object id (a file reprocessed) keep the latest. Empty for pools
         without objects (written before them, or never given predictions).
         """
-        parts = self.manifest.parts.get(OBJECTS, []) if self.manifest else []
-        wanted = None if sample_ids is None else pa.array(sorted(set(sample_ids)), pa.string())
-        tables = []
-        for key in parts:
-            table = _read_parquet(_get(self.store, key))
-            if wanted is not None:
-                table = table.filter(pc.is_in(table.column("sample_id"), value_set=wanted))
-            tables.append(table)
-        if not tables:
+        rows = self._rows(OBJECTS, sample_ids, "object_id")
+        if rows is None:
             return ObjectRows.empty(self.model.dim if self.model else 0)
-        return ObjectRows.from_arrow(_keep_last(pa.concat_tables(tables), "object_id"))
+        return ObjectRows.from_arrow(rows)
 
     def dataset_objects(self) -> ObjectRows:
         """The objects on the dataset's frames (what labelling the dataset labelled).
@@ -460,19 +455,12 @@ class PoolSnapshot:
         that table existed falls back to filtering every objects part.
         """
         ids = self.dataset_ids
-        dim = self.model.dim if self.model else 0
-        if not ids or self.manifest is None:
-            return ObjectRows.empty(dim)
-        if DATASET_OBJECTS not in self.manifest.parts:
+        if ids and self.manifest is not None and DATASET_OBJECTS not in self.manifest.parts:
             return self.objects(ids)
-        wanted = pa.array(sorted(ids), pa.string())
-        tables = []
-        for key in self.manifest.parts[DATASET_OBJECTS]:
-            table = _read_parquet(_get(self.store, key))
-            tables.append(table.filter(pc.is_in(table.column("sample_id"), value_set=wanted)))
-        if not tables:
-            return ObjectRows.empty(dim)
-        return ObjectRows.from_arrow(_keep_last(pa.concat_tables(tables), "object_id"))
+        rows = self._rows(DATASET_OBJECTS, ids, "object_id") if ids else None
+        if rows is None:
+            return ObjectRows.empty(self.model.dim if self.model else 0)
+        return ObjectRows.from_arrow(rows)
 
     def shots(self, keys: Iterable[str] | None = None) -> pa.Table:
         """The shot table (`records.SHOTS_SCHEMA`), of the given keys only when given.
@@ -647,22 +635,6 @@ class Datapool:
     def _objects_key(plan_hash: str, shard_id: str) -> str:
         return f"staging/{plan_hash}/shard-{shard_id}.objects.parquet"
 
-    def load_staged_objects(self, plan_hash: str, shard_id: str) -> ObjectRows | None:
-        """A staged shard's objects (empty when it has none), or None when they are torn."""
-        key = self._staged_key(plan_hash, shard_id)
-        try:
-            meta = _read_parquet(self.store.get(key)).schema.metadata or {}
-            if int(meta.get(b"winnow.objects", b"0")) == 0:
-                return ObjectRows.empty()
-            return ObjectRows.from_arrow(
-                _read_parquet(self.store.get(self._objects_key(plan_hash, shard_id)))
-            )
-        except NotFound:
-            return None
-        except (pa.ArrowException, ValueError, KeyError, TypeError) as exc:
-            _log.warning("staged objects of shard %s cannot be read (%s)", shard_id, exc)
-            return None
-
     def stage_shard(
         self,
         plan_hash: str,
@@ -694,8 +666,11 @@ class Datapool:
 
     def load_staged(
         self, plan_hash: str, shard_id: str
-    ) -> tuple[Candidates, list[FileResult]] | None:
-        """A staged shard, or None if it was never staged or cannot be parsed (logged).
+    ) -> tuple[Candidates, list[FileResult], ObjectRows] | None:
+        """A staged shard (samples, file results, objects), or None when it cannot be used.
+
+        None: never staged, not parseable (logged), or its objects are missing (they are put
+        before the shard, so the shard is torn).
 
         Storage errors (throttling, access denied) are raised, not taken for a missing shard:
         a resume must not silently turn into a full redo.
@@ -703,12 +678,16 @@ class Datapool:
         key = self._staged_key(plan_hash, shard_id)
         try:
             data = self.store.get(key)
+            table = _read_parquet(data)
+            meta = table.schema.metadata
+            files = [FileResult(**f) for f in json.loads(meta[b"winnow.files"])]
+            objects = ObjectRows.empty()
+            if int(meta.get(b"winnow.objects", b"0")):
+                key = self._objects_key(plan_hash, shard_id)
+                objects = ObjectRows.from_arrow(_read_parquet(self.store.get(key)))
+            return Candidates.from_arrow(table), files, objects
         except NotFound:
             return None
-        try:
-            table = _read_parquet(data)
-            files = [FileResult(**f) for f in json.loads(table.schema.metadata[b"winnow.files"])]
-            return Candidates.from_arrow(table), files
         except (pa.ArrowException, ValueError, KeyError, TypeError) as exc:
             # A torn or foreign object: the shard is decoded again rather than failing the run.
             _log.warning(
@@ -727,17 +706,12 @@ class Datapool:
             loaded = (
                 self.load_staged(plan_hash, shard.shard_id) if shard.shard_id in staged else None
             )
-            objects = ObjectRows.empty()
-            if loaded is not None and any(f.boxes for f in shard.files):
-                found = self.load_staged_objects(plan_hash, shard.shard_id)
-                loaded = None if found is None else loaded
-                objects = found if found is not None else objects
             if loaded is None:
                 out.todo.append(shard)
             else:
                 out.candidates.append(loaded[0])
                 out.files.extend(loaded[1])
-                out.objects.append(objects)
+                out.objects.append(loaded[2])
         return out
 
     def staged_shard_ids(self, plan_hash: str) -> set[str]:

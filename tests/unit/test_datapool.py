@@ -256,3 +256,14 @@ def test_the_dataset_objects_are_read_from_their_own_table(pool, monkeypatch):
     assert set(snap.dataset_objects().object_id) == want
     assert read and all(k.endswith("dataset_objects.parquet") for k in read)  # O(dataset)
     assert len(snap.objects()) == len(o1) + len(o2)
+
+
+def test_a_staged_shard_whose_objects_are_gone_is_torn(pool):
+    files, cands = make_run(["a.mp4"])
+    objects = _objects_on(cands, 3)
+    pool.stage_shard("plan1", "s1", cands, files, objects)
+    cands_back, _, objects_back = pool.load_staged("plan1", "s1")
+    assert list(objects_back.object_id) == list(objects.object_id)
+    assert pool.staged_shard_ids("plan1") == {"s1"}  # the objects part is not a shard
+    pool.store.delete(["staging/plan1/shard-s1.objects.parquet"])
+    assert pool.load_staged("plan1", "s1") is None  # decoded again on resume
