@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -772,6 +773,11 @@ class ObjectRows:
         """Rows at `indices` (or a slice), in that order."""
         idx = indices if isinstance(indices, slice) else np.asarray(indices, dtype=np.int64)
         return ObjectRows(**{f.name: getattr(self, f.name)[idx] for f in dataclasses.fields(self)})
+
+    def on_frames(self, sample_ids: Iterable[str], *, inside: bool = True) -> ObjectRows:
+        """The objects whose frame is among `sample_ids` (`inside=False`: is not), in order."""
+        ids = set(sample_ids)
+        return self.take(np.flatnonzero([(s in ids) == inside for s in self.sample_id]))
 
     @classmethod
     def concat(cls, parts: list[ObjectRows]) -> ObjectRows:

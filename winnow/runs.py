@@ -358,7 +358,9 @@ def select_against_pool(
     if config.unit == "object":
         held = snapshot.dataset_objects() if len(existing) else ObjectRows.empty(dim)
         result = _select_objects(candidates, objects, existing, held, config, queries, device)
-        return Picked(selection=result, dataset=dataset, objects=_on(objects, result))
+        return Picked(
+            selection=result, dataset=dataset, objects=objects.on_frames(result.sample_ids)
+        )
     if config.unit == "clip":
         result = _select_clips(
             snapshot,
@@ -369,7 +371,9 @@ def select_against_pool(
             device=device,
             shots=shots_to_arrow(list(files)),
         )
-        return Picked(selection=result, dataset=dataset, objects=_on(objects, result))
+        return Picked(
+            selection=result, dataset=dataset, objects=objects.on_frames(result.sample_ids)
+        )
     keep, dropped, found = np.arange(len(candidates)), (), None
     if config.near_duplicate_scope == "pool" and config.near_duplicate_distance is not None:
         keep, dropped, found = _drop_pool_duplicates(
@@ -396,16 +400,8 @@ def select_against_pool(
         dataset=dataset,
         pool_duplicates=dropped,
         pool_nearest=None if found is None else found.take(result.indices),
-        objects=_on(objects, result),
+        objects=objects.on_frames(result.sample_ids),
     )
-
-
-def _on(objects: ObjectRows, selection: Selection) -> ObjectRows:
-    """The objects on the selection's picked frames."""
-    if not len(objects) or not selection.picks:
-        return objects.take([])
-    picked = set(selection.sample_ids)
-    return objects.take(np.flatnonzero([s in picked for s in objects.sample_id]))
 
 
 def _select_objects(
@@ -418,8 +414,7 @@ def _select_objects(
     device: str,
 ) -> Selection:
     """`unit: object`: the candidates' objects (not on the dataset's frames) against `held`."""
-    members = set(existing.sample_id.tolist())
-    mine = objects.take(np.flatnonzero([s not in members for s in objects.sample_id]))
+    mine = objects.on_frames(existing.sample_id, inside=False)
     if not len(mine):
         raise ConfigError(
             "selection.unit object: none of the candidates' frames has an object; set "
@@ -621,10 +616,9 @@ def _rebase(
         len(rebased.candidates),
     )
     summary.record_rebase(rebased)
-    objects = ending.objects
-    if objects is not None and len(objects):  # the dropped frames' objects go with them
-        kept = set(rebased.candidates.sample_id.tolist())
-        objects = objects.take(np.flatnonzero([s in kept for s in objects.sample_id]))
+    objects = ending.objects  # the dropped frames' objects go with them
+    if objects is not None:
+        objects = objects.on_frames(rebased.candidates.sample_id)
     ending = replace(ending, files=rebased.files, candidates=rebased.candidates, objects=objects)
     return ending, newer
 

@@ -121,8 +121,7 @@ def select_objects(
     """
     dim = frames.embedding.shape[1] if frames.embedding.ndim == 2 else 0
     row_of = {sid: i for i, sid in enumerate(frames.sample_id)}
-    on_frame = np.array([s in row_of for s in objects.sample_id], bool)
-    objects = objects.take(np.flatnonzero(on_frame))
+    objects = objects.on_frames(row_of)
     budget = frame_budget(config, len(set(objects.sample_id.tolist())))
     if budget is not None and uses_default_strategies(config) and len(objects):
         return herd_frames(
@@ -286,6 +285,7 @@ def herd_frames(
     import torch
 
     from winnow.device import resolve_device
+    from winnow.selection._distances import _nearest_sqdist
     from winnow.selection._herding import EVAL_ROWS, auto_bandwidth
 
     dev = resolve_device(device)
@@ -297,12 +297,11 @@ def herd_frames(
     rows = np.arange(len(x)) if len(x) <= limit else np.sort(rng.choice(len(x), limit, False))
     xe = x[torch.from_numpy(rows).to(dev)]
     held_emb = held.embedding.astype(np.float32).reshape(len(held), x.shape[1])
-    hx = torch.from_numpy(held_emb).to(dev)
-    d0 = _min_sqdist(x, hx)
+    d0 = _nearest_sqdist(x, (x * x).sum(1), held_emb)  # to the held objects, once
     per_frame = len(x) / max(1, n_frames)
     sigma = auto_bandwidth(x, d0, math.ceil(budget * per_frame), scale=scale, seed=seed)
     gamma = 1.0 / (2 * sigma * sigma)
-    cover = torch.exp(-_min_sqdist(xe, hx) * gamma)
+    cover = torch.exp(-d0[torch.from_numpy(rows).to(dev)] * gamma)
     index = torch.from_numpy(frame_ids).to(dev)
     gains = torch.zeros(len(x), dtype=torch.float32, device=dev)  # each object's own gain
     best = torch.zeros((len(xe), n_frames), dtype=torch.float32, device=dev)
@@ -321,14 +320,16 @@ def herd_frames(
         chosen.append(j)
         frame_gain.append(float(gain[j]) / len(xe))
         cover = torch.maximum(cover, best[:, j])
-    result = _herded(objects, frames, fid, chosen, frame_gain, gains.cpu().numpy() / len(xe))
-    return _with_measures(result, objects, held_emb, frame_ids, chosen, seed=seed)
+    own = gains.cpu().numpy() / len(xe)
+    result = _herded(objects, frames, fid, frame_ids, chosen, frame_gain, own)
+    d_held = d0.sqrt().cpu().numpy() if len(held) else None
+    return _with_measures(result, objects, d_held, frame_ids, chosen, seed=seed)
 
 
 def _with_measures(
     result: Selection,
     objects: ObjectRows,
-    held: np.ndarray,
+    d_held: np.ndarray | None,
     frame_ids: np.ndarray,
     chosen: list[int],
     *,
@@ -339,18 +340,20 @@ def _with_measures(
     Coverage radius before (to the held objects) and after (the picked frames' objects added);
     the picked frames' objects' mean distance to the held objects (without any: to the nearest
     object of another picked frame), and the same for as many random frames (seeded).
+    `d_held`: each object's distance to the nearest held object (None: nothing held).
     """
-    x = objects.embedding.astype(np.float32)
-    d0 = nearest_distances(x, held, device="cpu")
     if not chosen:
         return result
+    x = objects.embedding.astype(np.float32)
     on = np.isin(frame_ids, chosen)
-    after = np.minimum(d0, nearest_distances(x, x[on], device="cpu")).max()
+    after = nearest_distances(x, x[on], device="cpu")
+    if d_held is not None:
+        after = np.minimum(d_held, after)
 
     def spread(picked: np.ndarray) -> float:
         rows = np.isin(frame_ids, picked)
-        if len(held):
-            return float(d0[rows].mean())
+        if d_held is not None:
+            return float(d_held[rows].mean())
         if len(picked) < 2:
             return math.nan
         each = [nearest_distances(x[frame_ids == f], x[rows & (frame_ids != f)]) for f in picked]
@@ -360,39 +363,32 @@ def _with_measures(
     baseline = rng.choice(int(frame_ids.max()) + 1, size=len(chosen), replace=False)
     return dataclasses.replace(
         result,
-        coverage_before=float(d0.max()) if len(held) else math.inf,
-        coverage_after=float(after),
+        coverage_before=float(d_held.max()) if d_held is not None else math.inf,
+        coverage_after=float(after.max()),
         mean_pick_distance=spread(np.array(chosen)),
         mean_random_distance=spread(baseline),
     )
-
-
-def _min_sqdist(x, centers):  # noqa: ANN001, ANN202 - torch tensors
-    """Squared distance of each row of x to its nearest center (inf without centers)."""
-    import torch
-
-    out = torch.full((len(x),), float("inf"), dtype=torch.float32, device=x.device)
-    for lo in range(0, len(centers), 4096):
-        d = torch.cdist(x, centers[lo : lo + 4096]).square_().amin(1)
-        torch.minimum(out, d, out=out)
-    return out
 
 
 def _herded(
     objects: ObjectRows,
     frames: Candidates,
     fid: np.ndarray,
+    frame_ids: np.ndarray,
     chosen: list[int],
     frame_gain: list[float],
     own_gain: np.ndarray,
 ) -> Selection:
-    """The picked frames as a `Selection`, with every object on them as an `ObjectPick`."""
+    """The picked frames as a `Selection`, with every object on them as an `ObjectPick`.
+
+    `fid`: the frames' sample ids; `frame_ids`: each object's frame, as a position in `fid`.
+    """
     row_of = {sid: i for i, sid in enumerate(frames.sample_id)}
     boxes = objects.boxes()
     picks, picked = [], []
     for j, g in zip(chosen, frame_gain, strict=True):
         sid = str(fid[j])
-        mine = np.flatnonzero(objects.sample_id.astype(str) == sid)
+        mine = np.flatnonzero(frame_ids == j)
         mine = mine[np.argsort(-own_gain[mine], kind="stable")]
         labels = ", ".join(str(objects.label[i]) for i in mine)
         reason = f"herding over objects: the frame's {len(mine)} objects ({labels}) add {g:.3f}"
