@@ -17,6 +17,7 @@ from winnow.objects import ObjectOptions
 from winnow.objects._attach import attach_boxes, load_predictions
 from winnow.runs import Discovered
 from winnow.stores import Stores
+from winnow.summary import fmt_reasons
 
 
 @task(name="load-pool", cache_policy=NO_CACHE, **STORAGE_RETRIES)
@@ -125,7 +126,7 @@ def attach_predictions(
         predictions,
         known=lambda ks: [fp is not None for fp in fingerprints.lookup(ks)],
     )
-    bad = ", ".join(f"{reason} {n}" for reason, n in sorted(predictions.bad.items()))
+    bad = fmt_reasons(predictions.bad)
     get_run_logger().info(
         "predictions %s: %d rows, %d boxes on %d of the run's files%s",
         options.predictions or "(YOLO txt files)",

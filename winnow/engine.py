@@ -515,19 +515,18 @@ class _Shard:
 
     def result(self, dim: int) -> ShardResult:
         files = [f for f in self.files if f is not None]
-        parts = [
-            p
-            for result, file_parts in zip(files, self.parts, strict=True)
-            if result.status == "ok"  # media reports broken files with no frames; be safe
-            for p in file_parts
-        ]
+
+        def of_ok_files(per_file: list[list[Any]]) -> list[Any]:
+            # media reports broken files with no frames (or objects); be safe
+            return [
+                p
+                for result, file_parts in zip(files, per_file, strict=True)
+                if result.status == "ok"
+                for p in file_parts
+            ]
+
+        parts, objects = of_ok_files(self.parts), of_ok_files(self.objects)
         candidates = Candidates.concat(parts) if parts else Candidates.empty(dim)
-        objects = [
-            o
-            for result, file_objects in zip(files, self.objects, strict=True)
-            if result.status == "ok"
-            for o in file_objects
-        ]
         return ShardResult(
             shard=self.shard,
             candidates=candidates,

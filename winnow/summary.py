@@ -46,6 +46,11 @@ def visible(text: str) -> str:
     )
 
 
+def fmt_reasons(counts: dict[str, int]) -> str:
+    """Counts by reason on one line, reasons in order: `dark 3, letterbox 1`."""
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))
+
+
 def fmt_number(value: float | None, digits: int = 3) -> str:
     """A number for people: fixed digits, `n/a` for missing or NaN, `∞` for infinity."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -348,7 +353,7 @@ def summary_rows(summary: RunSummary) -> list[Row]:
             [
                 (
                     "frames dropped by quality (before the model)",
-                    ", ".join(f"{reason} {n}" for reason, n in sorted(s.quality_rejects.items())),
+                    fmt_reasons(s.quality_rejects),
                 )
             ]
             if s.quality_rejects
@@ -360,7 +365,7 @@ def summary_rows(summary: RunSummary) -> list[Row]:
             [
                 (
                     "boxes not used",
-                    ", ".join(f"{reason} {n}" for reason, n in sorted(s.objects_skipped.items())),
+                    fmt_reasons(s.objects_skipped),
                 )
             ]
             if s.objects_skipped
