@@ -202,13 +202,7 @@ def _index_files(tmp: Path, n_files: int) -> dict:
     if not marker.exists():
         shutil.rmtree(root, ignore_errors=True)
         marker.write_text(str(build_files(root, n_files)))
-    out = subprocess.run(
-        [sys.executable, __file__, "--index-child", str(root), "--index-files", str(n_files)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = _child_json(["--index-child", str(root), "--index-files", str(n_files)])
     result["build_s"] = float(marker.read_text())
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
 
@@ -291,14 +285,21 @@ def child(root: Path, run: int, dim: int, seed: int, old_path: bool, inner: int)
 
 
 def _measure(root: Path, run: int, dim: int, seed: int, inner: int) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", str(root), "--run", str(run), "--dim", str(dim)]
+    return _child_json(
+        ["--child", str(root), "--run", str(run), "--dim", str(dim)]
         + ["--seed", str(seed), "--inner", str(inner)]
-        + (["--old-path"] if seed == 0 else []),
-        capture_output=True,
-        text=True,
-        check=True,
+        + (["--old-path"] if seed == 0 else [])
     )
+
+
+def _child_json(args: list[str]) -> dict:
+    """The last line of a child's output (JSON); a failed child raises with its stderr."""
+    cmd = [sys.executable, "-X", "faulthandler", __file__, *args]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(cmd)} exited {out.returncode}; its stderr ends:\n{out.stderr[-3000:]}"
+        )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from winnow import index as _pool_index
+from winnow.arrow_io import read_parquet
 from winnow.errors import ConfigError, ModelMismatch, NotFound, PoolConflict, PoolCorrupt
 from winnow.records import (
     FILES_SCHEMA,
@@ -106,10 +107,6 @@ def _write_parquet(table: pa.Table) -> bytes:
         use_byte_stream_split=bss or False,
     )
     return buf.getvalue()
-
-
-def _read_parquet(data: bytes, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(io.BytesIO(data), columns=columns)
 
 
 def _parquet_writer(where: str, schema: pa.Schema) -> pq.ParquetWriter:
@@ -283,7 +280,7 @@ class PoolSnapshot:
         """The `files` table (read from its parts on first access)."""
         if self._files is None:
             keys = self.manifest.parts["files"] if self.manifest else []
-            parts = [_read_parquet(_get(self.store, k)) for k in keys]
+            parts = [read_parquet(_get(self.store, k)) for k in keys]
             self._files = pa.concat_tables(parts) if parts else _POOL_FILES_SCHEMA.empty_table()
         return self._files
 
@@ -302,7 +299,7 @@ class PoolSnapshot:
         if self._files is not None or self.manifest is None:
             return FingerprintIndex.latest(self.files)
         cols = ["key", "fingerprint"]
-        parts = [_read_parquet(_get(self.store, k), cols) for k in self.manifest.parts["files"]]
+        parts = [read_parquet(_get(self.store, k), cols) for k in self.manifest.parts["files"]]
         if not parts:
             return FingerprintIndex.latest(_POOL_FILES_SCHEMA.empty_table())
         return FingerprintIndex.latest(pa.concat_tables(parts))
@@ -405,7 +402,7 @@ class PoolSnapshot:
         wanted = None if sample_ids is None else pa.array(sorted(set(sample_ids)), pa.string())
         tables = []
         for key in parts:
-            rows = _read_parquet(_get(self.store, key))
+            rows = read_parquet(_get(self.store, key))
             if wanted is not None:
                 rows = rows.filter(pc.is_in(rows.column("sample_id"), value_set=wanted))
             tables.append(rows)
@@ -469,7 +466,7 @@ class PoolSnapshot:
         pools without shots (written before them, or with shot detection never on).
         """
         parts = self.manifest.parts.get(SHOTS, []) if self.manifest else []
-        tables = [_read_parquet(_get(self.store, k)) for k in parts]
+        tables = [read_parquet(_get(self.store, k)) for k in parts]
         if not tables:
             return SHOTS_SCHEMA.empty_table()
         table = pa.concat_tables(tables)
@@ -622,7 +619,7 @@ class Datapool:
                 _get(self.store, k)  # raises PoolCorrupt naming the part
         tags: list[TagRecord] = []
         for k in manifest.parts["tags"]:
-            tags.extend(tags_from_arrow(_read_parquet(_get(self.store, k))))
+            tags.extend(tags_from_arrow(read_parquet(_get(self.store, k))))
         return PoolSnapshot(self.store, version, manifest, None, tags)
 
     # -- staging (resume) --------------------------------------------------------------------
@@ -678,13 +675,13 @@ class Datapool:
         key = self._staged_key(plan_hash, shard_id)
         try:
             data = self.store.get(key)
-            table = _read_parquet(data)
+            table = read_parquet(data)
             meta = table.schema.metadata
             files = [FileResult(**f) for f in json.loads(meta[b"winnow.files"])]
             objects = ObjectRows.empty()
             if int(meta.get(b"winnow.objects", b"0")):
                 key = self._objects_key(plan_hash, shard_id)
-                objects = ObjectRows.from_arrow(_read_parquet(self.store.get(key)))
+                objects = ObjectRows.from_arrow(read_parquet(self.store.get(key)))
             return Candidates.from_arrow(table), files, objects
         except NotFound:
             return None

@@ -40,6 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from winnow.arrow_io import read_parquet
 from winnow.errors import ConfigError, NotFound, StorageError
 from winnow.storage import ObjectStore
 
@@ -394,7 +395,7 @@ def _segments(store: ObjectStore, info: IndexInfo) -> tuple[Any, pa.Table]:
     merged, tables = None, []
     for seg_key, ids_key in info.segments:
         part = _from_bytes(_get_checked(store, info, seg_key))
-        tables.append(pq.read_table(io.BytesIO(_get_checked(store, info, ids_key))))
+        tables.append(read_parquet(_get_checked(store, info, ids_key)))
         if merged is None:
             merged = part
         else:

@@ -20,7 +20,6 @@ lines (the first data row is row 1), `annotation N` in COCO (1-based position in
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -425,6 +424,8 @@ def _read_table(data: bytes, name: str) -> tuple[Any, str, int]:
     """The file as a pyarrow table, with how its rows are named (`line`, first data row's N)."""
     import pyarrow as pa
 
+    from winnow.arrow_io import owned_reader, read_parquet
+
     kind = _TABLE_EXTENSIONS.get(_extension(name)) or _sniff_table(data)
     try:
         if kind == "csv":
@@ -432,14 +433,12 @@ def _read_table(data: bytes, name: str) -> tuple[Any, str, int]:
 
             # File names like `001` stay text.
             options = pacsv.ConvertOptions(column_types={"filename": pa.string()})
-            return pacsv.read_csv(io.BytesIO(data), convert_options=options), "line", 2
+            return pacsv.read_csv(owned_reader(data), convert_options=options), "line", 2
         if kind == "parquet":
-            import pyarrow.parquet as pq
-
-            return pq.read_table(io.BytesIO(data)), "row", 1
+            return read_parquet(data), "row", 1
         import pyarrow.json as pajson
 
-        return pajson.read_json(io.BytesIO(data)), "row", 1
+        return pajson.read_json(owned_reader(data)), "row", 1
     except (pa.ArrowException, OSError, ValueError) as exc:
         what = {"csv": "CSV", "parquet": "Parquet", "jsonl": "JSON lines"}[kind]
         raise ConfigError(

@@ -7,12 +7,12 @@ metadata columns of the same name.
 
 from __future__ import annotations
 
-import io
 import math
 from typing import Any
 
 import numpy as np
 
+from winnow.arrow_io import owned_reader, read_parquet
 from winnow.errors import ConfigError
 from winnow.records import META_COLUMNS, STRING_COLUMNS, Candidates
 
@@ -71,11 +71,9 @@ def join_predictions(
         if fmt == "csv":
             import pyarrow.csv as pacsv
 
-            table = pacsv.read_csv(io.BytesIO(data))
+            table = pacsv.read_csv(owned_reader(data))
         else:
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(io.BytesIO(data))
+            table = read_parquet(data)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise ConfigError(f"predictions {filename!r} cannot be read as {fmt}: {exc}") from exc
     if "filename" not in table.column_names:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from tests.conftest import MODEL, make_run
 from winnow import demo, media, outputs
+from winnow.arrow_io import read_parquet
 from winnow.datapool import Datapool
 from winnow.errors import ConfigError, NotFound
 from winnow.records import (
@@ -128,7 +129,7 @@ def test_members_csv_reads_back_with_pandas_and_matches_the_tag(pool_run):
 def test_members_parquet_holds_the_embedding_as_float32_lists(pool_run):
     output, snapshot, index, samples = pool_run
     data = outputs.export_tag(snapshot, tag="t1", fmt="parquet")
-    table = pq.read_table(io.BytesIO(data))
+    table = read_parquet(data)
     assert table.column_names == [*outputs.MEMBERS_COLUMNS, "embedding"]
     kind = table.schema.field("embedding").type
     assert (kind.list_size, str(kind.value_type)) == (MODEL.dim, "float")
