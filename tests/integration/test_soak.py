@@ -100,10 +100,13 @@ def test_twenty_runs_lose_nothing_repeat_nothing_and_do_not_slow_down(tmp_path, 
     record_property("run_steps_seconds", [round(s, 3) for s in seconds])
     record_property("run_wall_seconds", [round(s, 2) for s in wall])
     # Run 1 is left out: it pays the process's first flow run (imports, first use of the model).
-    first, last = statistics.mean(seconds[1:6]), statistics.mean(seconds[-5:])
-    print(f"steps: runs 2-6 mean {first:.2f} s, runs 16-20 {last:.2f} s, ratio {last / first:.2f}")
-    record_property("runs_2_6_steps_mean_s", round(first, 3))
-    record_property("runs_16_20_steps_mean_s", round(last, 3))
+    # The best of five, not the mean: on this shared 2-core machine one run in twenty can take
+    # 2.5x its neighbours (1.43 s after 0.59 s), which alone moved the mean of five by half
+    # (ratios 1.06 to 1.73 on one commit); a cost that grows with the pool raises the best too.
+    first, last = min(seconds[1:6]), min(seconds[-5:])
+    print(f"steps: runs 2-6 best {first:.2f} s, runs 16-20 {last:.2f} s, ratio {last / first:.2f}")
+    record_property("runs_2_6_steps_best_s", round(first, 3))
+    record_property("runs_16_20_steps_best_s", round(last, 3))
     assert last <= 1.5 * first, seconds
     # The 21st run finds nothing new and changes nothing.
     again = run(str(folder), str(out), **SETTINGS)
