@@ -54,11 +54,14 @@ frame_default, 1-NN accuracy over all objects) and `rare_objects_vs_random_k20` 
 object-level strategy's rare objects labelled / random_frames' mean; None when that mean is
 0). Targets: gain >= 0.05 at k 20 and 50; rare ratio >= 2 at k 20.
 One scene seed per run: at k 20 random frames label ~2 rare objects, so the rare ratio (and
-the gains, by a few points) move between `--seed` values; compare several seeds.
+the gains, by a few points) move between `--seed` values. `--seeds 0,1,2,3` runs each seed in
+turn; its last line holds the headline keys as means over the seeds (targets judged on the
+means), each seed's headline, and every cell's mean accuracy and rare objects.
 
     .venv/bin/python bench/objects.py            # 400 frames (15-25 s on 2 CPU cores)
     .venv/bin/python bench/objects.py --quick    # 120 frames, a smoke test (10-20 s)
     .venv/bin/python bench/objects.py --ink tile  # digits on light tiles
+    .venv/bin/python bench/objects.py --seeds 0,1,2,3  # four scene seeds, means (about 1 min)
 
 Progress goes to stderr, one JSON line per (strategy, k) to stdout as it is scored; the last
 line of stdout is one JSON object (the summary).
@@ -457,6 +460,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--random-seeds", type=int, default=20, help="draws of random frames")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the model")
     parser.add_argument(
+        "--seeds",
+        type=lambda v: [int(x) for x in v.split(",") if x.strip()],
+        help="several seeds, comma-separated: the last line holds the means",
+    )
+    parser.add_argument(
         "--ink",
         choices=("tinted", "tile"),
         default="tinted",
@@ -469,16 +477,63 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if not args.seeds:
+        print(json.dumps(run_seed(args, args.seed)))
+        return
+    summaries = [run_seed(args, seed) for seed in args.seeds]
+    print(json.dumps(over_seeds(summaries)))
+
+
+def over_seeds(summaries: list[dict]) -> dict:
+    """The headline as means over seeds (targets on the means), per seed, and mean cells."""
+
+    def mean(values: list) -> float | None:
+        values = [v for v in values if v is not None]
+        return round(float(np.mean(values)), 4) if values else None
+
+    keys = ("object_vs_frame_gain_k20", "object_vs_frame_gain_k50", "rare_objects_vs_random_k20")
+    means = {k: mean([s[k] for s in summaries]) for k in keys}
+    first = summaries[0]["results"]
+    cells = {
+        k: {
+            name: {
+                field: mean([s["results"][k][name][field] for s in summaries])
+                for field in ("accuracy", "rare_labelled")
+            }
+            for name in first[k]
+        }
+        for k in first
+    }
+    g20, g50, rare = means[keys[0]], means[keys[1]], means[keys[2]]
+    return {
+        **means,
+        "targets": {
+            "object_vs_frame_gain_k20_ge_0.05": g20 is not None and g20 >= 0.05,
+            "object_vs_frame_gain_k50_ge_0.05": g50 is not None and g50 >= 0.05,
+            "rare_objects_vs_random_k20_ge_2": rare is not None and rare >= 2,
+        },
+        "seeds": [s["params"]["seed"] for s in summaries],
+        "per_seed": [
+            {"seed": s["params"]["seed"], **{k: s[k] for k in keys}, "targets": s["targets"]}
+            for s in summaries
+        ],
+        "mean_results": cells,
+        "wall_s": round(sum(s["wall_s"] for s in summaries), 2),
+    }
+
+
+def run_seed(args: argparse.Namespace, seed: int) -> dict:
+    """Make, embed and score the scenes of one seed; the summary (also the single-seed line)."""
     started = time.perf_counter()
-    clf_x, clf_y, scene_x, scene_y = split_digits(args.seed, args.classifier_digits)
-    model = weak_classifier(clf_x, clf_y, args.seed)
-    plan = assign_digits(scene_y, args.frames, args.rare_share, np.random.default_rng(args.seed))
+    clf_x, clf_y, scene_x, scene_y = split_digits(seed, args.classifier_digits)
+    model = weak_classifier(clf_x, clf_y, seed)
+    plan = assign_digits(scene_y, args.frames, args.rare_share, np.random.default_rng(seed))
     with tempfile.TemporaryDirectory() as tmp:
-        scenes = write_scenes(Path(tmp), scene_x, plan, args.seed, args.ink)
-        boxes, truth = predictions(scenes, scene_x, model, args.seed)
+        scenes = write_scenes(Path(tmp), scene_x, plan, seed, args.ink)
+        boxes, truth = predictions(scenes, scene_x, model, seed)
         made = time.perf_counter()
         _log(f"{len(scenes)} frames, {len(truth)} objects written in {made - started:.1f} s")
-        frames, objects = embed(Path(tmp), boxes, args.seed)
+        frames, objects = embed(Path(tmp), boxes, seed)
     embedded = time.perf_counter()
     _log(f"embedded {len(frames)} frames and {len(objects)} crops in {embedded - made:.1f} s")
     obj = align(frames, objects, truth, scene_y, objects.label)
@@ -510,10 +565,10 @@ def main() -> None:
             "crop_padding": 0.1,
             "ks": ks,
             "random_seeds": args.random_seeds,
-            "seed": args.seed,
+            "seed": seed,
         },
     }
-    print(json.dumps(summary))
+    return summary
 
 
 if __name__ == "__main__":

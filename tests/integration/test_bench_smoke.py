@@ -308,3 +308,19 @@ def test_objects_quick_reports_gains_and_rare_objects_per_budget():
     assert result["objects"] > result["frames"] == 120
     assert _seconds(result["wall_s"])
     _assert_finite(result)
+
+
+def test_objects_over_seeds_reports_the_means_of_each_seeds_headline():
+    result = _result(_bench("objects.py", "--quick", "--seeds", "3,4"))
+    assert result["seeds"] == [3, 4] and [s["seed"] for s in result["per_seed"]] == [3, 4]
+    for key in ("object_vs_frame_gain_k20", "object_vs_frame_gain_k50"):
+        per_seed = [s[key] for s in result["per_seed"]]
+        assert per_seed[0] != per_seed[1], key  # two draws of scenes, not one twice
+        assert result[key] == pytest.approx(sum(per_seed) / 2, abs=1e-4), key
+    assert result["targets"]["object_vs_frame_gain_k20_ge_0.05"] == (
+        result["object_vs_frame_gain_k20"] >= 0.05
+    )
+    cells = result["mean_results"]["20"]
+    assert set(cells) >= {"random_frames", "object_default", "object_balance_diversity"}
+    assert all(0 <= c["accuracy"] <= 1 for c in cells.values())
+    _assert_finite(result)

@@ -8,9 +8,10 @@ Labelling is by frame: a picked object's frame is labelled whole, so all of its 
 as chosen from then on. With the default strategies, `select_objects` runs `herd_frames`: the
 default's kernel coverage measured on the objects, each step picking a frame. With strategies
 of one's own it picks in rounds: each round asks `select` for as many objects as frames are
-still wanted, with the dataset's objects and every object of the frames picked so far held as
-chosen; each new frame among the picks (in pick order) is taken until the budget is met or a
-round brings no new frame.
+still wanted (half as many, with a balance strategy), with the dataset's objects and every
+object of the frames picked so far held as chosen (balance counts their labels as picked);
+each new frame among the picks (in pick order) is taken until the budget is met or a round
+brings no new frame.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from winnow.records import Candidates, ObjectPick, ObjectRows, Pick, Selection
 from winnow.selection import SelectionConfig, nearest_distances, select
 
 MAX_ROUNDS = 8
-"""Rounds of `select_objects`; most budgets are met in two or three."""
+"""Rounds of `select_objects` (the last asks for every frame still wanted); most budgets are
+met in two or three, in five or six when rounds are halved."""
 
 
 def object_units(objects: ObjectRows, frames: Candidates | None = None) -> Candidates:
@@ -135,10 +137,16 @@ def select_objects(
     first: Selection | None = None
     last: Selection | None = None
     held_emb = held.embedding.astype(np.float32).reshape(len(held), -1 if len(held) else dim)
-    for _ in range(MAX_ROUNDS):
+    held_columns = object_columns(held)
+    # Balance counts labels: in halving rounds it sees those of every object on the frames
+    # taken so far, not only of the objects that brought them.
+    halve = any(s.type == "balance" for s in config.strategies)
+    for round_no in range(MAX_ROUNDS):
         want = None if budget is None else budget - len(chosen_frames)
         if want is not None and want <= 0:
             break
+        if halve and want is not None and round_no < MAX_ROUNDS - 1:
+            want = math.ceil(want / 2)
         taken = set(chosen_frames)
         open_rows = np.flatnonzero([s not in taken for s in objects.sample_id])
         if not len(open_rows):
@@ -153,6 +161,9 @@ def select_objects(
             columns={k: v[open_rows] for k, v in columns.items()},
             queries=queries,
             device=device,
+            dataset_columns={
+                k: np.concatenate([v, columns[k][closed]]) for k, v in held_columns.items()
+            },
         )
         first = first or result
         last = result

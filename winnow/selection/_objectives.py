@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,6 +55,8 @@ class Units:
         n_dataset: Samples in the dataset.
         dataset: (M, D) the dataset's embeddings (host memory), or None.
         budget: Most units the run may pick (None: no count limit).
+        dataset_table: Column name → one value per dataset row, where the caller gave the
+            dataset's own values (`select(dataset_columns=...)`).
         distance2: Returns the (U,) squared distance of each unit to the nearest dataset
             sample or pick now (negative for picked units), on the device; None where not
             known.
@@ -71,6 +73,7 @@ class Units:
     dataset: np.ndarray | None = None
     budget: int | None = None
     distance2: Callable[[], torch.Tensor] | None = None
+    dataset_table: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

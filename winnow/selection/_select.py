@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from winnow.device import resolve_device
+from winnow.errors import ConfigError
 from winnow.records import Candidates, Pick, Selection
 from winnow.selection._config import SelectionConfig
 from winnow.selection._coverage import _greedy_coverage
@@ -69,6 +70,7 @@ def select(
     queries: np.ndarray | None = None,
     device: str = "auto",
     dataset_ids: Sequence[str] | np.ndarray | None = None,
+    dataset_columns: dict[str, np.ndarray] | None = None,
 ) -> Selection:
     """Pick this run's candidates to label, with the dataset as already-chosen centers.
 
@@ -96,6 +98,8 @@ def select(
         dataset_ids: Sample ids of the dataset's members (optional): candidates with one of
             these ids are never picked. Without it, membership is recognised by identical
             embeddings only.
+        dataset_columns: The dataset's own values of strategy columns, one per row of
+            `dataset` (e.g. its labels): balance counts them as picked before the run.
 
     Returns:
         The picks in pick order, each with its distance to the nearest dataset-or-picked sample
@@ -119,7 +123,7 @@ def select(
     emb, data = _check_embeddings(candidates, dataset)
     if len(candidates) == 0:
         return _empty(data)
-    run = _prepare(candidates, emb, data, config, columns, queries, device)
+    run = _prepare(candidates, emb, data, config, columns, queries, device, dataset_columns)
     eligible = _eligible(run, dataset_ids)
     with _compute(run.device):
         pool = _pool(run, eligible)
@@ -143,6 +147,7 @@ class _Run:
     data: np.ndarray  # (M, D) dataset embeddings
     config: SelectionConfig
     table: dict[str, Any]  # column name -> one value per candidate
+    dataset_table: dict[str, np.ndarray]  # column name -> one value per dataset row
     queries: Any
     device: torch.device
     length: int  # frames per unit (1 unless whole sequences are selected)
@@ -233,6 +238,7 @@ def _prepare(
     columns: dict[str, np.ndarray] | None,
     queries: Any,
     device: str,
+    dataset_columns: dict[str, np.ndarray] | None = None,
 ) -> _Run:
     """Check every strategy's inputs before any work, then resolve the device."""
     filters = [s for s in config.strategies if scorer_for(s).filters]
@@ -247,12 +253,23 @@ def _prepare(
         data=data,
         config=config,
         table=table,
+        dataset_table=_dataset_table(dataset_columns, len(data)),
         queries=queries,
         device=resolve_device(device),
         length=config.selected_sequence_length or 1,
         filters=filters,
         ranking=ranking,
     )
+
+
+def _dataset_table(columns: dict[str, np.ndarray] | None, rows: int) -> dict[str, np.ndarray]:
+    table = {k: np.asarray(v) for k, v in (columns or {}).items()}
+    for name, values in table.items():
+        if len(values) != rows:
+            raise ConfigError(
+                f"dataset column {name!r} has {len(values)} values for {rows} dataset rows"
+            )
+    return table
 
 
 def _eligible(run: _Run, dataset_ids: Sequence[str] | np.ndarray | None) -> _Eligible:
@@ -372,6 +389,7 @@ def _pick(run: _Run, pool: _Pool) -> _Greedy:
             table=run.table,
             queries=run.queries,
             seed=config.seed,
+            dataset_table=run.dataset_table,
             dataset_sqdist=pool.d0,
             n_dataset=len(run.data),
             dataset=run.data,

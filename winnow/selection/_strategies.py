@@ -218,7 +218,8 @@ class BalanceStrategy(BaseStrategy):
     type: Literal["balance"] = Field(
         "balance",
         description="balance: objective = target share of the candidate's class ÷ (picks of "
-        "that class + 1), i.e. prefer the class furthest below its target.",
+        "that class + 1), i.e. prefer the class furthest below its target. Where the dataset's "
+        "own values are known (unit object: the labels of its objects), they count as picks.",
     )
     column: str = Field(
         ...,
@@ -250,7 +251,10 @@ class BalanceStrategy(BaseStrategy):
 
 
 class BalanceScorer(Scorer):
-    """Objective: target share of the unit's class ÷ (picks of that class so far + 1)."""
+    """Objective: target share of the unit's class ÷ (picks of that class so far + 1).
+
+    Picks so far include the dataset's rows when their values of the column were given.
+    """
 
     def check(self, strategy: BalanceStrategy, inputs: Inputs) -> None:
         _get_column(inputs.table, strategy.column, f"balance strategy on {strategy.column!r}")
@@ -264,6 +268,10 @@ class BalanceScorer(Scorer):
         other = len(classes)  # code of labels without a target (and of missing ones)
         code = np.array([classes.index(v) if v in target else other for v in labels])
         picked = np.zeros(len(share))
+        if strategy.column in units.dataset_table:  # the dataset's own labels were picked before
+            held = _labels(units.dataset_table, strategy.column, "balance")
+            held_code = [classes.index(v) if v in target else other for v in held]
+            np.add.at(picked, np.asarray(held_code, dtype=np.intp), 1)
 
         def current() -> np.ndarray:
             # D'Hondt-like: the class furthest below its target share wins

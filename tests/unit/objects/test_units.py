@@ -129,3 +129,25 @@ def test_rounds_hold_the_dataset_objects():
     result = select_objects(objects, _frames(6), held=held, config=config)
     assert [p.sample_id for p in result.picks] == ["f5"]
     assert result.coverage_before > 0.9 > result.coverage_after
+
+
+def test_rounds_balance_counts_every_object_of_the_taken_frames():
+    # f0 holds a c1 and three parked cars: taking it for its c1 labels three c0 as well, so
+    # the next frame is for c1 again (f2), not another parked car (f1, the lower row).
+    objects = _objects([[1, 0, 0, 0], [0], [1]], CENTRES)
+    balance = {"type": "balance", "column": "label", "target": {"c0": 1.0, "c1": 1.0}}
+    config = SelectionConfig(n_samples=2, unit="object", strategies=[balance])
+    result = select_objects(objects, _frames(3), held=ObjectRows.empty(DIM), config=config)
+    assert [p.sample_id for p in result.picks] == ["f0", "f2"]
+
+
+def test_rounds_balance_counts_the_dataset_objects_labels():
+    objects = _objects(LAYOUT, CENTRES)
+    balance = {"type": "balance", "column": "label", "target": {"c0": 1.0, "c1": 2.0}}
+    config = SelectionConfig(n_samples=1, unit="object", strategies=[balance])
+    free = select_objects(objects, _frames(6), held=ObjectRows.empty(DIM), config=config)
+    assert [p.sample_id for p in free.picks] == ["f4"]  # c1 wanted twice as much
+    # The dataset already holds three c1 objects: now a parked car is furthest below target.
+    held = _objects([[1, 1, 1]], CENTRES)
+    result = select_objects(objects, _frames(6), held=held, config=config)
+    assert result.picks[0].sample_id in {"f0", "f1", "f2", "f3"}

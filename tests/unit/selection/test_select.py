@@ -197,6 +197,34 @@ def test_balance_moves_picks_towards_the_target_shares():
     assert (labels[mixed.indices] == "bike").sum() >= 4
 
 
+def test_balance_counts_the_datasets_own_labels_as_picked():
+    labels = np.array(["car", "bike"] * 20, dtype=object)
+    cands = make_candidates(unit(40, 16, 33))
+    target = {"type": "balance", "column": "label", "target": {"car": 1, "bike": 1}}
+    config = SelectionConfig(n_samples=6, strategies=[target], predictions="p.csv")
+    data = unit(5, 16, 34)
+
+    def picks(dataset_columns):
+        return selection.select(
+            cands,
+            dataset=data,
+            config=config,
+            columns={"label": labels},
+            device=CPU,
+            dataset_columns=dataset_columns,
+        )
+
+    alone = picks(None)
+    assert sorted(labels[alone.indices]) == ["bike"] * 3 + ["car"] * 3
+    # The dataset holds five bikes: cars until they catch up, then one each.
+    held = picks({"label": np.array(["bike"] * 5, dtype=object)})
+    assert sorted(labels[held.indices]) == ["bike"] + ["car"] * 5
+    bike = next(p for p in held.picks if labels[p.index] == "bike")
+    assert "label=bike (5 picked before" in bike.reason
+    with pytest.raises(ConfigError, match="dataset column 'label' has 4 values for 5"):
+        picks({"label": np.array(["bike"] * 4, dtype=object)})
+
+
 def test_similarity_prefers_candidates_near_the_queries():
     emb, queries = unit(80, 16, 31), unit(2, 16, 32)
     config = SelectionConfig(
