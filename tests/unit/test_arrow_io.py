@@ -63,7 +63,7 @@ _EXIT_AFTER_READS = textwrap.dedent(
 def test_processes_exit_cleanly_right_after_reading():
     # Reading `io.BytesIO(data)` instead, about 1 in 4 of these processes aborted (exit 134):
     # 20 in a row pass by chance with probability ~0.3%. With pre-buffering off but the
-    # Python file kept, about 1 in 20 did (the scan's file released late).
+    # Python file kept, about 1 in 15 did (4 of 60; the scan's file released late).
     cmd = [sys.executable, "-c", _EXIT_AFTER_READS]
     for attempt in range(20):
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
